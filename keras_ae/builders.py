@@ -1,0 +1,302 @@
+"""Functional builders for dense and convolutional autoencoders.
+
+Every builder returns an uncompiled ``keras.Model`` made of two nested
+models, ``encoder`` (image to code) and ``decoder`` (code to image), so that
+after training ``model.get_layer("encoder")`` turns images into codes. The
+output is a sigmoid, since images are scaled to [0, 1]; train with MSE.
+
+The convolutional decoder mirrors the encoder's stages, and its kind is
+chosen by name (see ``DECODERS``):
+
+- ``"transpose"``: a learned ``Conv2DTranspose`` (kernel 2, stride 2);
+- ``"upsample"``: ``UpSampling2D`` (nearest neighbour), then a convolution;
+- ``"unpool"``: ``MaxUnpooling2D`` puts each value back where the encoder's
+  max pooling found it, then a convolution (SegNet). The encoder then also
+  returns its argmax indices and the decoder takes them.
+
+Layers are named by stage: ``encoder_stage1_conv``, ``encoder_stage1_pool``,
+``decoder_stage1_unpool``, ``decoder_stage1_conv``, ... Decoder stages are
+numbered in the order they run, so ``decoder_stage1`` mirrors the deepest
+encoder stage.
+"""
+
+import math
+
+import keras
+
+from keras_ae import shapes
+from keras_ae.layers import MaxPoolingWithArgmax2D, MaxUnpooling2D
+
+POOL = 2  # every stage halves height and width (odd sizes round up)
+
+
+def _positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    return value
+
+
+def _positive_ints(name, values, allow_empty):
+    try:
+        values = tuple(values)
+    except TypeError:
+        raise ValueError(
+            f"{name} must be a sequence of positive integers, got {values!r}."
+        ) from None
+    if not values and not allow_empty:
+        raise ValueError(f"{name} must not be empty, got {values!r}.")
+    if any(isinstance(v, bool) or not isinstance(v, int) or v < 1
+           for v in values):
+        raise ValueError(
+            f"{name} must be a sequence of positive integers, got {values!r}.")
+    return values
+
+
+def _image_shape(input_shape):
+    shape = _positive_ints("input_shape", input_shape, allow_empty=False)
+    if len(shape) != 3:
+        raise ValueError(
+            f"input_shape must be (height, width, channels), got {input_shape!r}.")
+    return shape
+
+
+# --- dense -----------------------------------------------------------------
+
+def build_dense_autoencoder(input_shape=(28, 28, 1), code_size=32,
+                            hidden_units=(), name="dense_autoencoder"):
+    """A multilayer-perceptron autoencoder.
+
+    The encoder flattens the image, applies one ``Dense`` + ReLU layer per
+    entry of ``hidden_units`` and a linear ``Dense`` to the code; the decoder
+    mirrors it and ends in a sigmoid ``Dense`` reshaped to ``input_shape``.
+
+    Args:
+        input_shape: shape of one image (any rank), values in [0, 1].
+        code_size: length of the code, the compressed representation.
+        hidden_units: widths of the hidden layers between image and code,
+            outermost first, e.g. ``(256, 128)``.
+        name: name of the returned model.
+
+    Returns:
+        An uncompiled ``keras.Model`` with nested models ``encoder`` (image to
+        a ``(code_size,)`` vector) and ``decoder`` (back to ``input_shape``).
+
+    Raises:
+        ValueError: for a non-positive size or an empty ``input_shape``.
+
+    Example:
+
+    >>> model = build_dense_autoencoder(code_size=32, hidden_units=(128,))
+    >>> model.compile(optimizer="adam", loss="mse")
+    >>> model.get_layer("encoder").output.shape
+    (None, 32)
+    """
+    input_shape = _positive_ints("input_shape", input_shape, allow_empty=False)
+    code_size = _positive_int("code_size", code_size)
+    hidden_units = _positive_ints("hidden_units", hidden_units, allow_empty=True)
+    pixels = math.prod(input_shape)
+
+    image = keras.Input(input_shape, name="image")
+    x = keras.layers.Flatten(name="encoder_flatten")(image)
+    for i, units in enumerate(hidden_units, start=1):
+        x = keras.layers.Dense(units, activation="relu",
+                               name=f"encoder_dense{i}")(x)
+    code = keras.layers.Dense(code_size, name="encoder_code")(x)
+    encoder = keras.Model(image, code, name="encoder")
+
+    code_in = keras.Input((code_size,), name="code")
+    x = code_in
+    for i, units in enumerate(reversed(hidden_units), start=1):
+        x = keras.layers.Dense(units, activation="relu",
+                               name=f"decoder_dense{i}")(x)
+    x = keras.layers.Dense(pixels, name="decoder_output_dense")(x)
+    x = keras.layers.Reshape(input_shape, name="decoder_reshape")(x)
+    decoder = keras.Model(code_in, _sigmoid_output(x), name="decoder")
+
+    return _join(encoder, decoder, input_shape, name)
+
+
+# --- convolutional ---------------------------------------------------------
+
+def _transpose_stage(x, stage, filters, kernel_size, indices, size):
+    del kernel_size, indices, size  # kernel 2, stride 2 undoes one pooling
+    return keras.layers.Conv2DTranspose(
+        filters, kernel_size=POOL, strides=POOL, activation="relu",
+        name=f"decoder_stage{stage}_transpose")(x)
+
+
+def _upsample_stage(x, stage, filters, kernel_size, indices, size):
+    del indices, size
+    x = keras.layers.UpSampling2D(POOL, interpolation="nearest",
+                                  name=f"decoder_stage{stage}_upsample")(x)
+    return keras.layers.Conv2D(filters, kernel_size, padding="same",
+                               activation="relu",
+                               name=f"decoder_stage{stage}_conv")(x)
+
+
+def _unpool_stage(x, stage, filters, kernel_size, indices, size):
+    # output_size settles what "same" pooling made ambiguous (29 and 30 both
+    # pool to 15), so no cropping is needed.
+    x = MaxUnpooling2D(POOL, name=f"decoder_stage{stage}_unpool")(
+        x, indices, output_size=size)
+    return keras.layers.Conv2D(filters, kernel_size, padding="same",
+                               activation="relu",
+                               name=f"decoder_stage{stage}_conv")(x)
+
+
+# Each decoder kind is one stage function: (x, stage, filters, kernel_size,
+# argmax indices or None, (H, W) to reach) -> x.
+DECODERS = {
+    "transpose": _transpose_stage,
+    "upsample": _upsample_stage,
+    "unpool": _unpool_stage,
+}
+
+
+def _crop_to(x, size, stage):
+    """Trims the extra row/column that doubling an odd-sized map adds."""
+    extra_h, extra_w = x.shape[1] - size[0], x.shape[2] - size[1]
+    if not extra_h and not extra_w:
+        return x
+    return keras.layers.Cropping2D(((0, extra_h), (0, extra_w)),
+                                   name=f"decoder_stage{stage}_crop")(x)
+
+
+def build_conv_autoencoder(input_shape=(28, 28, 1), filters=(16, 4),
+                           decoder="transpose", kernel_size=3, code_size=None,
+                           name=None):
+    """A convolutional autoencoder with a mirrored decoder.
+
+    Encoder: per entry of ``filters``, a ``Conv2D`` (same padding, ReLU) then
+    2x2 max pooling, so the code of the default ``(16, 4)`` on 28x28 images is
+    7x7x4 = 196 floats. An optional ``code_size`` adds a linear ``Dense``
+    bottleneck. Decoder: one stage per encoder stage, of the kind named by
+    ``decoder``, then a convolution with a sigmoid and as many channels as
+    the input.
+
+    Decoder stage ``i`` outputs ``filters`` in reverse order (``(4, 16)`` for
+    the default), except with ``"unpool"``, whose stages must feed each
+    unpooling the channel count its encoder stage pooled (SegNet's layout:
+    ``(16, 16)`` for the default).
+
+    Any height and width of at least ``2 ** len(filters)`` comes back at its
+    own size, odd ones included.
+
+    Args:
+        input_shape: ``(height, width, channels)`` of one image in [0, 1].
+        filters: convolution filters of each encoder stage, outermost first.
+        decoder: ``"transpose"``, ``"upsample"`` or ``"unpool"``.
+        kernel_size: kernel of every convolution but the transposed ones.
+        code_size: length of a dense code between encoder and decoder, or
+            ``None`` to use the last feature map itself as the code.
+        name: name of the returned model; defaults to
+            ``"conv_<decoder>_autoencoder"``.
+
+    Returns:
+        An uncompiled ``keras.Model`` with nested models ``encoder`` and
+        ``decoder``. With ``decoder="unpool"`` the encoder returns
+        ``[code, indices_stage1, ..., indices_stageN]`` and the decoder takes
+        the same list.
+
+    Raises:
+        ValueError: for an unknown decoder, empty filters, non-positive
+            sizes, or an input smaller than ``2 ** len(filters)``.
+
+    Example:
+
+    >>> model = build_conv_autoencoder((32, 32, 3), decoder="upsample")
+    >>> model.compile(optimizer="adam", loss="mse")
+    >>> model.output.shape
+    (None, 32, 32, 3)
+    """
+    if decoder not in DECODERS:
+        raise ValueError(
+            f"decoder must be one of {sorted(DECODERS)}, got {decoder!r}.")
+    input_shape = _image_shape(input_shape)
+    filters = _positive_ints("filters", filters, allow_empty=False)
+    kernel_size = _positive_int("kernel_size", kernel_size)
+    if code_size is not None:
+        code_size = _positive_int("code_size", code_size)
+    smallest = POOL ** len(filters)
+    if min(input_shape[:2]) < smallest:
+        raise ValueError(
+            f"input_shape {input_shape} is too small for {len(filters)} "
+            f"pooling stages: height and width must be at least {smallest}.")
+
+    heights = shapes.pooled_sizes(input_shape[0], len(filters), POOL)
+    widths = shapes.pooled_sizes(input_shape[1], len(filters), POOL)
+    sizes = list(zip(heights, widths))  # sizes[i]: input of encoder stage i+1
+    with_indices = decoder == "unpool"
+
+    encoder = _conv_encoder(input_shape, filters, kernel_size, code_size,
+                            with_indices)
+    decoder_model = _conv_decoder(encoder, input_shape[2], filters, kernel_size,
+                                  sizes, DECODERS[decoder], code_size)
+    return _join(encoder, decoder_model, input_shape,
+                 name or f"conv_{decoder}_autoencoder")
+
+
+def _conv_encoder(input_shape, filters, kernel_size, code_size, with_indices):
+    image = keras.Input(input_shape, name="image")
+    x, indices = image, []
+    for stage, n in enumerate(filters, start=1):
+        x = keras.layers.Conv2D(n, kernel_size, padding="same", activation="relu",
+                                name=f"encoder_stage{stage}_conv")(x)
+        if with_indices:
+            x, argmax = MaxPoolingWithArgmax2D(
+                POOL, name=f"encoder_stage{stage}_pool")(x)
+            indices.append(argmax)
+        else:
+            x = keras.layers.MaxPooling2D(POOL, padding="same",
+                                          name=f"encoder_stage{stage}_pool")(x)
+    if code_size is not None:
+        x = keras.layers.Flatten(name="encoder_flatten")(x)
+        x = keras.layers.Dense(code_size, name="encoder_code")(x)
+    outputs = [x, *indices] if with_indices else x
+    return keras.Model(image, outputs, name="encoder")
+
+
+def _conv_decoder(encoder, channels, filters, kernel_size, sizes, stage_fn,
+                  code_size):
+    encoder_outputs = encoder.outputs
+    code_in = keras.Input(encoder_outputs[0].shape[1:], name="code")
+    index_inputs = [
+        keras.Input(t.shape[1:], dtype="int64", name=f"indices_stage{i}")
+        for i, t in enumerate(encoder_outputs[1:], start=1)
+    ]
+    x = code_in
+    if code_size is not None:
+        h, w = sizes[-1]
+        x = keras.layers.Dense(h * w * filters[-1], activation="relu",
+                               name="decoder_dense")(x)
+        x = keras.layers.Reshape((h, w, filters[-1]), name="decoder_reshape")(x)
+
+    unpool = stage_fn is _unpool_stage
+    depth = len(filters)
+    for stage in range(1, depth + 1):
+        level = depth - stage  # the encoder stage this one mirrors (0-based)
+        if unpool:  # feed the next unpooling the channels it expects
+            out_filters = filters[level - 1] if level else filters[0]
+        else:
+            out_filters = filters[level]
+        indices = index_inputs[level] if unpool else None
+        x = stage_fn(x, stage, out_filters, kernel_size, indices, sizes[level])
+        x = _crop_to(x, sizes[level], stage)
+
+    x = keras.layers.Conv2D(channels, kernel_size, padding="same",
+                            name="decoder_output_conv")(x)
+    inputs = [code_in, *index_inputs] if unpool else code_in
+    return keras.Model(inputs, _sigmoid_output(x), name="decoder")
+
+
+# --- shared ----------------------------------------------------------------
+
+def _sigmoid_output(x):
+    # float32 even under a mixed_float16 policy: the loss is computed on it.
+    return keras.layers.Activation("sigmoid", dtype="float32",
+                                   name="reconstruction")(x)
+
+
+def _join(encoder, decoder, input_shape, name):
+    image = keras.Input(input_shape, name="image")
+    return keras.Model(image, decoder(encoder(image)), name=name)

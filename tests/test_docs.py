@@ -1,0 +1,28 @@
+"""The examples in the docstrings run and say what they show."""
+
+import doctest
+
+import numpy as np
+import pytest
+
+import keras_ae
+from keras_ae import builders, layers, shapes
+
+
+@pytest.mark.parametrize("module", [shapes, layers, builders], ids=lambda m: m.__name__)
+def test_docstring_examples(module):
+    result = doctest.testmod(module, extraglobs={"np": np, **{
+        name: getattr(keras_ae, name) for name in keras_ae.__all__}})
+    assert result.attempted > 0
+    assert result.failed == 0
+
+
+def test_importing_the_package_does_not_load_tensorflow():
+    import subprocess
+    import sys
+    code = ("import sys, keras_ae; "
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules; "
+            "print(keras_ae.__version__)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == keras_ae.__version__
