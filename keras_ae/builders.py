@@ -118,34 +118,31 @@ def build_dense_autoencoder(input_shape=(28, 28, 1), code_size=32,
 
 # --- convolutional ---------------------------------------------------------
 
-def _transpose_stage(x, stage, filters, kernel_size, indices, size):
-    del kernel_size, indices, size  # kernel 2, stride 2 undoes one pooling
+def _transpose_stage(x, stage, filters, indices, size):
+    del indices, size  # kernel 2, stride 2 undoes one pooling
     return keras.layers.Conv2DTranspose(
         filters, kernel_size=POOL, strides=POOL, activation="relu",
         name=f"decoder_stage{stage}_transpose")(x)
 
 
-def _upsample_stage(x, stage, filters, kernel_size, indices, size):
-    del indices, size
-    x = keras.layers.UpSampling2D(POOL, interpolation="nearest",
-                                  name=f"decoder_stage{stage}_upsample")(x)
-    return keras.layers.Conv2D(filters, kernel_size, padding="same",
-                               activation="relu",
-                               name=f"decoder_stage{stage}_conv")(x)
+def _upsample_stage(x, stage, filters, indices, size):
+    del filters, indices, size  # the stage's convolutions set the filters
+    return keras.layers.UpSampling2D(POOL, interpolation="nearest",
+                                     name=f"decoder_stage{stage}_upsample")(x)
 
 
-def _unpool_stage(x, stage, filters, kernel_size, indices, size):
+def _unpool_stage(x, stage, filters, indices, size):
+    del filters
     # output_size settles what "same" pooling made ambiguous (29 and 30 both
     # pool to 15), so no cropping is needed.
-    x = MaxUnpooling2D(POOL, name=f"decoder_stage{stage}_unpool")(
+    return MaxUnpooling2D(POOL, name=f"decoder_stage{stage}_unpool")(
         x, indices, output_size=size)
-    return keras.layers.Conv2D(filters, kernel_size, padding="same",
-                               activation="relu",
-                               name=f"decoder_stage{stage}_conv")(x)
 
 
-# Each decoder kind is one stage function: (x, stage, filters, kernel_size,
-# argmax indices or None, (H, W) to reach) -> x.
+# Each decoder kind is one function that undoes one pooling:
+# (x, stage, filters, argmax indices or None, (H, W) to reach) -> x.
+# The stage's convolutions follow it (none after a transposed convolution
+# unless convs_per_stage > 1: it is a learned convolution itself).
 DECODERS = {
     "transpose": _transpose_stage,
     "upsample": _upsample_stage,
@@ -164,20 +161,21 @@ def _crop_to(x, size, stage):
 
 def build_conv_autoencoder(input_shape=(28, 28, 1), filters=(16, 4),
                            decoder="transpose", kernel_size=3, code_size=None,
-                           name=None):
+                           convs_per_stage=1, name=None):
     """A convolutional autoencoder with a mirrored decoder.
 
-    Encoder: per entry of ``filters``, a ``Conv2D`` (same padding, ReLU) then
-    2x2 max pooling, so the code of the default ``(16, 4)`` on 28x28 images is
-    7x7x4 = 196 floats. An optional ``code_size`` adds a linear ``Dense``
-    bottleneck. Decoder: one stage per encoder stage, of the kind named by
-    ``decoder``, then a convolution with a sigmoid and as many channels as
-    the input.
+    Encoder: per entry of ``filters``, ``convs_per_stage`` ``Conv2D`` layers
+    (same padding, ReLU) then 2x2 max pooling, so the code of the default
+    ``(16, 4)`` on 28x28 images is 7x7x4 = 196 floats. An optional
+    ``code_size`` adds a linear ``Dense`` bottleneck. Decoder: one stage per
+    encoder stage, of the kind named by ``decoder``, then a convolution with a
+    sigmoid and as many channels as the input.
 
-    Decoder stage ``i`` outputs ``filters`` in reverse order (``(4, 16)`` for
-    the default), except with ``"unpool"``, whose stages must feed each
-    unpooling the channel count its encoder stage pooled (SegNet's layout:
-    ``(16, 16)`` for the default).
+    The decoder is the encoder's mirror image: the stage that undoes encoder
+    stage ``i`` maps ``filters[i]`` channels back to ``filters[i - 1]`` (the
+    outermost to ``filters[0]``), so the default's convolutions run
+    1->16->4 in the encoder and 4->16->16->1 in the decoder. That is also
+    what each unpooling needs: the channel count its encoder stage pooled.
 
     Any height and width of at least ``2 ** len(filters)`` comes back at its
     own size, odd ones included.
@@ -189,6 +187,7 @@ def build_conv_autoencoder(input_shape=(28, 28, 1), filters=(16, 4),
         kernel_size: kernel of every convolution but the transposed ones.
         code_size: length of a dense code between encoder and decoder, or
             ``None`` to use the last feature map itself as the code.
+        convs_per_stage: convolutions in each encoder and decoder stage.
         name: name of the returned model; defaults to
             ``"conv_<decoder>_autoencoder"``.
 
@@ -215,6 +214,7 @@ def build_conv_autoencoder(input_shape=(28, 28, 1), filters=(16, 4),
     input_shape = _image_shape(input_shape)
     filters = _positive_ints("filters", filters, allow_empty=False)
     kernel_size = _positive_int("kernel_size", kernel_size)
+    convs_per_stage = _positive_int("convs_per_stage", convs_per_stage)
     if code_size is not None:
         code_size = _positive_int("code_size", code_size)
     smallest = POOL ** len(filters)
@@ -228,20 +228,29 @@ def build_conv_autoencoder(input_shape=(28, 28, 1), filters=(16, 4),
     sizes = list(zip(heights, widths))  # sizes[i]: input of encoder stage i+1
     with_indices = decoder == "unpool"
 
-    encoder = _conv_encoder(input_shape, filters, kernel_size, code_size,
-                            with_indices)
+    encoder = _conv_encoder(input_shape, filters, kernel_size, convs_per_stage,
+                            code_size, with_indices)
     decoder_model = _conv_decoder(encoder, input_shape[2], filters, kernel_size,
-                                  sizes, DECODERS[decoder], code_size)
+                                  convs_per_stage, sizes, decoder, code_size)
     return _join(encoder, decoder_model, input_shape,
                  name or f"conv_{decoder}_autoencoder")
 
 
-def _conv_encoder(input_shape, filters, kernel_size, code_size, with_indices):
+def _convs(x, prefix, filters, kernel_size, count):
+    """``count`` same-padded ReLU convolutions: ``prefix_conv``, ``prefix_conv2``..."""
+    for i in range(1, count + 1):
+        x = keras.layers.Conv2D(
+            filters, kernel_size, padding="same", activation="relu",
+            name=f"{prefix}_conv" if i == 1 else f"{prefix}_conv{i}")(x)
+    return x
+
+
+def _conv_encoder(input_shape, filters, kernel_size, convs_per_stage, code_size,
+                  with_indices):
     image = keras.Input(input_shape, name="image")
     x, indices = image, []
     for stage, n in enumerate(filters, start=1):
-        x = keras.layers.Conv2D(n, kernel_size, padding="same", activation="relu",
-                                name=f"encoder_stage{stage}_conv")(x)
+        x = _convs(x, f"encoder_stage{stage}", n, kernel_size, convs_per_stage)
         if with_indices:
             x, argmax = MaxPoolingWithArgmax2D(
                 POOL, name=f"encoder_stage{stage}_pool")(x)
@@ -256,8 +265,8 @@ def _conv_encoder(input_shape, filters, kernel_size, code_size, with_indices):
     return keras.Model(image, outputs, name="encoder")
 
 
-def _conv_decoder(encoder, channels, filters, kernel_size, sizes, stage_fn,
-                  code_size):
+def _conv_decoder(encoder, channels, filters, kernel_size, convs_per_stage,
+                  sizes, decoder, code_size):
     encoder_outputs = encoder.outputs
     code_in = keras.Input(encoder_outputs[0].shape[1:], name="code")
     index_inputs = [
@@ -271,17 +280,17 @@ def _conv_decoder(encoder, channels, filters, kernel_size, sizes, stage_fn,
                                name="decoder_dense")(x)
         x = keras.layers.Reshape((h, w, filters[-1]), name="decoder_reshape")(x)
 
-    unpool = stage_fn is _unpool_stage
+    unpool = decoder == "unpool"
+    # a transposed convolution is the stage's first convolution
+    convs = convs_per_stage - 1 if decoder == "transpose" else convs_per_stage
     depth = len(filters)
     for stage in range(1, depth + 1):
         level = depth - stage  # the encoder stage this one mirrors (0-based)
-        if unpool:  # feed the next unpooling the channels it expects
-            out_filters = filters[level - 1] if level else filters[0]
-        else:
-            out_filters = filters[level]
+        out_filters = filters[level - 1] if level else filters[0]
         indices = index_inputs[level] if unpool else None
-        x = stage_fn(x, stage, out_filters, kernel_size, indices, sizes[level])
+        x = DECODERS[decoder](x, stage, out_filters, indices, sizes[level])
         x = _crop_to(x, sizes[level], stage)
+        x = _convs(x, f"decoder_stage{stage}", out_filters, kernel_size, convs)
 
     x = keras.layers.Conv2D(channels, kernel_size, padding="same",
                             name="decoder_output_conv")(x)

@@ -75,9 +75,28 @@ def test_decoder_channels_mirror_the_encoder():
     def conv_channels(model):
         return [layer.filters for layer in model.get_layer("decoder").layers
                 if hasattr(layer, "filters")]
-    assert conv_channels(keras_ae.build_conv_autoencoder(decoder="transpose")) == [4, 16, 1]
-    assert conv_channels(keras_ae.build_conv_autoencoder(decoder="upsample")) == [4, 16, 1]
-    assert conv_channels(keras_ae.build_conv_autoencoder(decoder="unpool")) == [16, 16, 1]
+    # encoder 1->16->4, decoder 4->16->16->1, whatever undoes the pooling
+    for decoder in DECODERS:
+        model = keras_ae.build_conv_autoencoder(decoder=decoder)
+        assert conv_channels(model) == [16, 16, 1]
+    deeper = keras_ae.build_conv_autoencoder(filters=(8, 16, 32), decoder="upsample")
+    assert conv_channels(deeper) == [16, 8, 8, 1]
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_convs_per_stage(decoder):
+    model = keras_ae.build_conv_autoencoder((29, 29, 1), decoder=decoder,
+                                            convs_per_stage=2)
+    encoder_convs = [layer.name for layer in model.get_layer("encoder").layers
+                     if isinstance(layer, keras.layers.Conv2D)]
+    assert encoder_convs == ["encoder_stage1_conv", "encoder_stage1_conv2",
+                             "encoder_stage2_conv", "encoder_stage2_conv2"]
+    decoder_convs = [layer.name for layer in model.get_layer("decoder").layers
+                     if isinstance(layer, (keras.layers.Conv2D,
+                                           keras.layers.Conv2DTranspose))]
+    # two learned convolutions per stage: a transposed one counts as one
+    assert len(decoder_convs) == 2 * 2 + 1
+    assert np.asarray(model(batch((29, 29, 1)))).shape == (3, 29, 29, 1)
 
 
 def test_dense_autoencoder_structure():
@@ -164,6 +183,7 @@ def test_mixed_precision_keeps_a_float32_output():
     ({"filters": 16}, r"filters must be a sequence of positive integers, got 16"),
     ({"kernel_size": 0}, "kernel_size must be a positive integer, got 0"),
     ({"code_size": -3}, "code_size must be a positive integer, got -3"),
+    ({"convs_per_stage": 0}, "convs_per_stage must be a positive integer, got 0"),
     ({"input_shape": (28, 28)}, r"input_shape must be \(height, width, channels\), got \(28, 28\)"),
     ({"input_shape": (28, 0, 1)}, "input_shape must be a sequence of positive integers"),
     ({"input_shape": (7, 28, 1), "filters": (8, 8, 8)},
