@@ -1,0 +1,871 @@
+"""tf.data pipelines of images for training autoencoders.
+
+Every route ends in an ``ImageData``: batched ``(input, target)`` pairs of
+float32 images in [0, 1], shaped ``(batch, H, W, C)`` with a channel axis
+even for grey images, split into ``train`` (shuffled with the seed, afresh
+each epoch), ``validation`` and ``test``. With ``noise_factor > 0`` the input
+is a noisy copy of the clean target (a denoising autoencoder).
+
+Where the images come from:
+
+- ``from_arrays``: NumPy arrays already in memory;
+- ``from_idx``: a folder of IDX files, the format of MNIST and Fashion-MNIST
+  (Debian's ``dataset-fashion-mnist`` installs Fashion-MNIST in
+  ``FASHION_MNIST_DIR``);
+- ``from_tfds``: a tensorflow-datasets image dataset such as ``"mnist"``,
+  which needs the internet unless it is already prepared;
+- ``load``: picks one of those, preferring files on disk.
+
+``read_idx`` and ``write_idx`` read and write single IDX files.
+
+Example:
+
+>>> import numpy as np
+>>> rng = np.random.default_rng(0)
+>>> data = from_arrays(rng.integers(0, 256, (100, 8, 8), dtype=np.uint8),
+...                    rng.integers(0, 256, (20, 8, 8), dtype=np.uint8),
+...                    batch_size=32)
+>>> (data.num_train, data.num_validation, data.num_test, data.image_shape)
+(90, 10, 20, (8, 8, 1))
+>>> inputs, targets = next(iter(data.train))
+>>> inputs.shape, inputs.dtype.name
+(TensorShape([32, 8, 8, 1]), 'float32')
+"""
+
+import contextlib
+import dataclasses
+import difflib
+import gzip
+import math
+import numbers
+import os
+import secrets
+import zlib
+
+import numpy as np
+import tensorflow as tf
+
+__all__ = [
+    "FASHION_MNIST_DIR",
+    "DatasetUnavailableError",
+    "ImageData",
+    "MissingDataError",
+    "from_arrays",
+    "from_idx",
+    "from_tfds",
+    "load",
+    "load_idx_folder",
+    "read_idx",
+    "write_idx",
+]
+
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"  # dataset-fashion-mnist
+
+SPLITS = ("train", "validation", "test")
+SHUFFLE_BUFFER = 100_000  # the whole split for MNIST-sized data
+# Seeds of validation and test noise start far apart, so that the two splits
+# do not share noise patterns batch for batch.
+_TEST_NOISE_OFFSET = 2 ** 32
+
+# IDX type byte -> element type (big-endian, as the format stores them).
+_IDX_DTYPES = {
+    0x08: np.dtype("u1"),
+    0x09: np.dtype("i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+_IDX_CODES = {(d.kind, d.itemsize): code for code, d in _IDX_DTYPES.items()}
+_GZIP_MAGIC = b"\x1f\x8b"
+
+# Standard MNIST file names: split -> (images file, labels file).
+IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+_APT_HINT = (f"for Fashion-MNIST, `apt-get install dataset-fashion-mnist` puts "
+             f"these files in {FASHION_MNIST_DIR}")
+
+# tensorflow-datasets retries a failed download 10 times with exponential
+# backoff, about 3.5 minutes offline; two retries cover a blip.
+_DOWNLOAD_RETRIES = 2
+
+
+class DatasetUnavailableError(RuntimeError):
+    """tensorflow-datasets could neither find nor download a dataset."""
+
+
+class MissingDataError(FileNotFoundError, ValueError):
+    """A folder lacks an IDX file that it should hold.
+
+    Both a ``FileNotFoundError`` and a ``ValueError``, so either ``except``
+    catches it.
+    """
+
+
+# --- IDX files -------------------------------------------------------------
+
+def read_idx(path):
+    """Reads one IDX file (the format of MNIST), gzip-compressed or not.
+
+    Compression is detected from the gzip magic bytes, not from the name.
+
+    Args:
+        path: the file.
+
+    Returns:
+        A NumPy array of the stored shape, in native byte order: ``uint8``
+        for the usual unsigned-byte files; ``int8``, ``int16``, ``int32``,
+        ``float32`` or ``float64`` for the other IDX types.
+
+    Raises:
+        FileNotFoundError: if there is no such file.
+        ValueError: naming the file, for a bad gzip stream, a bad magic
+            number, an unknown type byte, or a payload whose size does not
+            match the header's dimensions (expected vs. got bytes).
+
+    Example:
+
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "labels-idx1-ubyte.gz")
+    >>> write_idx(path, np.array([7, 2, 1], dtype=np.uint8))
+    >>> read_idx(path)
+    array([7, 2, 1], dtype=uint8)
+    """
+    path = os.fspath(path)
+    with open(path, "rb") as f:
+        raw = f.read()
+    if raw[:2] == _GZIP_MAGIC:
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as err:
+            raise ValueError(f"{path} is not a valid gzip file: {err}.") from err
+    dtype, shape, offset = _idx_header(raw, path)
+    expected = math.prod(shape) * dtype.itemsize
+    got = len(raw) - offset
+    if got != expected:
+        problem = "truncated" if got < expected else "too long"
+        raise ValueError(
+            f"{path} is {problem}: its header says shape {shape} of "
+            f"{dtype.name}, which is {expected} bytes of data, got {got} bytes.")
+    array = np.frombuffer(raw, dtype, offset=offset).reshape(shape)
+    return array.astype(dtype.newbyteorder("="))  # a writable, native copy
+
+
+def _idx_header(raw, path):
+    """``(dtype, shape, data offset)`` from the start of an IDX file."""
+    if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] not in _IDX_DTYPES:
+        raise ValueError(
+            f"{path} is not an IDX file: expected a magic number 00 00 TT NN "
+            f"with type TT in {sorted(hex(t) for t in _IDX_DTYPES)}, got "
+            f"{raw[:4].hex(' ') or 'an empty file'}.")
+    ndim = raw[3]
+    offset = 4 + 4 * ndim
+    if len(raw) < offset:
+        raise ValueError(
+            f"{path} is truncated: its header needs {offset} bytes for "
+            f"{ndim} dimensions, got {len(raw)} bytes.")
+    shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", ndim, offset=4))
+    return _IDX_DTYPES[raw[2]], shape, offset
+
+
+def write_idx(path, array):
+    """Writes an array as an IDX file, atomically; gzip if ``path`` ends in .gz.
+
+    The data go to a temporary file in the same folder, which then replaces
+    ``path``, so readers never see a half-written file.
+
+    Args:
+        path: the file to write.
+        array: array-like of ``uint8``, ``int8``, ``int16``, ``int32``,
+            ``float32`` or ``float64``, with 1 to 255 dimensions.
+
+    Returns:
+        None.
+
+    Raises:
+        ValueError: for another dtype, no dimensions or more than 255.
+
+    Example:
+
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "images-idx3-ubyte")
+    >>> write_idx(path, np.zeros((2, 3, 3), dtype=np.uint8))
+    >>> os.path.getsize(path)  # 4-byte magic, 3 4-byte sizes, 18 pixels
+    34
+    """
+    path = os.fspath(path)
+    array = np.asarray(array)
+    code = _IDX_CODES.get((array.dtype.kind, array.dtype.itemsize))
+    if code is None:
+        raise ValueError(
+            f"write_idx stores uint8, int8, int16, int32, float32 or float64 "
+            f"arrays, got dtype {array.dtype}.")
+    if not 1 <= array.ndim <= 255:
+        raise ValueError(
+            f"write_idx needs an array with 1 to 255 dimensions, got shape "
+            f"{array.shape}.")
+    header = bytes([0, 0, code, array.ndim]) + np.asarray(
+        array.shape, ">u4").tobytes()
+    payload = header + array.astype(_IDX_DTYPES[code], copy=False).tobytes()
+    if path.endswith(".gz"):
+        payload = gzip.compress(payload, mtime=0)  # same array, same bytes
+    _write_atomically(path, payload)
+
+
+def _write_atomically(path, payload):
+    folder, name = os.path.split(os.path.abspath(path))
+    tmp = os.path.join(folder, f".{name}.{secrets.token_hex(4)}.tmp")
+    # os.open with 0o666 leaves the final mode to the umask, like open() does.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
+def _find_idx_files(directory):
+    """``({standard name: path}, [names missing])``; ``.gz`` or plain."""
+    found, missing = {}, []
+    for name in (n for pair in IDX_FILES.values() for n in pair):
+        for candidate in (name, name + ".gz"):
+            path = os.path.join(directory, candidate)
+            if os.path.isfile(path):
+                found[name] = path
+                break
+        else:
+            missing.append(name)
+    return found, missing
+
+
+def load_idx_folder(directory):
+    """Reads the four standard MNIST-style IDX files of a folder.
+
+    The files are ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
+    ``t10k-images-idx3-ubyte`` and ``t10k-labels-idx1-ubyte``, each plain or
+    with ``.gz``.
+
+    Args:
+        directory: the folder, e.g. ``FASHION_MNIST_DIR``.
+
+    Returns:
+        ``{"train": (images, labels), "test": (images, labels)}`` with
+        ``uint8`` images of shape ``(N, H, W, 1)`` and labels of shape
+        ``(N,)`` as stored (``uint8`` for MNIST).
+
+    Raises:
+        MissingDataError: naming the missing files, the names looked for and
+            the folder.
+        ValueError: naming the file, for a malformed file (see
+            ``read_idx``), images that are not ``uint8`` of shape
+            ``(N, H, W)``, labels that are not 1-D integers, or a number of
+            labels that differs from the number of images.
+
+    Example::
+
+        splits = load_idx_folder(FASHION_MNIST_DIR)
+        splits["train"][0].shape  # (60000, 28, 28, 1)
+    """
+    directory = os.fspath(directory)
+    found, missing = _find_idx_files(directory)
+    if missing:
+        looked_for = ", ".join(f"{n}[.gz]" for n in missing)
+        where = ("" if os.path.isdir(directory)
+                 else " (the folder does not exist)")
+        raise MissingDataError(
+            f"{directory}{where} lacks {len(missing)} IDX file(s): looked for "
+            f"{looked_for}; {_APT_HINT}.")
+    return {split: _read_split(found[images], found[labels])
+            for split, (images, labels) in IDX_FILES.items()}
+
+
+def _read_split(images_path, labels_path):
+    images, labels = read_idx(images_path), read_idx(labels_path)
+    if images.dtype != np.uint8 or images.ndim != 3:
+        raise ValueError(
+            f"{images_path} should hold uint8 images of shape (N, H, W), got "
+            f"{images.dtype} of shape {images.shape}.")
+    if labels.ndim != 1 or labels.dtype.kind not in "iu":
+        raise ValueError(
+            f"{labels_path} should hold integer labels of shape (N,), got "
+            f"{labels.dtype} of shape {labels.shape}.")
+    if len(labels) != len(images):
+        raise ValueError(
+            f"{labels_path} holds {len(labels)} labels but {images_path} "
+            f"holds {len(images)} images; expected one label per image.")
+    return images[..., np.newaxis], labels
+
+
+# --- the dataset bundle ----------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class _Split:
+    images: tf.data.Dataset  # unbatched (H, W, C) images, uint8 or float32
+    labeled: tf.data.Dataset | None  # unbatched (image, int64 label)
+    count: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageData:
+    """Batched train, validation and test pipelines of one image dataset.
+
+    ``train``, ``validation`` and ``test`` yield ``(input, target)`` batches
+    of float32 images in [0, 1] shaped ``(batch, H, W, C)``, ready for
+    ``model.fit(data.train, validation_data=data.validation)``. The input is
+    the target, or a noisy copy of it when ``noise_factor > 0``. Only
+    ``train`` is shuffled, with the seed, in a new order each epoch; its
+    noise is new each epoch too, while validation and test noise stays the
+    same so that their losses compare across epochs.
+
+    Attributes:
+        train: the training pipeline.
+        validation: the validation pipeline, or ``None`` when
+            ``validation_split`` was 0.
+        test: the test pipeline.
+        image_shape: ``(H, W, C)`` of one image.
+        source: where the images came from, e.g. ``"tfds:mnist"``,
+            ``"idx:/usr/share/datasets/fashion-mnist"`` or ``"arrays"``.
+        num_train, num_validation, num_test: images in each split.
+        batch_size: images per batch (the last batch may be smaller).
+        noise_factor: standard deviation of the Gaussian noise on inputs.
+    """
+
+    train: tf.data.Dataset
+    validation: tf.data.Dataset | None
+    test: tf.data.Dataset
+    image_shape: tuple
+    source: str
+    num_train: int
+    num_validation: int
+    num_test: int
+    batch_size: int
+    noise_factor: float
+    _splits: dict = dataclasses.field(default_factory=dict, repr=False,
+                                      compare=False)
+
+    def labeled(self, split, batch_size=None):
+        """Batched ``(images, labels)`` of one split, in a fixed order.
+
+        For looking at codes by class, e.g. plotting the encoder's output.
+        Images are clean float32 in [0, 1]; labels are int64.
+
+        Args:
+            split: ``"train"``, ``"validation"`` or ``"test"``.
+            batch_size: images per batch; defaults to ``self.batch_size``.
+
+        Returns:
+            A ``tf.data.Dataset`` of ``(images, labels)`` batches, not
+            shuffled.
+
+        Raises:
+            ValueError: for an unknown split, a validation split that was
+                not made (``validation_split=0``), a source without labels
+                for that split, or a batch size below 1.
+
+        Example:
+
+        >>> images = np.zeros((10, 4, 4), dtype=np.uint8)
+        >>> data = from_arrays(images, images[:4], test_labels=[0, 1, 2, 3],
+        ...                    validation_split=0)
+        >>> [labels.numpy().tolist() for _, labels in data.labeled("test", 3)]
+        [[0, 1, 2], [3]]
+        """
+        batch_size = _check_batch_size(
+            self.batch_size if batch_size is None else batch_size)
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}.")
+        if split not in self._splits:
+            raise ValueError(
+                f"{self.source} has no {split!r} split: it was made with "
+                f"validation_split=0; expected one of {tuple(self._splits)}.")
+        labeled = self._splits[split].labeled
+        if labeled is None:
+            raise ValueError(
+                f"{self.source} has no labels for the {split!r} split.")
+        return (labeled.batch(batch_size)
+                .map(lambda x, y: (_to_unit_float(x), y),
+                     num_parallel_calls=tf.data.AUTOTUNE)
+                .prefetch(tf.data.AUTOTUNE))
+
+
+# --- option checks ---------------------------------------------------------
+
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _check_batch_size(batch_size):
+    if not _is_int(batch_size) or batch_size < 1:
+        raise ValueError(
+            f"batch_size must be a positive integer, got {batch_size!r}.")
+    return int(batch_size)
+
+
+def _check_options(batch_size, validation_split, noise_factor, seed, cache):
+    """The options every route shares, as plain Python numbers."""
+    batch_size = _check_batch_size(batch_size)
+    if not _is_real(validation_split) or not 0 <= validation_split < 1:
+        raise ValueError(
+            f"validation_split must be a number in [0, 1), got "
+            f"{validation_split!r}.")
+    if not _is_real(noise_factor) or not 0 <= noise_factor < math.inf:
+        raise ValueError(
+            f"noise_factor must be a finite number >= 0, got {noise_factor!r}.")
+    if not _is_int(seed) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}.")
+    if not isinstance(cache, bool):
+        raise ValueError(f"cache must be True or False, got {cache!r}.")
+    return dict(batch_size=batch_size, validation_split=float(validation_split),
+                noise_factor=float(noise_factor), seed=int(seed), cache=cache)
+
+
+def _validation_size(num, validation_split, what):
+    """Images to hold out; rounds to the closest count, as tfds slicing does."""
+    count = round(num * validation_split)
+    if validation_split and not 0 < count < num:
+        raise ValueError(
+            f"validation_split={validation_split} of {num} {what} leaves "
+            f"{count} validation and {num - count} training images; expected "
+            f"at least one of each (or validation_split=0).")
+    return count
+
+
+# --- pipelines -------------------------------------------------------------
+
+def _to_unit_float(images):
+    """uint8 -> float32 / 255; float images are in [0, 1] already."""
+    if images.dtype == tf.uint8:
+        return tf.cast(images, tf.float32) / 255.0
+    return tf.cast(images, tf.float32)
+
+
+def _noisy(clean, noise_factor, seed):
+    noise = tf.random.stateless_normal(tf.shape(clean), seed=seed)
+    return tf.clip_by_value(clean + noise_factor * noise, 0.0, 1.0)
+
+
+def _pipeline(images, count, *, train, noise_offset, batch_size, noise_factor,
+              seed, cache):
+    """Unbatched images -> batched, prefetched ``(input, target)`` pairs."""
+    if cache:
+        images = images.cache()  # before shuffling: each epoch reshuffles it
+    if train:
+        images = images.shuffle(min(count, SHUFFLE_BUFFER), seed=seed,
+                                reshuffle_each_iteration=True)
+    batches = images.batch(batch_size)
+    parallel = tf.data.AUTOTUNE
+    if not noise_factor:
+        pairs = batches.map(lambda x: (_to_unit_float(x),) * 2,
+                            num_parallel_calls=parallel)
+    elif train:
+        # A seeded stream that differs each epoch: fresh noise per epoch,
+        # the same sequence of epochs in every run with this seed.
+        seeds = tf.data.Dataset.random(seed=seed,
+                                       rerandomize_each_iteration=True)
+        pairs = tf.data.Dataset.zip(batches, seeds).map(
+            lambda x, r: _noisy_pair(x, noise_factor, [r, seed]),
+            num_parallel_calls=parallel)
+    else:
+        # Noise seeded by batch number: the same in every epoch.
+        pairs = batches.enumerate(start=noise_offset).map(
+            lambda i, x: _noisy_pair(x, noise_factor, [seed, i]),
+            num_parallel_calls=parallel)
+    return pairs.prefetch(tf.data.AUTOTUNE)
+
+
+def _noisy_pair(images, noise_factor, seed):
+    clean = _to_unit_float(images)
+    seed = tf.stack([tf.cast(s, tf.int64) for s in seed])
+    return _noisy(clean, noise_factor, seed), clean
+
+
+def _assemble(splits, image_shape, source, options):
+    """``ImageData`` from ``{"train": _Split, "validation": ..., "test": ...}``."""
+    settings = {key: options[key]
+                for key in ("batch_size", "noise_factor", "seed", "cache")}
+    train, validation, test = (splits.get(name) for name in SPLITS)
+    return ImageData(
+        train=_pipeline(train.images, train.count, train=True, noise_offset=0,
+                        **settings),
+        validation=None if validation is None else _pipeline(
+            validation.images, validation.count, train=False, noise_offset=0,
+            **settings),
+        test=_pipeline(test.images, test.count, train=False,
+                       noise_offset=_TEST_NOISE_OFFSET, **settings),
+        image_shape=tuple(int(d) for d in image_shape),
+        source=source,
+        num_train=train.count,
+        num_validation=0 if validation is None else validation.count,
+        num_test=test.count,
+        batch_size=options["batch_size"],
+        noise_factor=options["noise_factor"],
+        _splits=splits,
+    )
+
+
+# --- arrays and IDX folders ------------------------------------------------
+
+def _check_images(name, images):
+    """uint8 or float32 images with a channel axis, floats in [0, 1]."""
+    images = np.asarray(images)
+    if images.ndim not in (3, 4) or not images.shape[0]:
+        raise ValueError(
+            f"{name} must be a non-empty array of shape (N, H, W) or "
+            f"(N, H, W, C), got shape {images.shape}.")
+    if images.ndim == 3:
+        images = images[..., np.newaxis]
+    if images.dtype == np.uint8:
+        return images
+    if images.dtype.kind != "f":
+        raise ValueError(
+            f"{name} must be uint8 (0-255) or float in [0, 1], got dtype "
+            f"{images.dtype}.")
+    if not np.isfinite(images).all():
+        raise ValueError(
+            f"{name} must be float in [0, 1], got NaN or infinite values.")
+    low, high = images.min(), images.max()
+    if low < 0 or high > 1:
+        raise ValueError(
+            f"{name} must be float in [0, 1], got values from {low} to {high}; "
+            f"scale them first (uint8 images are divided by 255 for you).")
+    return images.astype(np.float32, copy=False)
+
+
+def _check_labels(name, labels, num_images):
+    if labels is None:
+        return None
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or len(labels) != num_images:
+        raise ValueError(
+            f"{name} must hold one label per image, shape ({num_images},), "
+            f"got shape {labels.shape}.")
+    if len(labels) and labels.dtype.kind not in "iu":
+        raise ValueError(f"{name} must be integers, got dtype {labels.dtype}.")
+    return labels.astype(np.int64)
+
+
+def _array_split(images, labels):
+    # One tensor shared by both datasets, not two copies of the images.
+    images_t = tf.convert_to_tensor(images)
+    labeled = (None if labels is None
+               else tf.data.Dataset.from_tensor_slices((images_t, labels)))
+    return _Split(tf.data.Dataset.from_tensor_slices(images_t), labeled,
+                  len(images))
+
+
+def from_arrays(train_images, test_images, *, train_labels=None,
+                test_labels=None, batch_size=256, validation_split=0.1,
+                noise_factor=0.0, seed=0, cache=True):
+    """Pipelines over images already in memory.
+
+    A seeded random ``validation_split`` of the training images becomes the
+    validation split (kept in their original order, as is the rest).
+
+    Args:
+        train_images: ``(N, H, W)`` or ``(N, H, W, C)`` array, ``uint8``
+            (divided by 255) or float already in [0, 1].
+        test_images: the same, with the same ``H, W, C``.
+        train_labels, test_labels: optional integer labels, one per image,
+            for ``ImageData.labeled``.
+        batch_size: images per batch.
+        validation_split: fraction of the training images held out for
+            validation, in [0, 1); 0 makes no validation split.
+        noise_factor: standard deviation of the Gaussian noise added to the
+            inputs (then clipped to [0, 1]); 0 for a plain autoencoder.
+        seed: seeds the validation split, the shuffling and the noise. Runs
+            with the same seed (and the same global TensorFlow seed, if one
+            is set, as ``tf.data`` mixes it into shuffling) see the same
+            batches.
+        cache: cache decoded images in memory (``from_tfds``); arrays are
+            in memory already, so here it is only checked.
+
+    Returns:
+        An ``ImageData`` with ``source="arrays"``.
+
+    Raises:
+        ValueError: saying what was given and what was expected, for images
+            of the wrong rank, empty, of another dtype, float outside [0, 1]
+            or NaN, train and test shapes that differ, labels whose length
+            differs from the images', a ``batch_size`` below 1, a
+            ``validation_split`` outside [0, 1) or one that leaves a split
+            empty, a negative ``noise_factor`` or ``seed``.
+
+    Example:
+
+    >>> train = np.full((10, 4, 4), 255, dtype=np.uint8)
+    >>> data = from_arrays(train, train[:2], validation_split=0.2,
+    ...                    noise_factor=0.1)
+    >>> (data.num_train, data.num_validation, data.num_test)
+    (8, 2, 2)
+    >>> noisy, clean = next(iter(data.test))
+    >>> float(clean.numpy().min()), bool((noisy.numpy() < 1).any())
+    (1.0, True)
+    """
+    options = _check_options(batch_size, validation_split, noise_factor, seed,
+                             cache)
+    train_images = _check_images("train_images", train_images)
+    test_images = _check_images("test_images", test_images)
+    if train_images.shape[1:] != test_images.shape[1:]:
+        raise ValueError(
+            f"train_images and test_images must have the same (H, W, C), got "
+            f"{train_images.shape[1:]} and {test_images.shape[1:]}.")
+    train_labels = _check_labels("train_labels", train_labels,
+                                 len(train_images))
+    test_labels = _check_labels("test_labels", test_labels, len(test_images))
+
+    num = len(train_images)
+    held_out = _validation_size(num, options["validation_split"],
+                                "training images")
+    order = np.random.default_rng(options["seed"]).permutation(num)
+    chosen = {"train": np.sort(order[held_out:]),
+              "validation": np.sort(order[:held_out])}
+    splits = {}
+    for split, index in chosen.items():
+        if len(index):
+            labels = None if train_labels is None else train_labels[index]
+            splits[split] = _array_split(train_images[index], labels)
+    splits["test"] = _array_split(test_images, test_labels)
+    # cache() would only copy what memory holds already.
+    return _assemble(splits, train_images.shape[1:], "arrays",
+                     {**options, "cache": False})
+
+
+def from_idx(directory, *, batch_size=256, validation_split=0.1,
+             noise_factor=0.0, seed=0, cache=True):
+    """Pipelines over a folder of MNIST-style IDX files.
+
+    Args:
+        directory: folder with the four standard files (see
+            ``load_idx_folder``), e.g. ``FASHION_MNIST_DIR``.
+        batch_size, validation_split, noise_factor, seed, cache: as for
+            ``from_arrays``.
+
+    Returns:
+        An ``ImageData`` with ``source="idx:<absolute folder>"`` and labels.
+
+    Raises:
+        MissingDataError: for a missing file (see ``load_idx_folder``).
+        ValueError: for a malformed file or a bad option.
+
+    Example::
+
+        data = from_idx("/usr/share/datasets/fashion-mnist", batch_size=128)
+        data.num_train, data.num_validation, data.num_test
+        # (54000, 6000, 10000)
+    """
+    options = _check_options(batch_size, validation_split, noise_factor, seed,
+                             cache)
+    splits = load_idx_folder(directory)
+    (train_images, train_labels), (test_images, test_labels) = (
+        splits["train"], splits["test"])
+    data = from_arrays(train_images, test_images, train_labels=train_labels,
+                       test_labels=test_labels, **options)
+    return dataclasses.replace(
+        data, source=f"idx:{os.path.abspath(os.fspath(directory))}")
+
+
+# --- tensorflow-datasets ---------------------------------------------------
+
+def from_tfds(name, *, data_dir=None, batch_size=256, validation_split=0.1,
+              noise_factor=0.0, seed=0, cache=True):
+    """Pipelines over a tensorflow-datasets image dataset.
+
+    The dataset's ``"image"`` feature is used (and ``"label"``, when it has
+    one, for ``ImageData.labeled``); its ``train`` split is sliced into
+    training and validation (``train[:-10%]``, ``train[-10%:]``), its
+    ``test`` split is the test set. A dataset that is not prepared yet is
+    downloaded, which needs the internet.
+
+    Args:
+        name: a tensorflow-datasets name, e.g. ``"mnist"``,
+            ``"fashion_mnist"``, ``"cifar10"``.
+        data_dir: tensorflow-datasets' data folder; ``None`` for its default
+            (``~/tensorflow_datasets``).
+        batch_size, validation_split, noise_factor, seed, cache: as for
+            ``from_arrays``; ``cache`` keeps the decoded images in memory
+            after the first epoch.
+
+    Returns:
+        An ``ImageData`` with ``source="tfds:<name>"``.
+
+    Raises:
+        ValueError: for an unknown name (with close matches), a dataset
+            without fixed-size uint8 ``"image"`` features or without
+            ``train`` and ``test`` splits, or a bad option.
+        DatasetUnavailableError: when the dataset is not prepared and cannot
+            be downloaded (no internet?); its message lists the offline
+            routes.
+
+    Example::
+
+        data = from_tfds("mnist", batch_size=128, noise_factor=0.3)
+        model.fit(data.train, validation_data=data.validation, epochs=10)
+    """
+    options = _check_options(batch_size, validation_split, noise_factor, seed,
+                             cache)
+    import tensorflow_datasets as tfds  # slow to import: only this route needs it
+
+    builder = _tfds_builder(tfds, name, data_dir)
+    if not builder.is_prepared():
+        _download_and_prepare(tfds, builder, name)
+    specs = _tfds_split_specs(builder, name, options["validation_split"])
+    splits = {split: _tfds_split(builder, name, spec)
+              for split, spec in specs.items()}
+    if any(not split.count for split in splits.values()):
+        counts = {key: split.count for key, split in splits.items()}
+        raise ValueError(
+            f"tensorflow-datasets {name!r} with validation_split="
+            f"{validation_split} gives split sizes {counts}; expected at "
+            f"least one image in each.")
+    image_shape = splits["train"].images.element_spec.shape
+    return _assemble(splits, image_shape, f"tfds:{name}", options)
+
+
+def _tfds_builder(tfds, name, data_dir):
+    if not isinstance(name, str) or not name:
+        raise ValueError(
+            f"name must be a tensorflow-datasets name such as 'mnist', got "
+            f"{name!r}.")
+    try:
+        return tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError as err:
+        known = tfds.list_builders(with_community_datasets=False)
+        close = difflib.get_close_matches(name.split(":")[0].split("/")[0],
+                                          known, n=3)
+        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else "."
+        raise ValueError(
+            f"tensorflow-datasets has no dataset named {name!r}{hint}") from err
+
+
+@contextlib.contextmanager
+def _few_download_retries():
+    """Offline, a download then fails in a second rather than minutes.
+
+    tensorflow-datasets reads its retry count from a module constant when
+    each download starts; it offers no option for it. If that private name
+    ever moves, downloads just keep tfds' own retries.
+    """
+    try:
+        from tensorflow_datasets.core.download import downloader
+    except ImportError:  # pragma: no cover - depends on tfds internals
+        downloader = None
+    if not hasattr(downloader, "MAX_RETRIES"):  # pragma: no cover
+        yield
+        return
+    saved, downloader.MAX_RETRIES = downloader.MAX_RETRIES, _DOWNLOAD_RETRIES
+    try:
+        yield
+    finally:
+        downloader.MAX_RETRIES = saved
+
+
+def _download_and_prepare(tfds, builder, name):
+    try:
+        with _few_download_retries():
+            builder.download_and_prepare()
+    except (OSError, tfds.download.DownloadError) as err:
+        raise DatasetUnavailableError(
+            f"tensorflow-datasets could not download {name!r} (no internet?): "
+            f"{type(err).__name__}. It is not prepared in {builder.data_dir}. "
+            f"Offline routes: data_dir= (--data-dir) pointing at a folder of "
+            f"IDX files (`apt-get install dataset-fashion-mnist` puts "
+            f"Fashion-MNIST in {FASHION_MNIST_DIR}); a tensorflow-datasets "
+            f"data_dir that already holds the prepared dataset "
+            f"(from_tfds(data_dir=...), load(tfds_data_dir=...)); or "
+            f"keras_ae.data.from_arrays with images already in memory."
+        ) from err
+
+
+def _tfds_split_specs(builder, name, validation_split):
+    """Our split -> tensorflow-datasets split spec."""
+    known = builder.info.splits  # empty when unknown (e.g. under mock_data)
+    for split in ("train", "test"):
+        if known and split not in known:
+            raise ValueError(
+                f"tensorflow-datasets {name!r} has no {split!r} split; it has "
+                f"{sorted(known)}, expected 'train' and 'test'.")
+    if not validation_split:
+        return {"train": "train", "test": "test"}
+    if known:  # else from_tfds checks the counts it gets
+        _validation_size(known["train"].num_examples, validation_split,
+                         f"images in the train split of {name!r}")
+    percent = format(validation_split * 100, ".10g")
+    return {"train": f"train[:-{percent}%]",
+            "validation": f"train[-{percent}%:]",
+            "test": "test"}
+
+
+def _tfds_split(builder, name, spec):
+    examples = builder.as_dataset(split=spec, as_supervised=False)
+    features = examples.element_spec
+    image = features.get("image") if isinstance(features, dict) else None
+    if (image is None or image.dtype != tf.uint8 or image.shape.rank != 3
+            or not image.shape.is_fully_defined()):
+        raise ValueError(
+            f"tensorflow-datasets {name!r} must have an 'image' feature of "
+            f"fixed-size uint8 (H, W, C) images, got features {features}.")
+    count = int(examples.cardinality())
+    if count < 0:  # unknown: ask the split metadata instead
+        count = builder.info.splits[spec].num_examples
+    labeled = None
+    if "label" in features:
+        labeled = examples.map(
+            lambda ex: (ex["image"], tf.cast(ex["label"], tf.int64)))
+    return _Split(examples.map(lambda ex: ex["image"]), labeled, count)
+
+
+# --- choosing a route ------------------------------------------------------
+
+def load(dataset=None, *, data_dir=None, tfds_data_dir=None, batch_size=256,
+         validation_split=0.1, noise_factor=0.0, seed=0, cache=True):
+    """Pipelines from the best available source, files on disk first.
+
+    1. ``data_dir`` given: the IDX files in it (``dataset`` then only labels
+       the source).
+    2. ``dataset`` is ``None`` or ``"fashion_mnist"`` and
+       ``FASHION_MNIST_DIR`` holds the IDX files: those.
+    3. Otherwise tensorflow-datasets' ``dataset`` (default
+       ``"fashion_mnist"``), from ``tfds_data_dir``.
+
+    Args:
+        dataset: a tensorflow-datasets name, or ``None`` for Fashion-MNIST.
+        data_dir: a folder of MNIST-style IDX files.
+        tfds_data_dir: tensorflow-datasets' data folder for route 3.
+        batch_size, validation_split, noise_factor, seed, cache: as for
+            ``from_arrays``.
+
+    Returns:
+        An ``ImageData``.
+
+    Raises:
+        MissingDataError, ValueError, DatasetUnavailableError: as raised by
+            ``from_idx`` and ``from_tfds``.
+
+    Example::
+
+        data = load()  # Fashion-MNIST from FASHION_MNIST_DIR when installed
+        data.source    # 'idx:/usr/share/datasets/fashion-mnist'
+    """
+    options = _check_options(batch_size, validation_split, noise_factor, seed,
+                             cache)
+    if data_dir is not None:
+        data = from_idx(data_dir, **options)
+        if dataset is None:
+            return data
+        return dataclasses.replace(data, source=f"{data.source} ({dataset})")
+    if dataset in (None, "fashion_mnist") and not _find_idx_files(
+            FASHION_MNIST_DIR)[1]:
+        return from_idx(FASHION_MNIST_DIR, **options)
+    return from_tfds(dataset or "fashion_mnist", data_dir=tfds_data_dir,
+                     **options)
