@@ -2,6 +2,10 @@
 
 Subcommands:
 
+- ``keras-ae train``: train an autoencoder on a dataset (Fashion-MNIST by
+  default) into a resumable run folder, then measure it on the test split:
+  ``model.keras``, ``history.csv``, ``metrics.json``, ``reconstructions.png``
+  and ``loss_curves.png``.
 - ``keras-ae summary``: build the dense autoencoder and the conv autoencoder
   with each decoder, check that each gives back images of the input's shape,
   and print their layers, parameter counts and code sizes.
@@ -56,7 +60,154 @@ def _parser():
     summary.add_argument("--brief", action="store_true",
                          help="print only the final table, not each model's layers")
     summary.set_defaults(run=_summary)
+    _add_train_parser(commands)
     return parser
+
+
+def _add_train_parser(commands):
+    train = commands.add_parser(
+        "train", help="train an autoencoder and measure it",
+        description="Train an autoencoder with Adam and MSE into a run folder "
+                    "(resumable: the same command continues an interrupted "
+                    "run), then write test metrics and pictures. Model options "
+                    "left out take the builders' defaults.")
+    data = train.add_argument_group("data")
+    data.add_argument("--dataset", default=None, metavar="NAME",
+                      help="tensorflow-datasets name (mnist, fashion_mnist, "
+                           "cifar10, ...); default: Fashion-MNIST, from the "
+                           "Debian copy when installed, else tfds")
+    data.add_argument("--data-dir", default=None, metavar="DIR",
+                      help="read IDX files (MNIST format) from DIR instead")
+    data.add_argument("--tfds-data-dir", default=None, metavar="DIR",
+                      help="tensorflow-datasets data_dir")
+    data.add_argument("--validation-split", type=float, default=0.1,
+                      help="fraction of training images held out (default 0.1)")
+    data.add_argument("--noise-factor", type=float, default=0.0,
+                      help="denoising: Gaussian noise on the input (default 0)")
+    model = train.add_argument_group("model (defaults: the builders')")
+    model.add_argument("--model", choices=("conv", "dense"), default="conv")
+    model.add_argument("--decoder", default=None,
+                       help="conv decoder: transpose, upsample or unpool")
+    model.add_argument("--filters", type=_int_tuple, default=None,
+                       metavar="F1,F2,...")
+    model.add_argument("--kernel-size", type=int, default=None)
+    model.add_argument("--convs-per-stage", type=int, default=None)
+    model.add_argument("--code-size", type=int, default=None)
+    model.add_argument("--hidden-units", type=_int_tuple, default=None,
+                       metavar="U1,U2,...", help="dense model's hidden layers")
+    fit = train.add_argument_group("training")
+    fit.add_argument("--epochs", type=int, default=10)
+    fit.add_argument("--batch-size", type=int, default=256)
+    fit.add_argument("--learning-rate", type=float, default=1e-3)
+    fit.add_argument("--patience", type=int, default=None,
+                     help="stop after this many epochs without improvement")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--xla", action="store_true", help="compile with XLA")
+    fit.add_argument("--mixed-precision", choices=("auto", "on", "off"),
+                     default="auto", help="float16 compute (auto: on a GPU)")
+    train.add_argument("--output", required=True, metavar="DIR",
+                       help="run folder (created; an existing one must hold "
+                            "the same run, which is then resumed)")
+    train.set_defaults(run=_train)
+
+
+def _model_options(args):
+    """The builder arguments the user gave; the rest keep the builders' defaults."""
+    names = (["decoder", "filters", "kernel_size", "convs_per_stage", "code_size"]
+             if args.model == "conv" else ["code_size", "hidden_units"])
+    given = {name: getattr(args, name) for name in names
+             if getattr(args, name) is not None}
+    wrong = [name for name in ("decoder", "filters", "kernel_size",
+                               "convs_per_stage", "hidden_units")
+             if name not in names and getattr(args, name) is not None]
+    if wrong:
+        flags = ", ".join("--" + name.replace("_", "-") for name in wrong)
+        raise ValueError(f"{flags} do not apply to --model {args.model}.")
+    return given
+
+
+def _previous_speed(output, result):
+    """Images/s of this run; for a finished run loaded again, the figure
+    measured when it trained (kept in its metrics.json)."""
+    import json
+    import math
+
+    speed = result.train_images_per_second
+    if math.isnan(speed) and os.path.exists(f"{output}/metrics.json"):
+        with open(f"{output}/metrics.json") as f:
+            return json.load(f).get("train_images_per_second")
+    return None if math.isnan(speed) else round(speed, 1)
+
+
+def _train(args):
+    import time
+
+    import keras
+
+    import keras_ae
+    from keras_ae import data as data_lib
+    from keras_ae import evaluation, training
+
+    started = time.time()
+    options = _model_options(args)
+    keras.utils.set_random_seed(args.seed)  # before the pipelines: they draw on it
+    data = data_lib.load(
+        args.dataset, data_dir=args.data_dir, tfds_data_dir=args.tfds_data_dir,
+        batch_size=args.batch_size, validation_split=args.validation_split,
+        noise_factor=args.noise_factor, seed=args.seed)
+    builder = (keras_ae.build_conv_autoencoder if args.model == "conv"
+               else keras_ae.build_dense_autoencoder)
+    print(f"data: {data.source}, {data.num_train} train / {data.num_validation} "
+          f"validation / {data.num_test} test images of shape {data.image_shape}")
+
+    settings = {
+        "model": args.model, "model_options": options,
+        "image_shape": list(data.image_shape), "data": data.source,
+        "batch_size": args.batch_size, "validation_split": args.validation_split,
+        "noise_factor": args.noise_factor, "seed": args.seed, "xla": args.xla,
+        "mixed_precision": args.mixed_precision,
+    }
+    result = training.train(
+        lambda: builder(data.image_shape, **options), data, args.output,
+        epochs=args.epochs, learning_rate=args.learning_rate,
+        patience=args.patience, jit_compile=args.xla,
+        mixed_precision={"auto": "auto", "on": True, "off": False}[args.mixed_precision],
+        settings=settings)
+    if result.finished_before:
+        print(f"{args.output} holds this run, finished: measuring its model "
+              "again. To train further, start a new --output folder.")
+    else:
+        print(f"devices: {result.devices.description}"
+              + (" (resumed an interrupted run)" if result.resumed else ""))
+
+    model, output = result.model, args.output
+    test = evaluation.evaluate(model, data.test)
+    evaluation.save_reconstruction_grid(model, data.test,
+                                        f"{output}/reconstructions.png",
+                                        title=model.name)
+    evaluation.save_loss_curves(f"{output}/{training.HISTORY_FILE}",
+                                f"{output}/loss_curves.png", title=model.name)
+    metrics = {
+        "test": test,
+        "parameters": model.count_params(),
+        "code_floats": _code_floats(model),
+        "train_images_per_second": _previous_speed(output, result),
+        "epochs_run": len(result.history),
+        "devices": result.devices.description,
+        "settings": {**settings, "epochs": args.epochs,
+                     "learning_rate": args.learning_rate},
+        "keras_ae_version": keras_ae.__version__,
+        "seconds": round(time.time() - started, 1),
+    }
+    training.write_json(f"{output}/metrics.json", metrics)
+    print(f"test: MSE {test['mse']:.5f}, PSNR {test['psnr']:.2f} dB, "
+          f"SSIM {test['ssim']:.4f} on {test['images']} images; "
+          f"{metrics['parameters']:,} parameters, code {metrics['code_floats']} "
+          f"floats; {metrics['train_images_per_second'] or float('nan'):,.0f} "
+          "train images/s")
+    print(f"wrote {output}/model.keras, history.csv, metrics.json, "
+          "reconstructions.png, loss_curves.png")
+    return 0
 
 
 def _code_floats(model):
@@ -105,9 +256,19 @@ def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TF's C++ chatter
     try:
         return args.run(args)
-    except ValueError as error:
+    except Exception as error:  # noqa: BLE001 - only the expected kinds are caught
+        if not _is_user_error(error):
+            raise
         print(f"keras-ae {args.command}: error: {error}", file=sys.stderr)
         return 2
+
+
+def _is_user_error(error):
+    """Bad input the user can fix: reported in one line, no traceback."""
+    if isinstance(error, (ValueError, FileNotFoundError)):
+        return True
+    data = sys.modules.get("keras_ae.data")  # loaded if it could have raised
+    return data is not None and isinstance(error, data.DatasetUnavailableError)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 
 import keras_ae
-from keras_ae import builders, layers, shapes
+from keras_ae import builders, data, layers, shapes, training
 
 
-@pytest.mark.parametrize("module", [shapes, layers, builders], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("module", [shapes, layers, builders, data, training],
+                         ids=lambda m: m.__name__)
 def test_docstring_examples(module):
-    result = doctest.testmod(module, extraglobs={"np": np, **{
+    result = doctest.testmod(module, extraglobs={"np": np, "keras_ae": keras_ae, **{
         name: getattr(keras_ae, name) for name in keras_ae.__all__}})
     assert result.attempted > 0
     assert result.failed == 0

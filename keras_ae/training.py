@@ -1,0 +1,376 @@
+"""Training an autoencoder: Adam and MSE, checkpoints, resumable runs, logs.
+
+Pixel values in [0, 1] are a regression target, so the loss is the mean
+squared error, not a cross-entropy. A run writes into one folder::
+
+    run/
+      run.json          what was asked for (model, data, training settings)
+      history.csv       one row per finished epoch (loss, val_loss, seconds)
+      checkpoints/      the model after each epoch (epoch_001.keras, ...)
+      backup/           BackupAndRestore state while the run is unfinished
+      logs/             TensorBoard logs
+      model.keras       the trained model, written when training ends
+
+Started again with the same settings, an interrupted run (even by kill -9)
+resumes from its last finished epoch. On a GPU, training uses mixed precision
+(float16 compute, float32 output) and ``MirroredStrategy`` over all local GPUs;
+``jit_compile=True`` adds XLA. Several machines: see ``keras_ae.distributed``.
+"""
+
+import csv
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+RUN_FILE = "run.json"
+HISTORY_FILE = "history.csv"
+MODEL_FILE = "model.keras"
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceSetup:
+    """Where training runs: the strategy, the GPUs it found, the precision."""
+
+    strategy: tf.distribute.Strategy
+    gpus: int
+    mixed_precision: bool
+
+    @property
+    def description(self):
+        if not self.gpus:
+            return "CPU"
+        precision = "mixed_float16" if self.mixed_precision else "float32"
+        return f"{self.gpus} GPU(s), {type(self.strategy).__name__}, {precision}"
+
+
+def configure_devices(mixed_precision="auto"):
+    """Picks the distribution strategy and precision for this machine.
+
+    Args:
+        mixed_precision: ``"auto"`` (on where there is a GPU), ``True`` or
+            ``False``. Mixed precision computes in float16 on GPUs' tensor
+            cores; keras_ae's builders keep the sigmoid output in float32.
+
+    Returns:
+        A ``DeviceSetup``: ``MirroredStrategy`` over every local GPU when there
+        are several, otherwise the default strategy.
+
+    Raises:
+        ValueError: for a ``mixed_precision`` other than those three.
+    """
+    if mixed_precision not in ("auto", True, False):
+        raise ValueError(
+            f"mixed_precision must be 'auto', True or False, got {mixed_precision!r}.")
+    gpus = len(tf.config.list_physical_devices("GPU"))
+    use_mixed = bool(gpus) if mixed_precision == "auto" else mixed_precision
+    strategy = (tf.distribute.MirroredStrategy() if gpus > 1
+                else tf.distribute.get_strategy())
+    return DeviceSetup(strategy, gpus, use_mixed)
+
+
+def compile_autoencoder(model, learning_rate=1e-3, jit_compile=False):
+    """Compiles ``model`` with Adam and mean squared error.
+
+    Args:
+        model: an autoencoder from ``keras_ae.build_*``.
+        learning_rate: Adam's step size.
+        jit_compile: compile the train step with XLA.
+
+    Returns:
+        The same model, compiled.
+
+    Example:
+
+    >>> model = compile_autoencoder(keras_ae.build_dense_autoencoder())
+    >>> model.loss
+    'mse'
+    """
+    if not learning_rate > 0:
+        raise ValueError(f"learning_rate must be positive, got {learning_rate!r}.")
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mse",
+                  jit_compile=jit_compile)
+    return model
+
+
+# --- the run folder ------------------------------------------------------------
+
+def prepare_run_folder(output_dir, settings):
+    """Claims ``output_dir`` for a run with ``settings``.
+
+    A new or empty folder gets ``run.json``. A folder with the same
+    ``run.json`` is the same run, to be resumed. Anything else is refused, so
+    that nothing already written is lost.
+
+    Args:
+        output_dir: the run folder.
+        settings: a JSON-serialisable dict describing the run; ``"epochs"``
+            may differ between the first start and a resume.
+
+    Returns:
+        ``True`` if the folder already held this run (a resume), else ``False``.
+
+    Raises:
+        ValueError: if the folder holds a different run or unrelated files.
+    """
+    output = Path(output_dir)
+    settings = json.loads(json.dumps(settings))  # compare as stored: tuples are lists
+    if output.exists() and not output.is_dir():
+        raise ValueError(f"output {str(output)!r} exists and is not a folder.")
+    run_file = output / RUN_FILE
+    if run_file.exists():
+        previous = json.loads(run_file.read_text())
+        differences = _differences(previous, settings, ignore={"epochs"})
+        if differences:
+            raise ValueError(
+                f"output folder {str(output)!r} holds a different run "
+                f"({'; '.join(differences)}). Choose another output folder, or "
+                "delete this one to start over.")
+        write_json(run_file, settings)
+        return True
+    if output.exists() and any(output.iterdir()):
+        raise ValueError(
+            f"output folder {str(output)!r} is not empty and holds no "
+            f"{RUN_FILE}: it is not a keras-ae run. Choose an empty or new folder.")
+    output.mkdir(parents=True, exist_ok=True)
+    write_json(run_file, settings)
+    return False
+
+
+def _differences(old, new, ignore):
+    keys = sorted((set(old) | set(new)) - ignore)
+    return [f"{key}: {old.get(key)!r} before, {new.get(key)!r} now"
+            for key in keys if old.get(key) != new.get(key)]
+
+
+def write_json(path, data):
+    """Writes ``data`` as indented JSON, atomically; returns the path."""
+    return write_atomically(path, lambda tmp: Path(tmp).write_text(
+        json.dumps(data, indent=2, sort_keys=True) + "\n"))
+
+
+def write_atomically(path, write, suffix=None):
+    """Calls ``write(temporary_path)``, then renames the result to ``path``.
+
+    The temporary file sits beside ``path`` (same file system, so the rename
+    is atomic) and keeps ``path``'s suffix for writers that check it. If
+    ``write`` fails, ``path`` keeps whatever it held before.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-",
+                               suffix=suffix or path.suffix)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return str(path)
+
+
+def save_model(model, path):
+    """Saves ``model`` as a ``.keras`` file atomically; returns the path."""
+    return write_atomically(path, model.save)
+
+
+# --- callbacks --------------------------------------------------------------
+
+class HistoryCsv(keras.callbacks.Callback):
+    """Keeps ``history.csv``: one row per finished epoch, rewritten atomically.
+
+    Unlike ``CSVLogger``, a resumed run first drops rows from the epoch it
+    resumes at onwards, so a kill between two callbacks can neither lose nor
+    duplicate a row. Also records each epoch's training seconds.
+    """
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = Path(path)
+        self.rows = None
+        self.seconds_this_process = []  # training seconds of each epoch run here
+        self._started = None
+        self._train_seconds = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.rows is None:  # first epoch of this process: maybe a resume
+            self.rows = [row for row in read_history(self.path)
+                         if int(row["epoch"]) <= epoch]
+        self._train_seconds = 0.0
+        self._started = None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._started is None:
+            self._started = time.perf_counter()
+
+    def on_test_begin(self, logs=None):  # validation: not training time
+        self._stop_clock()
+
+    def _stop_clock(self):
+        if self._started is not None:
+            self._train_seconds += time.perf_counter() - self._started
+            self._started = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._stop_clock()
+        self.seconds_this_process.append(self._train_seconds)
+        row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()},
+               "train_seconds": round(self._train_seconds, 4)}
+        self.rows.append(row)
+        fields = list(dict.fromkeys(k for r in self.rows for k in r))
+
+        def write(tmp):
+            with open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=fields)
+                writer.writeheader()
+                writer.writerows(self.rows)
+        write_atomically(self.path, write)
+
+
+def read_history(path):
+    """Rows of a ``history.csv`` as dicts of floats (``epoch`` as int); [] if absent."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return [{k: int(v) if k == "epoch" else float(v) for k, v in row.items()
+                 if v not in ("", None)} for row in csv.DictReader(f)]
+
+
+def run_callbacks(output_dir, patience=None, monitor="val_loss"):
+    """The callbacks of a keras_ae run folder.
+
+    Args:
+        output_dir: the run folder.
+        patience: epochs without improvement of ``monitor`` before stopping
+            early (restoring the best weights), or ``None`` to never stop.
+        monitor: the quantity early stopping watches.
+
+    Returns:
+        A list: per-epoch ``.keras`` checkpoints, ``BackupAndRestore`` (kept
+        twice over, so a file torn by a kill falls back to the one before),
+        the history CSV, TensorBoard and, with ``patience``, ``EarlyStopping``.
+    """
+    output = Path(output_dir)
+    callbacks = [
+        keras.callbacks.ModelCheckpoint(
+            str(output / "checkpoints" / "epoch_{epoch:03d}.keras")),
+        keras.callbacks.BackupAndRestore(str(output / "backup"),
+                                         double_checkpoint=True),
+        HistoryCsv(output / HISTORY_FILE),
+        keras.callbacks.TensorBoard(str(output / "logs")),
+    ]
+    if patience is not None:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor=monitor, patience=patience, restore_best_weights=True))
+    return callbacks
+
+
+# --- training -----------------------------------------------------------------
+
+@dataclasses.dataclass
+class TrainResult:
+    """What ``train`` gives back."""
+
+    model: keras.Model
+    history: list            # rows of history.csv, every epoch of the run
+    resumed: bool            # the folder held an unfinished run of the same settings
+    devices: DeviceSetup
+    train_images_per_second: float  # epochs run here, after the first; nan if none
+    finished_before: bool = False  # the folder held this run, finished: loaded, not trained
+
+
+def train(build_model, data, output_dir, *, epochs=10, learning_rate=1e-3,
+          patience=None, jit_compile=False, mixed_precision="auto",
+          settings=None, callbacks=(), verbose="auto"):
+    """Trains an autoencoder with Adam and MSE into a resumable run folder.
+
+    Args:
+        build_model: a function of no arguments returning an uncompiled
+            autoencoder (called under the device strategy's scope and the
+            chosen precision policy), or an already built ``keras.Model``.
+        data: a ``keras_ae.data.ImageData`` (``train`` and optional
+            ``validation`` datasets of ``(input, target)`` batches).
+        output_dir: the run folder (see the module docstring).
+        epochs: total epochs of the run, counting those already done.
+        learning_rate: Adam's step size.
+        patience: early-stopping patience in epochs, or ``None``.
+        jit_compile: compile the train step with XLA.
+        mixed_precision: ``"auto"`` (on a GPU), ``True`` or ``False``.
+        settings: JSON-serialisable description of the run, stored in
+            ``run.json``; a later start must match it (except ``epochs``).
+        callbacks: more Keras callbacks, run after keras_ae's own.
+        verbose: Keras' ``fit`` verbosity (``"auto"`` shows progress bars).
+
+    Returns:
+        A ``TrainResult``. The trained model is also in ``output_dir/model.keras``.
+
+    Raises:
+        ValueError: if ``output_dir`` holds another run or unrelated files, or
+            for a non-positive ``epochs`` or ``learning_rate``.
+
+    Example::
+
+        data = keras_ae.data.load("fashion_mnist")
+        result = train(lambda: keras_ae.build_conv_autoencoder(), data, "runs/ae")
+    """
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be a positive integer, got {epochs!r}.")
+    settings = dict(settings or {}, epochs=epochs, learning_rate=learning_rate)
+    resumed = prepare_run_folder(output_dir, settings)
+    devices = configure_devices(mixed_precision)
+    output = Path(output_dir)
+    if resumed and (output / MODEL_FILE).exists() and not (output / "backup").exists():
+        # Finished before: keep its model rather than train over it.
+        return TrainResult(keras.models.load_model(output / MODEL_FILE),
+                           read_history(output / HISTORY_FILE), True, devices,
+                           float("nan"), finished_before=True)
+    model = _build(build_model, devices, learning_rate, jit_compile)
+    _check_shapes(model, data)
+
+    callbacks = run_callbacks(output_dir, patience, "val_loss"
+                              if data.validation is not None else "loss"
+                              ) + list(callbacks)
+    # shuffle=False: the pipeline already shuffles, seeded (Keras would ignore it)
+    model.fit(data.train, validation_data=data.validation, epochs=epochs,
+              callbacks=callbacks, shuffle=False, verbose=verbose)
+    save_model(model, Path(output_dir) / MODEL_FILE)
+
+    history = next(c for c in callbacks if isinstance(c, HistoryCsv))
+    return TrainResult(model, read_history(history.path), resumed, devices,
+                       _images_per_second(data.num_train, history.seconds_this_process))
+
+
+def _check_shapes(model, data):
+    expected = tuple(model.input_shape[1:])
+    if expected != tuple(data.image_shape):
+        raise ValueError(
+            f"model {model.name!r} takes images of shape {expected}, but the "
+            f"data holds images of shape {tuple(data.image_shape)}.")
+
+
+def _images_per_second(images_per_epoch, seconds):
+    """Steady-state speed: the first epoch run here also traces and compiles,
+    so it is left out when later ones exist."""
+    steady = seconds[1:] or seconds
+    total = sum(steady)
+    return images_per_epoch * len(steady) / total if total else float("nan")
+
+
+def _build(build_model, devices, learning_rate, jit_compile):
+    previous = keras.mixed_precision.global_policy()
+    if devices.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        with devices.strategy.scope():
+            model = build_model if isinstance(build_model, keras.Model) else build_model()
+            compile_autoencoder(model, learning_rate, jit_compile)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    return model

@@ -1,0 +1,138 @@
+"""`keras-ae train` end to end on small IDX files, a kill -9 included."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import keras
+from keras_ae import cli, evaluation
+from keras_ae import data as data_lib
+
+
+@pytest.fixture(scope="module")
+def idx_dir(tmp_path_factory):
+    """A Fashion-MNIST-shaped folder of IDX files: 28x28 blobs, labels 0-9."""
+    folder = tmp_path_factory.mktemp("idx")
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:28, 0:28]
+
+    def images(n):
+        centres = rng.uniform(6, 22, size=(n, 2))
+        blobs = np.exp(-((yy - centres[:, :1, None]) ** 2
+                         + (xx - centres[:, 1:, None]) ** 2) / 20)
+        return (blobs * 255).astype(np.uint8)
+
+    for prefix, n in (("train", 1200), ("t10k", 200)):
+        data_lib.write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images(n))
+        data_lib.write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz",
+                           rng.integers(0, 10, n).astype(np.uint8))
+    return folder
+
+
+def train_args(idx_dir, out, epochs=2, *extra):
+    return ["train", "--data-dir", str(idx_dir), "--filters", "8,4",
+            "--decoder", "upsample", "--epochs", str(epochs), "--batch-size", "32",
+            "--learning-rate", "0.01", "--output", str(out), *extra]
+
+
+def test_train_writes_model_history_metrics_and_pictures(idx_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(train_args(idx_dir, out)) == 0
+    for name in ["model.keras", "history.csv", "metrics.json", "reconstructions.png",
+                 "loss_curves.png", "run.json"]:
+        assert (out / name).exists(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["code_floats"] == 196 and metrics["epochs_run"] == 2
+    assert metrics["train_images_per_second"] > 0
+    assert metrics["settings"]["model_options"] == {
+        "decoder": "upsample", "filters": [8, 4]}
+    # the reported test MSE is that of the saved model on the test split
+    model = keras.models.load_model(out / "model.keras")
+    data = data_lib.from_idx(idx_dir, batch_size=64)
+    assert metrics["test"]["mse"] == pytest.approx(
+        evaluation.evaluate(model, data.test)["mse"], rel=1e-5)
+    assert metrics["parameters"] == model.count_params()
+    printed = capsys.readouterr().out
+    assert "test: MSE" in printed and "Epoch 2/2" in printed
+
+
+def test_denoising_run(idx_dir, tmp_path):
+    out = tmp_path / "run"
+    assert cli.main(["train", "--data-dir", str(idx_dir), "--model", "dense",
+                     "--code-size", "16", "--epochs", "1", "--noise-factor", "0.3",
+                     "--output", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["settings"]["noise_factor"] == 0.3
+    assert metrics["code_floats"] == 16
+
+
+def run_cli(args, **kwargs):
+    return subprocess.Popen([sys.executable, "-m", "keras_ae.cli", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+                            **kwargs)
+
+
+def finished_epochs(out):
+    """Epochs the backup holds; None before the first one is saved."""
+    try:
+        return json.loads((out / "backup" / "training_metadata.json").read_text())["epoch"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def test_kill_9_then_the_same_command_resumes(idx_dir, tmp_path):
+    out = tmp_path / "run"
+    first = run_cli(train_args(idx_dir, out, 30))  # far more than it will get to
+    try:
+        deadline = time.monotonic() + 180
+        while not finished_epochs(out) and time.monotonic() < deadline:
+            assert first.poll() is None, first.communicate()[0]
+            time.sleep(0.05)
+        assert finished_epochs(out), "no epoch finished in time"
+        first.send_signal(signal.SIGKILL)
+    finally:
+        first.kill()
+        first.communicate()
+    done = finished_epochs(out)
+    assert not (out / "model.keras").exists()  # killed mid-run
+
+    # the same command, asking for fewer epochs so the test stays short
+    epochs = done + 2
+    second = run_cli(train_args(idx_dir, out, epochs))
+    printed = second.communicate(timeout=300)[0]
+    assert second.returncode == 0, printed
+    assert "resumed an interrupted run" in printed
+    assert f"Epoch {done + 1}/{epochs}" in printed
+    assert "Epoch 1/" not in printed or done == 0
+    history = [line.split(",")[0] for line in
+               (out / "history.csv").read_text().splitlines()[1:]]
+    assert history == [str(e) for e in range(1, epochs + 1)]  # each epoch once
+    assert (out / "model.keras").exists() and not (out / "backup").exists()
+
+
+def test_output_folder_of_something_else_is_refused(idx_dir, tmp_path, capsys):
+    (tmp_path / "thesis.tex").write_text("precious")
+    assert cli.main(train_args(idx_dir, tmp_path, 1)) == 2
+    assert "holds no run.json" in capsys.readouterr().err
+    assert (tmp_path / "thesis.tex").read_text() == "precious"
+
+
+def test_options_of_the_other_model_kind_are_refused(idx_dir, tmp_path, capsys):
+    args = ["train", "--data-dir", str(idx_dir), "--model", "dense",
+            "--decoder", "unpool", "--output", str(tmp_path / "run")]
+    assert cli.main(args) == 2
+    assert "--decoder do not apply to --model dense" in capsys.readouterr().err
+
+
+def test_missing_idx_files_are_named(tmp_path, capsys):
+    args = ["train", "--data-dir", str(tmp_path), "--output", str(tmp_path / "run")]
+    assert cli.main(args) == 2
+    assert "train-images-idx3-ubyte" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # nothing written for a bad start
