@@ -98,7 +98,9 @@ def _add_train_parser(commands):
     fit = train.add_argument_group("training")
     fit.add_argument("--epochs", type=int, default=10)
     fit.add_argument("--batch-size", type=int, default=256)
-    fit.add_argument("--learning-rate", type=float, default=1e-3)
+    fit.add_argument("--learning-rate", type=float, default=None,
+                     help="Adam's step size (default: "
+                          "keras_ae.training.DEFAULT_LEARNING_RATE)")
     fit.add_argument("--patience", type=int, default=None,
                      help="stop after this many epochs without improvement")
     fit.add_argument("--seed", type=int, default=0)
@@ -167,9 +169,10 @@ def _train(args):
         "noise_factor": args.noise_factor, "seed": args.seed, "xla": args.xla,
         "mixed_precision": args.mixed_precision,
     }
+    learning_rate = args.learning_rate or training.DEFAULT_LEARNING_RATE
     result = training.train(
         lambda: builder(data.image_shape, **options), data, args.output,
-        epochs=args.epochs, learning_rate=args.learning_rate,
+        epochs=args.epochs, learning_rate=learning_rate,
         patience=args.patience, jit_compile=args.xla,
         mixed_precision={"auto": "auto", "on": True, "off": False}[args.mixed_precision],
         settings=settings)
@@ -195,7 +198,7 @@ def _train(args):
         "epochs_run": len(result.history),
         "devices": result.devices.description,
         "settings": {**settings, "epochs": args.epochs,
-                     "learning_rate": args.learning_rate},
+                     "learning_rate": learning_rate},
         "keras_ae_version": keras_ae.__version__,
         "seconds": round(time.time() - started, 1),
     }

@@ -310,6 +310,7 @@ class _Split:
     images: tf.data.Dataset  # unbatched (H, W, C) images, uint8 or float32
     labeled: tf.data.Dataset | None  # unbatched (image, int64 label)
     count: int
+    in_memory: tf.Tensor | None = None  # all images, when they are in memory
 
 
 @dataclasses.dataclass(frozen=True)
@@ -455,15 +456,11 @@ def _noisy(clean, noise_factor, seed):
     return tf.clip_by_value(clean + noise_factor * noise, 0.0, 1.0)
 
 
-def _pipeline(images, count, *, train, noise_offset, batch_size, noise_factor,
+def _pipeline(split, count, *, train, noise_offset, batch_size, noise_factor,
               seed, cache):
-    """Unbatched images -> batched, prefetched ``(input, target)`` pairs."""
-    if cache:
-        images = images.cache()  # before shuffling: each epoch reshuffles it
-    if train:
-        images = images.shuffle(min(count, SHUFFLE_BUFFER), seed=seed,
-                                reshuffle_each_iteration=True)
-    batches = images.batch(batch_size)
+    """A ``_Split`` -> batched, prefetched ``(input, target)`` pairs."""
+    batches = _batches(split, count, train=train, batch_size=batch_size,
+                       seed=seed, cache=cache)
     parallel = tf.data.AUTOTUNE
     if not noise_factor:
         pairs = batches.map(lambda x: (_to_unit_float(x),) * 2,
@@ -484,6 +481,26 @@ def _pipeline(images, count, *, train, noise_offset, batch_size, noise_factor,
     return pairs.prefetch(tf.data.AUTOTUNE)
 
 
+def _batches(split, count, *, train, batch_size, seed, cache):
+    """Batches of a split's images, shuffled for training."""
+    if split.in_memory is not None:
+        # Shuffle indices and gather whole batches: far less per-step work
+        # than shuffling and batching tens of thousands of single images.
+        indices = tf.data.Dataset.range(count)
+        if train:
+            indices = indices.shuffle(count, seed=seed, reshuffle_each_iteration=True)
+        return indices.batch(batch_size).map(
+            lambda i: tf.gather(split.in_memory, i),
+            num_parallel_calls=tf.data.AUTOTUNE)
+    images = split.images
+    if cache:
+        images = images.cache()  # before shuffling: each epoch reshuffles it
+    if train:
+        images = images.shuffle(min(count, SHUFFLE_BUFFER), seed=seed,
+                                reshuffle_each_iteration=True)
+    return images.batch(batch_size)
+
+
 def _noisy_pair(images, noise_factor, seed):
     clean = _to_unit_float(images)
     seed = tf.stack([tf.cast(s, tf.int64) for s in seed])
@@ -496,12 +513,12 @@ def _assemble(splits, image_shape, source, options):
                 for key in ("batch_size", "noise_factor", "seed", "cache")}
     train, validation, test = (splits.get(name) for name in SPLITS)
     return ImageData(
-        train=_pipeline(train.images, train.count, train=True, noise_offset=0,
+        train=_pipeline(train, train.count, train=True, noise_offset=0,
                         **settings),
         validation=None if validation is None else _pipeline(
-            validation.images, validation.count, train=False, noise_offset=0,
+            validation, validation.count, train=False, noise_offset=0,
             **settings),
-        test=_pipeline(test.images, test.count, train=False,
+        test=_pipeline(test, test.count, train=False,
                        noise_offset=_TEST_NOISE_OFFSET, **settings),
         image_shape=tuple(int(d) for d in image_shape),
         source=source,
@@ -561,7 +578,7 @@ def _array_split(images, labels):
     labeled = (None if labels is None
                else tf.data.Dataset.from_tensor_slices((images_t, labels)))
     return _Split(tf.data.Dataset.from_tensor_slices(images_t), labeled,
-                  len(images))
+                  len(images), in_memory=images_t)
 
 
 def from_arrays(train_images, test_images, *, train_labels=None,

@@ -28,6 +28,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+DEFAULT_LEARNING_RATE = 1e-3
 RUN_FILE = "run.json"
 HISTORY_FILE = "history.csv"
 MODEL_FILE = "model.keras"
@@ -74,7 +75,8 @@ def configure_devices(mixed_precision="auto"):
     return DeviceSetup(strategy, gpus, use_mixed)
 
 
-def compile_autoencoder(model, learning_rate=1e-3, jit_compile=False):
+def compile_autoencoder(model, learning_rate=DEFAULT_LEARNING_RATE,
+                        jit_compile=False):
     """Compiles ``model`` with Adam and mean squared error.
 
     Args:
@@ -286,7 +288,8 @@ class TrainResult:
     finished_before: bool = False  # the folder held this run, finished: loaded, not trained
 
 
-def train(build_model, data, output_dir, *, epochs=10, learning_rate=1e-3,
+def train(build_model, data, output_dir, *, epochs=10,
+          learning_rate=DEFAULT_LEARNING_RATE,
           patience=None, jit_compile=False, mixed_precision="auto",
           settings=None, callbacks=(), verbose="auto"):
     """Trains an autoencoder with Adam and MSE into a resumable run folder.
