@@ -39,11 +39,12 @@ import gzip
 import math
 import numbers
 import os
-import secrets
 import zlib
 
 import numpy as np
 import tensorflow as tf
+
+from keras_ae import files
 
 __all__ = [
     "FASHION_MNIST_DIR",
@@ -211,24 +212,7 @@ def write_idx(path, array):
     payload = header + array.astype(_IDX_DTYPES[code], copy=False).tobytes()
     if path.endswith(".gz"):
         payload = gzip.compress(payload, mtime=0)  # same array, same bytes
-    _write_atomically(path, payload)
-
-
-def _write_atomically(path, payload):
-    folder, name = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{name}.{secrets.token_hex(4)}.tmp")
-    # os.open with 0o666 leaves the final mode to the umask, like open() does.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
+    files.write_bytes(path, payload)
 
 
 def _find_idx_files(directory):

@@ -36,10 +36,11 @@ import csv
 import errno
 import math
 import os
-import uuid
 
 import numpy as np
 import tensorflow as tf
+
+from keras_ae import files
 
 SSIM_FILTER_SIZE = 11  # tf.image.ssim's default Gaussian window
 CELL_INCHES = 1.2  # width of one image in a grid: a digit's strokes show
@@ -310,20 +311,8 @@ def evaluate(model, data, batch_size=256):
 
 def _save_png(figure, path):
     """Writes ``figure`` to ``path`` atomically; returns ``path`` as a str."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    # Same folder, so the rename cannot cross file systems; a unique name
-    # (not mkstemp) so the file gets the usual permissions, not 0600.
-    temporary = os.path.join(
-        folder, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp.png")
-    try:
-        figure.savefig(temporary, format="png")
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-    return path
+    files.write_atomically(path, lambda tmp: figure.savefig(tmp, format="png"))
+    return os.fspath(path)
 
 
 def _first_images(model, data, n):

@@ -20,13 +20,13 @@ resumes from its last finished epoch. On a GPU, training uses mixed precision
 import csv
 import dataclasses
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 
 import keras
 import tensorflow as tf
+
+from keras_ae.files import write_atomically
 
 DEFAULT_LEARNING_RATE = 1e-3
 RUN_FILE = "run.json"
@@ -154,27 +154,6 @@ def write_json(path, data):
     """Writes ``data`` as indented JSON, atomically; returns the path."""
     return write_atomically(path, lambda tmp: Path(tmp).write_text(
         json.dumps(data, indent=2, sort_keys=True) + "\n"))
-
-
-def write_atomically(path, write, suffix=None):
-    """Calls ``write(temporary_path)``, then renames the result to ``path``.
-
-    The temporary file sits beside ``path`` (same file system, so the rename
-    is atomic) and keeps ``path``'s suffix for writers that check it. If
-    ``write`` fails, ``path`` keeps whatever it held before.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-",
-                               suffix=suffix or path.suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return str(path)
 
 
 def save_model(model, path):

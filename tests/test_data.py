@@ -10,7 +10,6 @@ import time
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from keras_ae import data
 
@@ -144,6 +143,7 @@ def test_load_idx_folder_shapes_and_dtypes(idx_folder):
     splits = data.load_idx_folder(folder)
     (train_x, train_y), (test_x, test_y) = splits["train"], splits["test"]
     assert train_x.shape == (N_TRAIN, SIZE, SIZE, 1) and train_x.dtype == np.uint8
+    assert train_y.shape == (N_TRAIN,) and train_y.dtype == np.uint8
     assert test_y.shape == (N_TEST,) and test_y.dtype == np.uint8
     np.testing.assert_array_equal(train_x[..., 0], train)
     np.testing.assert_array_equal(test_x[..., 0], test)

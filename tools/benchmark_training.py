@@ -31,12 +31,11 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_ae  # noqa: E402
 from keras_ae import data as data_lib  # noqa: E402
-from keras_ae import evaluation, training  # noqa: E402
+from keras_ae import evaluation, files, training  # noqa: E402
 
 MODELS = {
     "dense32": ("dense autoencoder, code 32",
@@ -191,7 +190,7 @@ def write_section(path, text):
         new = head + text.rstrip("\n") + rest.split(END, 1)[1]
     else:
         new = old.rstrip("\n") + "\n\n" + text
-    training.write_atomically(path, lambda tmp: Path(tmp).write_text(new))
+    files.write_atomically(path, lambda tmp: Path(tmp).write_text(new))
 
 
 def main(argv=None):
