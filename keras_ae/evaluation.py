@@ -398,7 +398,7 @@ def save_reconstruction_grid(model, data, path, n=10, title=None):
             _show(grid[row, column], images[column])
         grid[row, 0].set_ylabel(label, fontsize=9)
     for column, error in enumerate(errors):
-        grid[-1, column].set_xlabel(f"MSE {error:.3g}", fontsize=8)
+        grid[-1, column].set_xlabel(f"MSE {error:.4f}", fontsize=8)
     if title:
         figure.suptitle(title, fontsize=11)
     return _save_png(figure, path)
@@ -465,12 +465,15 @@ def _values(name, values):
 
 
 def _metric_names(logs):
-    """``loss`` first, then every other name that has a training or val_ curve."""
+    """``loss`` first, then every name logged with a ``val_`` twin.
+
+    Columns without a validation twin (such as keras_ae's ``train_seconds``)
+    are bookkeeping, not curves to compare.
+    """
     names = ["loss"]
     for key in logs:
-        name = key[len("val_"):] if key.startswith("val_") else key
-        if name not in names:
-            names.append(name)
+        if key.startswith("val_") and key[len("val_"):] not in names:
+            names.append(key[len("val_"):])
     return names
 
 
@@ -478,7 +481,8 @@ def save_loss_curves(history, path, title=None):
     """Plots training and validation curves per epoch, one panel per metric.
 
     The ``loss`` panel comes first, with ``loss`` and ``val_loss``; every other
-    ``<name>``/``val_<name>`` pair gets its own panel. Epochs run from 1 on
+    ``<name>``/``val_<name>`` pair gets its own panel (columns with no
+    ``val_`` twin are left out). Epochs run from 1 on
     the x axis; the y axis is logarithmic (linear for a metric with values
     of 0 or below, which a log scale cannot show). Missing values (CSVLogger's
     "NA") leave gaps.
@@ -486,7 +490,8 @@ def save_loss_curves(history, path, title=None):
     Args:
         history: a ``keras.callbacks.History`` (what ``fit`` returns), a dict
             of per-epoch lists such as ``history.history``, or the path of a
-            comma-separated CSV written by ``keras.callbacks.CSVLogger``
+            comma-separated CSV with 0-based ``epoch`` numbers, as written by
+            ``keras.callbacks.CSVLogger`` and by keras_ae's ``history.csv``
             (columns ``epoch, loss, val_loss, ...``).
         path: where to write the PNG (always PNG, whatever the suffix); its
             folder is created if missing, an existing file is replaced.

@@ -5,7 +5,8 @@ squared error, not a cross-entropy. A run writes into one folder::
 
     run/
       run.json          what was asked for (model, data, training settings)
-      history.csv       one row per finished epoch (loss, val_loss, seconds)
+      history.csv       one row per finished epoch (loss, val_loss, seconds),
+                        epochs numbered from 0 as keras.callbacks.CSVLogger does
       checkpoints/      the model after each epoch (epoch_001.keras, ...)
       backup/           BackupAndRestore state while the run is unfinished
       logs/             TensorBoard logs
@@ -166,7 +167,9 @@ def save_model(model, path):
 class HistoryCsv(keras.callbacks.Callback):
     """Keeps ``history.csv``: one row per finished epoch, rewritten atomically.
 
-    Unlike ``CSVLogger``, a resumed run first drops rows from the epoch it
+    The columns are ``CSVLogger``'s (``epoch`` from 0, then the logs), plus
+    ``train_seconds``, the epoch's training time without validation. Unlike
+    ``CSVLogger``, a resumed run first drops rows from the epoch it
     resumes at onwards, so a kill between two callbacks can neither lose nor
     duplicate a row. Also records each epoch's training seconds.
     """
@@ -182,7 +185,7 @@ class HistoryCsv(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         if self.rows is None:  # first epoch of this process: maybe a resume
             self.rows = [row for row in read_history(self.path)
-                         if int(row["epoch"]) <= epoch]
+                         if row["epoch"] < epoch]
         self._train_seconds = 0.0
         self._started = None
 
@@ -201,7 +204,7 @@ class HistoryCsv(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self._stop_clock()
         self.seconds_this_process.append(self._train_seconds)
-        row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()},
+        row = {"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()},
                "train_seconds": round(self._train_seconds, 4)}
         self.rows.append(row)
         fields = list(dict.fromkeys(k for r in self.rows for k in r))

@@ -320,3 +320,12 @@ def test_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="2 channels"):
         save_reconstruction_grid(identity((8, 8, 2)), images(2, (8, 8, 2)),
                                  tmp_path / "g.png")
+
+
+def test_loss_curves_leave_out_columns_without_a_validation_twin(tmp_path):
+    from PIL import Image
+    plain = {"loss": [0.3, 0.2, 0.1], "val_loss": [0.35, 0.25, 0.2]}
+    with_seconds = {**plain, "train_seconds": [2.0, 1.0, 1.0]}
+    a = evaluation.save_loss_curves(plain, tmp_path / "a.png")
+    b = evaluation.save_loss_curves(with_seconds, tmp_path / "b.png")
+    assert Image.open(a).size == Image.open(b).size  # no extra panel

@@ -73,7 +73,7 @@ def test_train_writes_the_run_folder(small_data, tmp_path):
     run = json.loads((out / "run.json").read_text())
     assert run == {"note": "test", "epochs": 3, "learning_rate": 1e-2}
     history = training.read_history(out / "history.csv")
-    assert [row["epoch"] for row in history] == [1, 2, 3]
+    assert [row["epoch"] for row in history] == [0, 1, 2]  # as CSVLogger numbers them
     assert {"loss", "val_loss", "train_seconds"} <= set(history[0])
     assert history[-1]["loss"] < history[0]["loss"]
     assert result.history == history and not result.resumed
@@ -89,7 +89,7 @@ def test_interrupted_run_resumes_where_it_stopped(small_data, tmp_path):
     with pytest.raises(RuntimeError, match="simulated crash"):
         training.train(small_model, small_data, out, epochs=4, verbose=0,
                        callbacks=[StopAtEpoch(2)])
-    assert [r["epoch"] for r in training.read_history(out / "history.csv")] == [1, 2]
+    assert [r["epoch"] for r in training.read_history(out / "history.csv")] == [0, 1]
     assert (out / "backup").exists()
 
     seen = EpochsSeen()
@@ -97,18 +97,18 @@ def test_interrupted_run_resumes_where_it_stopped(small_data, tmp_path):
                             callbacks=[seen])
     assert result.resumed
     assert seen.epochs == [2, 3]  # epochs 0 and 1 are not run again
-    assert [r["epoch"] for r in result.history] == [1, 2, 3, 4]
+    assert [r["epoch"] for r in result.history] == [0, 1, 2, 3]
 
 
 def test_history_rows_from_the_resumed_epoch_on_are_replaced(tmp_path):
     path = tmp_path / "history.csv"
-    path.write_text("epoch,loss\n1,0.5\n2,0.4\n3,0.3\n")  # 3 written, backup at 2
+    path.write_text("epoch,loss\n0,0.5\n1,0.4\n2,0.3\n")  # 2 written, backup at 2
     callback = training.HistoryCsv(path)
     callback.on_epoch_begin(2)
     callback.on_epoch_end(2, {"loss": 0.25})
     assert training.read_history(path) == [
-        {"epoch": 1, "loss": 0.5}, {"epoch": 2, "loss": 0.4},
-        {"epoch": 3, "loss": 0.25, "train_seconds": 0.0}]
+        {"epoch": 0, "loss": 0.5}, {"epoch": 1, "loss": 0.4},
+        {"epoch": 2, "loss": 0.25, "train_seconds": 0.0}]
 
 
 def test_finished_run_is_loaded_not_trained_again(small_data, tmp_path):
