@@ -47,11 +47,13 @@ def _parser():
                     "with each decoder; print layers, parameters and code sizes.")
     summary.add_argument("--input-shape", type=_int_tuple, default=(28, 28, 1),
                          metavar="H,W,C", help="image shape (default 28,28,1)")
-    summary.add_argument("--filters", type=_int_tuple, default=(16, 4),
+    summary.add_argument("--filters", type=_int_tuple, default=None,
                          metavar="F1,F2,...",
-                         help="conv filters per encoder stage (default 16,4)")
-    summary.add_argument("--kernel-size", type=int, default=3,
-                         help="conv kernel size (default 3)")
+                         help="conv filters per encoder stage (default: the builder's)")
+    summary.add_argument("--kernel-size", type=int, default=None,
+                         help="conv kernel size (default: the builder's)")
+    summary.add_argument("--convs-per-stage", type=int, default=None,
+                         help="convolutions per stage (default: the builder's)")
     summary.add_argument("--code-size", type=int, default=None,
                          help="dense code length for the conv models "
                               "(default: the last feature map is the code)")
@@ -226,10 +228,12 @@ def _summary(args):
 
     models = [keras_ae.build_dense_autoencoder(
         args.input_shape, code_size=args.dense_code_size)]
+    given = {name: getattr(args, name) for name in
+             ("filters", "kernel_size", "convs_per_stage", "code_size")
+             if getattr(args, name) is not None}
     for decoder in sorted(keras_ae.DECODERS):
         models.append(keras_ae.build_conv_autoencoder(
-            args.input_shape, filters=args.filters, decoder=decoder,
-            kernel_size=args.kernel_size, code_size=args.code_size))
+            args.input_shape, decoder=decoder, **given))
 
     pixels = math.prod(args.input_shape)
     batch = np.random.default_rng(0).random((2, *args.input_shape), "float32")

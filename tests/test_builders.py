@@ -1,5 +1,7 @@
 """The dense and conv builders: shapes, structure, serialization, errors."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -65,7 +67,8 @@ def test_stage_layer_names():
     assert {"decoder_stage1_upsample", "decoder_stage1_conv"} <= set(names["upsample"])
     assert {"decoder_stage1_unpool", "decoder_stage2_unpool"} <= set(names["unpool"])
     assert not any("crop" in n for n in names["unpool"])  # output_size instead
-    encoder = keras_ae.build_conv_autoencoder().get_layer("encoder")
+    encoder = keras_ae.build_conv_autoencoder(
+        filters=(16, 4), convs_per_stage=1).get_layer("encoder")
     assert [layer.name for layer in encoder.layers][1:] == [
         "encoder_stage1_conv", "encoder_stage1_pool",
         "encoder_stage2_conv", "encoder_stage2_pool"]
@@ -77,10 +80,40 @@ def test_decoder_channels_mirror_the_encoder():
                 if hasattr(layer, "filters")]
     # encoder 1->16->4, decoder 4->16->16->1, whatever undoes the pooling
     for decoder in DECODERS:
-        model = keras_ae.build_conv_autoencoder(decoder=decoder)
+        model = keras_ae.build_conv_autoencoder(filters=(16, 4), decoder=decoder,
+                                                convs_per_stage=1)
         assert conv_channels(model) == [16, 16, 1]
-    deeper = keras_ae.build_conv_autoencoder(filters=(8, 16, 32), decoder="upsample")
+    deeper = keras_ae.build_conv_autoencoder(filters=(8, 16, 32), decoder="upsample",
+                                             convs_per_stage=1)
     assert conv_channels(deeper) == [16, 8, 8, 1]
+
+
+def test_defaults_are_the_benchmarked_model():
+    model = keras_ae.build_conv_autoencoder()
+    convs = [layer for layer in model.get_layer("encoder").layers
+             if isinstance(layer, keras.layers.Conv2D)]
+    assert [c.filters for c in convs] == [32, 32, 4, 4]  # two convs per stage
+    assert math.prod(model.get_layer("encoder").output.shape[1:]) == 196
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_the_code_is_linear(decoder):
+    model = keras_ae.build_conv_autoencoder((16, 16, 1), filters=(8, 4),
+                                            decoder=decoder)
+    encoder = model.get_layer("encoder")
+    convs = [layer for layer in encoder.layers
+             if isinstance(layer, keras.layers.Conv2D)]
+    assert convs[-1].activation is keras.activations.linear
+    assert all(c.activation is keras.activations.relu for c in convs[:-1])
+    outputs = encoder(batch((16, 16, 1), n=8))
+    code = np.asarray(outputs[0] if decoder == "unpool" else outputs)
+    assert code.min() < 0 < code.max()  # a ReLU code could not go below zero
+    # with a dense code, the convolutions keep their ReLU and the Dense is linear
+    dense = keras_ae.build_conv_autoencoder((16, 16, 1), filters=(8, 4),
+                                            decoder=decoder, code_size=10)
+    convs = [layer for layer in dense.get_layer("encoder").layers
+             if isinstance(layer, keras.layers.Conv2D)]
+    assert all(c.activation is keras.activations.relu for c in convs)
 
 
 @pytest.mark.parametrize("decoder", DECODERS)

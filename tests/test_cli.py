@@ -13,6 +13,9 @@ def test_summary_lists_every_model_with_code_sizes(capsys):
         assert name in out
     # 28x28x1 = 784 floats; conv code 7x7x4 = 196 (4x), dense code 32 (24.5x)
     assert "196" in out and "4.0x" in out and "24.5x" in out
+    # the builders' defaults, not numbers of the CLI's own
+    import keras_ae
+    assert f"{keras_ae.build_conv_autoencoder().count_params():,}" in out
 
 
 def test_summary_with_other_shape_and_code(capsys):

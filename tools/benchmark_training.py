@@ -68,6 +68,9 @@ def parse_args(argv):
                         help="folder of Fashion-MNIST IDX files")
     parser.add_argument("--models", default=",".join(MODELS),
                         help=f"comma-separated, from {', '.join(MODELS)}")
+    parser.add_argument("--validation-split", type=float, default=0.0,
+                        help="default 0: train on all 60,000 images, as the "
+                             "references did")
     parser.add_argument("--overhead-steps", type=int, default=100,
                         help="steps per timing of the tf.data overhead (0: skip)")
     parser.add_argument("--output", default="docs/benchmarks.md")
@@ -147,7 +150,9 @@ def machine():
             f"keras_ae {keras_ae.__version__}")
 
 
-def section(rows, overhead, args, command, seconds):
+def section(rows, overhead, args, command, seconds, data):
+    data_counts = (f"{data.num_train:,} train / {data.num_validation:,} "
+                   f"validation images")
     lines = [
         START,
         "## Training: quality and speed on Fashion-MNIST",
@@ -157,7 +162,7 @@ def section(rows, overhead, args, command, seconds):
         f"- command: `{command}`",
         f"- budget: {args.epochs} epochs, Adam (keras_ae's default learning rate"
         f"{'' if args.learning_rate is None else f' overridden to {args.learning_rate}'}),"
-        f" MSE, batch {args.batch_size}; 54,000 train / 6,000 validation images; "
+        f" MSE, batch {args.batch_size}; {data_counts}; "
         f"metrics on the 10,000 test images; seed {args.seed}; took "
         f"{seconds / 60:.0f} min",
         "",
@@ -197,13 +202,19 @@ def main(argv=None):
     args = parse_args(argv)
     command = "python3 " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])])
     started = time.time()
-    data = data_lib.from_idx(args.data_dir, batch_size=args.batch_size, seed=args.seed)
+    data = data_lib.from_idx(args.data_dir, batch_size=args.batch_size,
+                             validation_split=args.validation_split, seed=args.seed)
     print(f"data: {data.source}: {data.num_train} train, {data.num_validation} "
           f"validation, {data.num_test} test", flush=True)
+    rows = []
     with tempfile.TemporaryDirectory(prefix="keras_ae_bench_") as runs_dir:
-        rows = [train_one(key, data, args, runs_dir) for key in args.models.split(",")]
+        for key in args.models.split(","):
+            rows.append(train_one(key, data, args, runs_dir))
+            # after each model, so that an interrupted benchmark keeps its rows
+            write_section(args.output, section(
+                rows, None, args, command, time.time() - started, data))
     overhead = data_overhead(data, args.overhead_steps) if args.overhead_steps else None
-    text = section(rows, overhead, args, command, time.time() - started)
+    text = section(rows, overhead, args, command, time.time() - started, data)
     write_section(args.output, text)
     print("\n" + text)
     print(f"wrote {args.output}")
