@@ -92,8 +92,12 @@ def train_one(key, data, args, runs_dir):
                             verbose=2, **options)
     test = evaluation.evaluate(result.model, data.test)
     encoder = result.model.get_layer("encoder")
+    # Unpooling decoders also get the argmax indices: log2(window) bits per
+    # pooled value pass to the decoder beside the code.
+    index_bits = sum(math.prod(t.shape[1:]) * 2 for t in encoder.outputs[1:])
     row = {
         "model": label, "code": math.prod(encoder.outputs[0].shape[1:]),
+        "index_bits": index_bits,
         "mse": test["mse"], "psnr": test["psnr"], "ssim": test["ssim"],
         "params": result.model.count_params(),
         "images_per_s": result.train_images_per_second,
@@ -171,8 +175,16 @@ def section(rows, overhead, args, command, seconds, data):
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['code']} | {r['mse']:.4f} | {r['psnr']:.2f} "
+        code = f"{r['code']}" + (" + indices*" if r["index_bits"] else "")
+        lines.append(f"| {r['model']} | {code} | {r['mse']:.4f} | {r['psnr']:.2f} "
                      f"| {r['ssim']:.4f} | {r['params']:,} | {r['images_per_s']:,.0f} |")
+    leaky = [r for r in rows if r["index_bits"]]
+    if leaky:
+        lines += ["", f"\\* Not a like-for-like code size: the unpool decoder also "
+                  f"receives the encoder's max-pooling positions, 2 bits per pooled "
+                  f"value ({leaky[0]['index_bits']:,} bits, about "
+                  f"{leaky[0]['index_bits'] / 32:,.0f} floats' worth, per image), "
+                  f"so its bottleneck leaks. It cannot decode from the code alone."]
     lines += ["", "References, measured here before keras_ae with the same data, "
               "budget and batch (test MSE):", "",
               "| reference | code (floats/image) | test MSE |", "|---|---:|---:|"]
