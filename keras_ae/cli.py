@@ -171,7 +171,8 @@ def _train(args):
         "noise_factor": args.noise_factor, "seed": args.seed, "xla": args.xla,
         "mixed_precision": args.mixed_precision,
     }
-    learning_rate = args.learning_rate or training.DEFAULT_LEARNING_RATE
+    learning_rate = (training.DEFAULT_LEARNING_RATE if args.learning_rate is None
+                     else args.learning_rate)
     result = training.train(
         lambda: builder(data.image_shape, **options), data, args.output,
         epochs=args.epochs, learning_rate=learning_rate,

@@ -307,6 +307,8 @@ def train(build_model, data, output_dir, *, epochs=10,
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive integer, got {epochs!r}.")
+    if not learning_rate > 0:  # checked here too: before the folder is claimed
+        raise ValueError(f"learning_rate must be positive, got {learning_rate!r}.")
     settings = dict(settings or {}, epochs=epochs, learning_rate=learning_rate)
     resumed = prepare_run_folder(output_dir, settings)
     devices = configure_devices(mixed_precision)

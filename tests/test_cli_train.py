@@ -136,3 +136,11 @@ def test_missing_idx_files_are_named(tmp_path, capsys):
     assert cli.main(args) == 2
     assert "train-images-idx3-ubyte" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()  # nothing written for a bad start
+
+
+def test_zero_learning_rate_is_refused_not_replaced(idx_dir, tmp_path, capsys):
+    args = train_args(idx_dir, tmp_path / "run", 1)
+    args[args.index("--learning-rate") + 1] = "0"
+    assert cli.main(args) == 2
+    assert "learning_rate must be positive, got 0.0" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # refused before anything is written
