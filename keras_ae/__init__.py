@@ -20,6 +20,7 @@ _EXPORTS = {
     "DECODERS": "keras_ae.builders",
     "build_conv_autoencoder": "keras_ae.builders",
     "build_dense_autoencoder": "keras_ae.builders",
+    "code_floats": "keras_ae.builders",
     "MaxPoolingWithArgmax2D": "keras_ae.layers",
     "MaxUnpooling2D": "keras_ae.layers",
 }

@@ -25,15 +25,10 @@ import math
 import keras
 
 from keras_ae import shapes
+from keras_ae._validation import positive_int
 from keras_ae.layers import MaxPoolingWithArgmax2D, MaxUnpooling2D
 
 POOL = 2  # every stage halves height and width (odd sizes round up)
-
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-    return value
 
 
 def _positive_ints(name, values, allow_empty):
@@ -92,7 +87,7 @@ def build_dense_autoencoder(input_shape=(28, 28, 1), code_size=32,
     (None, 32)
     """
     input_shape = _positive_ints("input_shape", input_shape, allow_empty=False)
-    code_size = _positive_int("code_size", code_size)
+    code_size = positive_int("code_size", code_size)
     hidden_units = _positive_ints("hidden_units", hidden_units, allow_empty=True)
     pixels = math.prod(input_shape)
 
@@ -220,10 +215,10 @@ def build_conv_autoencoder(input_shape=(28, 28, 1), filters=(32, 4),
             f"decoder must be one of {sorted(DECODERS)}, got {decoder!r}.")
     input_shape = _image_shape(input_shape)
     filters = _positive_ints("filters", filters, allow_empty=False)
-    kernel_size = _positive_int("kernel_size", kernel_size)
-    convs_per_stage = _positive_int("convs_per_stage", convs_per_stage)
+    kernel_size = positive_int("kernel_size", kernel_size)
+    convs_per_stage = positive_int("convs_per_stage", convs_per_stage)
     if code_size is not None:
-        code_size = _positive_int("code_size", code_size)
+        code_size = positive_int("code_size", code_size)
     smallest = POOL ** len(filters)
     if min(input_shape[:2]) < smallest:
         raise ValueError(
@@ -313,6 +308,25 @@ def _conv_decoder(encoder, channels, filters, kernel_size, convs_per_stage,
 
 
 # --- shared ----------------------------------------------------------------
+
+def code_floats(model):
+    """Floats in one image's code: the encoder's first output, per image.
+
+    Args:
+        model: an autoencoder from ``build_dense_autoencoder`` or
+            ``build_conv_autoencoder`` (a model with a nested ``encoder``).
+
+    Returns:
+        The code's length; an ``"unpool"`` decoder's argmax indices are
+        not counted.
+
+    Example:
+
+    >>> code_floats(build_conv_autoencoder((28, 28, 1)))
+    196
+    """
+    return math.prod(model.get_layer("encoder").outputs[0].shape[1:])
+
 
 def _sigmoid_output(x):
     # float32 even under a mixed_float16 policy: the loss is computed on it.

@@ -134,7 +134,6 @@ def _previous_speed(output, result):
     """Images/s of this run; for a finished run loaded again, the figure
     measured when it trained (kept in its metrics.json)."""
     import json
-    import math
 
     speed = result.train_images_per_second
     if math.isnan(speed) and os.path.exists(f"{output}/metrics.json"):
@@ -150,7 +149,7 @@ def _train(args):
 
     import keras_ae
     from keras_ae import data as data_lib
-    from keras_ae import evaluation, training
+    from keras_ae import evaluation, files, training
 
     started = time.time()
     options = _model_options(args)
@@ -196,7 +195,7 @@ def _train(args):
     metrics = {
         "test": test,
         "parameters": model.count_params(),
-        "code_floats": _code_floats(model),
+        "code_floats": keras_ae.code_floats(model),
         "train_images_per_second": _previous_speed(output, result),
         "epochs_run": len(result.history),
         "devices": result.devices.description,
@@ -205,7 +204,7 @@ def _train(args):
         "keras_ae_version": keras_ae.__version__,
         "seconds": round(time.time() - started, 1),
     }
-    training.write_json(f"{output}/metrics.json", metrics)
+    files.write_json(f"{output}/metrics.json", metrics)
     print(f"test: MSE {test['mse']:.5f}, PSNR {test['psnr']:.2f} dB, "
           f"SSIM {test['ssim']:.4f} on {test['images']} images; "
           f"{metrics['parameters']:,} parameters, code {metrics['code_floats']} "
@@ -214,12 +213,6 @@ def _train(args):
     print(f"wrote {output}/model.keras, history.csv, metrics.json, "
           "reconstructions.png, loss_curves.png")
     return 0
-
-
-def _code_floats(model):
-    """Floats in one image's code: the encoder's first output, per sample."""
-    encoder = model.get_layer("encoder")
-    return math.prod(encoder.outputs[0].shape[1:])
 
 
 def _summary(args):
@@ -246,7 +239,7 @@ def _summary(args):
         if output.shape != batch.shape:  # a builder bug, not a user error
             raise RuntimeError(
                 f"{model.name} returned {output.shape} for input {batch.shape}")
-        code = _code_floats(model)
+        code = keras_ae.code_floats(model)
         rows.append((model.name, model.count_params(), code, pixels / code))
 
     print(f"\nAutoencoders for images of shape {args.input_shape} "

@@ -41,16 +41,11 @@ import numpy as np
 import tensorflow as tf
 
 from keras_ae import files
+from keras_ae._validation import positive_int
 
 SSIM_FILTER_SIZE = 11  # tf.image.ssim's default Gaussian window
 CELL_INCHES = 1.2  # width of one image in a grid: a digit's strokes show
 ROWS = ("original", "noisy input", "reconstruction")
-
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-    return value
 
 
 # --- data ------------------------------------------------------------------
@@ -182,7 +177,7 @@ def _reconstructions(model, data, batch_size):
     Shapes are checked against the model's static shapes before each batch
     is predicted, so a model for other images fails on the first batch.
     """
-    batch_size = _positive_int("batch_size", batch_size)
+    batch_size = positive_int("batch_size", batch_size)
     images = 0
     for inputs, targets in _batches(data, batch_size):
         if not len(targets):
@@ -371,7 +366,7 @@ def save_reconstruction_grid(model, data, path, n=10, title=None):
         ...  # train it
         save_reconstruction_grid(model, (noisy_test, test), "grid.png", n=8)
     """
-    n = _positive_int("n", n)
+    n = positive_int("n", n)
     inputs, targets, reconstructions = _first_images(model, data, n)
     height, width, channels = targets.shape[1:]
     if channels not in (1, 3):

@@ -6,6 +6,7 @@ so a failed or killed write leaves the previous file (or none), never half a
 file. No TensorFlow here: serving code uses it too.
 """
 
+import json
 import os
 import secrets
 from pathlib import Path
@@ -43,6 +44,12 @@ def write_atomically(path, write):
         if temporary.exists():
             temporary.unlink()
     return str(path)
+
+
+def write_json(path, data):
+    """Writes ``data`` as indented, key-sorted JSON, atomically; returns the path."""
+    return write_atomically(path, lambda tmp: Path(tmp).write_text(
+        json.dumps(data, indent=2, sort_keys=True) + "\n"))
 
 
 def write_bytes(path, payload):

@@ -22,12 +22,9 @@ Example:
 
 import math
 
+from keras_ae._validation import positive_int
+
 PADDINGS = ("valid", "same")
-
-
-def _check_positive(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
 
 
 def _check_padding(padding):
@@ -72,7 +69,7 @@ def conv_output_size(size, kernel_size, stride=1, padding="valid", dilation=1):
     """
     for name, value in (("size", size), ("kernel_size", kernel_size),
                         ("stride", stride), ("dilation", dilation)):
-        _check_positive(name, value)
+        positive_int(name, value)
     padding = _check_padding(padding)
     span = (kernel_size - 1) * dilation + 1
     if padding == "same":
@@ -117,7 +114,7 @@ def conv_transpose_output_size(size, kernel_size, stride=1, padding="valid",
     """
     for name, value in (("size", size), ("kernel_size", kernel_size),
                         ("stride", stride), ("dilation", dilation)):
-        _check_positive(name, value)
+        positive_int(name, value)
     padding = _check_padding(padding)
     if isinstance(padding, int):
         raise ValueError(

@@ -27,7 +27,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from keras_ae.files import write_atomically
+from keras_ae.files import write_atomically, write_json
 
 DEFAULT_LEARNING_RATE = 3e-3  # best of 1e-3, 2e-3, 3e-3 in 10 epochs (docs/benchmarks.md)
 RUN_FILE = "run.json"
@@ -94,11 +94,15 @@ def compile_autoencoder(model, learning_rate=DEFAULT_LEARNING_RATE,
     >>> model.loss
     'mse'
     """
-    if not learning_rate > 0:
-        raise ValueError(f"learning_rate must be positive, got {learning_rate!r}.")
+    _check_learning_rate(learning_rate)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mse",
                   jit_compile=jit_compile)
     return model
+
+
+def _check_learning_rate(learning_rate):
+    if not learning_rate > 0:
+        raise ValueError(f"learning_rate must be positive, got {learning_rate!r}.")
 
 
 # --- the run folder ------------------------------------------------------------
@@ -149,12 +153,6 @@ def _differences(old, new, ignore):
     keys = sorted((set(old) | set(new)) - ignore)
     return [f"{key}: {old.get(key)!r} before, {new.get(key)!r} now"
             for key in keys if old.get(key) != new.get(key)]
-
-
-def write_json(path, data):
-    """Writes ``data`` as indented JSON, atomically; returns the path."""
-    return write_atomically(path, lambda tmp: Path(tmp).write_text(
-        json.dumps(data, indent=2, sort_keys=True) + "\n"))
 
 
 def save_model(model, path):
@@ -307,8 +305,7 @@ def train(build_model, data, output_dir, *, epochs=10,
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive integer, got {epochs!r}.")
-    if not learning_rate > 0:  # checked here too: before the folder is claimed
-        raise ValueError(f"learning_rate must be positive, got {learning_rate!r}.")
+    _check_learning_rate(learning_rate)  # before the folder is claimed
     settings = dict(settings or {}, epochs=epochs, learning_rate=learning_rate)
     resumed = prepare_run_folder(output_dir, settings)
     devices = configure_devices(mixed_precision)

@@ -96,7 +96,7 @@ def train_one(key, data, args, runs_dir):
     # pooled value pass to the decoder beside the code.
     index_bits = sum(math.prod(t.shape[1:]) * 2 for t in encoder.outputs[1:])
     row = {
-        "model": label, "code": math.prod(encoder.outputs[0].shape[1:]),
+        "model": label, "code": keras_ae.code_floats(result.model),
         "index_bits": index_bits,
         "mse": test["mse"], "psnr": test["psnr"], "ssim": test["ssim"],
         "params": result.model.count_params(),
