@@ -164,7 +164,7 @@ class MaxPoolingWithArgmax2D(keras.layers.Layer):
     Limits:
         Ties go to the first maximum in row-major order within the window.
         Outside XLA this is the native ``tf.nn.max_pool_with_argmax``; under
-        XLA it is an exact equivalent built from ``extract_patches``.
+        XLA it is an exact equivalent built from strided slices.
 
     Example:
 
@@ -249,7 +249,8 @@ class MaxUnpooling2D(keras.layers.Layer):
     Limits:
         Positions that several windows picked (possible only when the window
         is larger than its stride) receive the sum of their values, as
-        ``tf.scatter_nd`` does. A mask with a position outside the output
+        ``tf.scatter_nd`` does; exported to ONNX (opset 16 or later) they are
+        summed as well. A mask with a position outside the output
         raises on CPU; on GPU such an update is dropped.
 
     Example:
@@ -321,9 +322,14 @@ class MaxUnpooling2D(keras.layers.Layer):
         flat_mask = tf.reshape(tf.cast(mask, tf.int64), [batch, -1])
         samples = tf.broadcast_to(tf.range(batch)[:, None], tf.shape(flat_mask))
         indices = tf.stack([samples, flat_mask], axis=-1)
-        flat = tf.scatter_nd(
-            indices, tf.reshape(updates, [batch, -1]),
-            tf.stack([batch, tf.cast(height * width * channels, tf.int64)]))
+        # tensor_scatter_nd_add on zeros equals tf.scatter_nd, and tf2onnx
+        # turns it into ONNX ScatterND with reduction="add": duplicates are
+        # summed there too, where a plain ScatterND keeps only the last one.
+        zeros = tf.zeros(
+            tf.stack([batch, tf.cast(height * width * channels, tf.int64)]),
+            updates.dtype)
+        flat = tf.tensor_scatter_nd_add(
+            zeros, indices, tf.reshape(updates, [batch, -1]))
         return tf.reshape(flat, [-1, height, width, channels])
 
     def compute_output_spec(self, updates, mask, output_size=None):

@@ -1,0 +1,594 @@
+"""Export autoencoders to SavedModel and ONNX, each export checked against Keras.
+
+Three functions, one per artifact:
+
+- ``export_saved_model(model, directory)``: a SavedModel that plain
+  ``tf.saved_model.load`` and ``saved_model_cli`` use without keras_ae, with
+  the signatures ``serving_default`` (``image`` to ``reconstruction``),
+  ``encode`` (``image`` to ``code``) and, where the decoder runs alone,
+  ``decode`` (``code`` to ``reconstruction``).
+- ``export_onnx(model, path, opset=17)``: ``model.onnx`` through tf2onnx, with
+  ``encoder.onnx`` and, where possible, ``decoder.onnx`` beside it, each
+  carrying ``keras_ae.*`` metadata that ``keras_ae.serving`` reads.
+- ``export_model(model, directory)``: both, plus ``model_card.json``; what
+  ``keras-ae export`` writes.
+
+Every export runs the artifact it wrote on sample images at batch 1 and 7,
+compares it with the Keras model, fails (``ExportParityError``) when the
+largest absolute difference is over ``PARITY_TOLERANCE``, and returns the
+figures. Writes go to a temporary name and are renamed into place at the end,
+so a failed or interrupted export leaves any earlier export as it was.
+
+The ``"unpool"`` decoder needs the encoder's argmax indices, so it never runs
+alone: it gets no ``decode`` signature and no ``decoder.onnx``.
+"""
+
+import json
+import math
+import os
+import secrets
+import shutil
+import tempfile
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import keras_ae
+from keras_ae import files
+from keras_ae.layers import MaxUnpooling2D
+
+PARITY_TOLERANCE = 1e-5
+PARITY_BATCHES = (1, 7)
+DEFAULT_OPSET = 17
+MIN_OPSET, MAX_OPSET = 13, 18  # tf2onnx 1.17 converts up to opset 18
+UNPOOL_MIN_OPSET = 16  # ScatterND's reduction="add" (summed duplicates)
+ENCODER_FILE, DECODER_FILE = "encoder.onnx", "decoder.onnx"
+MODEL_CARD_FILE = "model_card.json"
+
+
+class ExportParityError(RuntimeError):
+    """An exported artifact's outputs differ from the Keras model's."""
+
+
+# --- what a model is made of ----------------------------------------------
+
+def describe(model):
+    """What an autoencoder takes and gives: the facts its exports record.
+
+    Args:
+        model: a ``keras.Model`` taking images ``(batch, H, W, C)`` and
+            returning images of the same shape; from the keras_ae builders it
+            also has nested ``encoder`` and ``decoder`` models.
+
+    Returns:
+        A dict: ``name``, ``input_shape`` ``[H, W, C]``, ``code_shape`` and
+        ``code_size`` (``None`` without an ``encoder``), ``decoder`` (kind:
+        ``"transpose"``, ``"upsample"``, ``"unpool"``, ``"dense"`` or
+        ``"custom"``), ``decoder_runs_alone``, ``parameters`` and
+        ``value_range`` ``[0, 1]``.
+
+    Raises:
+        ValueError: for a model that is not an image-to-image autoencoder.
+
+    Example:
+
+    >>> describe(keras_ae.build_conv_autoencoder())["code_shape"]
+    [7, 7, 4]
+    """
+    input_shape = _image_input_shape(model)
+    encoder, decoder = _parts(model)
+    code_shape = (None if encoder is None
+                  else [int(d) for d in encoder.outputs[0].shape[1:]])
+    return {
+        "name": model.name,
+        "input_shape": list(input_shape),
+        "code_shape": code_shape,
+        "code_size": None if code_shape is None else math.prod(code_shape),
+        "decoder": _decoder_kind(model),
+        "decoder_runs_alone": decoder is not None and len(decoder.inputs) == 1,
+        "parameters": int(model.count_params()),
+        "value_range": [0, 1],
+    }
+
+
+def _image_input_shape(model):
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"expected a keras.Model, got {type(model).__name__}.")
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ValueError(
+            f"expected an autoencoder with one image input and one image output; "
+            f"{model.name} has {len(model.inputs)} inputs and "
+            f"{len(model.outputs)} outputs.")
+    shape = tuple(model.inputs[0].shape[1:])
+    if len(shape) != 3 or None in shape:
+        raise ValueError(
+            f"expected images of a fixed shape (H, W, C); {model.name} takes "
+            f"{(None, *shape)}.")
+    out = tuple(model.outputs[0].shape[1:])
+    if out != shape:
+        raise ValueError(
+            f"expected an output of the input's shape {shape}; {model.name} "
+            f"returns {out}.")
+    return shape
+
+
+def _parts(model):
+    """The nested ``encoder`` and ``decoder`` models, or ``(None, None)``."""
+    names = {layer.name: layer for layer in model.layers}
+    encoder, decoder = names.get("encoder"), names.get("decoder")
+    if isinstance(encoder, keras.Model) and isinstance(decoder, keras.Model):
+        return encoder, decoder
+    return None, None
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)
+
+
+def _decoder_kind(model):
+    kinds = {type(layer) for layer in _all_layers(model)}
+    if MaxUnpooling2D in kinds:
+        return "unpool"
+    if keras.layers.Conv2DTranspose in kinds:
+        return "transpose"
+    if keras.layers.UpSampling2D in kinds:
+        return "upsample"
+    if not kinds & {keras.layers.Conv2D, keras.layers.Conv2DTranspose}:
+        return "dense" if keras.layers.Dense in kinds else "custom"
+    return "custom"
+
+
+def _unpool_layers(model):
+    return [layer for layer in _all_layers(model)
+            if isinstance(layer, MaxUnpooling2D)]
+
+
+# --- float32 ----------------------------------------------------------------
+
+def float32_model(model):
+    """The same model computing in float32 (a copy if it used mixed precision).
+
+    Serving runtimes want one float32 graph; a model trained under
+    ``mixed_float16`` is rebuilt with float32 layers and the same weights
+    (its variables are float32 already).
+
+    Args:
+        model: a ``keras.Model``.
+
+    Returns:
+        ``model`` itself when every layer computes in float32, else a copy.
+
+    Example:
+
+    >>> float32_model(keras_ae.build_dense_autoencoder()).compute_dtype
+    'float32'
+    """
+    if all(layer.compute_dtype == "float32" for layer in _all_layers(model)):
+        return model
+    config = _float32_policies(keras.saving.serialize_keras_object(model))
+    clone = keras.saving.deserialize_keras_object(config)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+def _float32_policies(config):
+    """A serialized model with every mixed-precision policy made float32."""
+    if isinstance(config, list):
+        return [_float32_policies(item) for item in config]
+    if not isinstance(config, dict):
+        return config
+    if config.get("class_name") in ("DTypePolicy", "FloatDTypePolicy"):
+        name = config.get("config", {}).get("name", "")
+        if name.startswith("mixed_"):
+            return {**config, "config": {**config["config"], "name": "float32"}}
+    return {key: ("float32" if key == "dtype" and isinstance(value, str)
+                  and value.startswith("mixed_") else _float32_policies(value))
+            for key, value in config.items()}
+
+
+# --- the functions every export traces --------------------------------------
+
+def _endpoints(model):
+    """``{name: (tf.function, input key, output key)}`` for each exportable part.
+
+    ``autoencoder`` maps ``image`` to ``reconstruction``; ``encoder`` maps
+    ``image`` to ``code`` (an unpool encoder's argmax indices are left out);
+    ``decoder`` maps ``code`` to ``reconstruction`` where it runs alone.
+    """
+    shape = _image_input_shape(model)
+    image = tf.TensorSpec((None, *shape), tf.float32, name="image")
+    endpoints = {"autoencoder": (
+        tf.function(lambda image: {"reconstruction": model(image, training=False)},
+                    input_signature=[image]), "image", "reconstruction")}
+    encoder, decoder = _parts(model)
+    if encoder is not None:
+        endpoints["encoder"] = (
+            tf.function(lambda image: {"code": _first(encoder(image, training=False))},
+                        input_signature=[image]), "image", "code")
+    if decoder is not None and len(decoder.inputs) == 1:
+        code = tf.TensorSpec((None, *decoder.inputs[0].shape[1:]), tf.float32,
+                             name="code")
+        endpoints["decoder"] = (
+            tf.function(lambda code: {"reconstruction": decoder(code, training=False)},
+                        input_signature=[code]), "code", "reconstruction")
+    return endpoints
+
+
+def _first(outputs):
+    return outputs[0] if isinstance(outputs, (list, tuple)) else outputs
+
+
+PARITY_IMAGES = max(PARITY_BATCHES)
+
+
+def parity_images(input_shape, count=PARITY_IMAGES, seed=0):
+    """The images every export is checked on: an all-black and an all-grey one
+    (their flat regions make max-pooling ties, where exporters could pick a
+    different position), then uniform noise; float32 in [0, 1]."""
+    images = np.random.default_rng(seed).random((count, *input_shape), "float32")
+    images[0] = 0.0
+    if count > 1:
+        images[1] = 0.5
+    return images
+
+
+def _check_parity(run_artifact, endpoints, images, what):
+    """Largest |artifact - Keras| per endpoint over batches 1 and 7.
+
+    ``run_artifact(part, inputs)`` runs the exported ``part``; the decoder is
+    fed the encoder's codes of ``images``.
+    """
+    figures = {}
+    codes = None
+    if "encoder" in endpoints:
+        codes = endpoints["encoder"][0](tf.constant(images))["code"].numpy()
+    for part, (function, input_key, output_key) in endpoints.items():
+        inputs = codes if input_key == "code" else images
+        worst = 0.0
+        for batch in PARITY_BATCHES:
+            sample = inputs[-batch:]  # batch 1: a noise image
+            expected = function(tf.constant(sample))[output_key].numpy()
+            got = np.asarray(run_artifact(part, sample))
+            if got.shape != expected.shape:
+                raise ExportParityError(
+                    f"{what} {part} returned shape {got.shape} for batch {batch}, "
+                    f"Keras {expected.shape}.")
+            worst = max(worst, float(np.max(np.abs(got - expected))))
+        if not worst <= PARITY_TOLERANCE:
+            raise ExportParityError(
+                f"{what} {part} differs from the Keras model by up to {worst:.3g} "
+                f"(allowed: {PARITY_TOLERANCE:g}) on batches {PARITY_BATCHES}.")
+        figures[part] = worst
+    return figures
+
+
+# --- SavedModel -------------------------------------------------------------
+
+SIGNATURES = {"autoencoder": "serving_default", "encoder": "encode",
+              "decoder": "decode"}
+
+
+def export_saved_model(model, directory, *, images=None):
+    """Writes a SavedModel with named signatures, and checks it against Keras.
+
+    Signatures (``saved_model_cli show --dir DIR --all`` lists them):
+    ``serving_default`` takes ``image`` ``[None, H, W, C]`` float32 and gives
+    ``reconstruction``; ``encode`` gives ``code``; ``decode`` (every decoder
+    but ``unpool``) takes ``code`` and gives ``reconstruction``. Loading needs
+    TensorFlow only, not keras_ae.
+
+    Args:
+        model: an autoencoder (``keras.Model``), e.g. from
+            ``keras.saving.load_model("runs/NAME/model.keras")``. A
+            mixed-precision model is exported in float32.
+        directory: the SavedModel folder to write; an existing one is
+            replaced only once the new one is complete and checked.
+        images: optional float32 images ``(N >= 7, H, W, C)`` in [0, 1] for the
+            parity check; default ``parity_images``.
+
+    Returns:
+        ``{signature: largest absolute difference from Keras}``.
+
+    Raises:
+        ValueError: for a model that is not an image autoencoder (a
+            ``TypeError`` for something that is not a ``keras.Model``).
+        ExportParityError: when the SavedModel differs by over
+            ``PARITY_TOLERANCE``; nothing is then written.
+
+    Example:
+
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> figures = export_saved_model(keras_ae.build_conv_autoencoder(), f"{folder}/sm")
+    >>> sorted(figures), max(figures.values()) <= 1e-5
+    (['decode', 'encode', 'serving_default'], True)
+    """
+    model = float32_model(model)
+    endpoints = _endpoints(model)
+    images = _images_for(model, images)
+
+    def write(temporary):
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        for part, (function, _, _) in endpoints.items():
+            archive.add_endpoint(SIGNATURES[part], function)
+        archive.write_out(temporary, verbose=False)
+        loaded = tf.saved_model.load(temporary)
+        figures = _check_parity(
+            lambda part, x: _run_signature(loaded, part, endpoints, x),
+            endpoints, images, "SavedModel")
+        return {SIGNATURES[part]: value for part, value in figures.items()}
+
+    return replace_folder(directory, write)
+
+
+def _run_signature(loaded, part, endpoints, inputs):
+    _, input_key, output_key = endpoints[part]
+    function = loaded.signatures[SIGNATURES[part]]
+    return function(**{input_key: tf.constant(inputs)})[output_key].numpy()
+
+
+def _images_for(model, images):
+    shape = tuple(_image_input_shape(model))
+    if images is None:
+        return parity_images(shape)
+    images = np.asarray(images, dtype="float32")
+    if images.ndim != 4 or images.shape[1:] != shape or len(images) < max(PARITY_BATCHES):
+        raise ValueError(
+            f"parity images must be ({max(PARITY_BATCHES)} or more, *{shape}); "
+            f"got {images.shape}.")
+    return images
+
+
+# --- ONNX -------------------------------------------------------------------
+
+ONNX_FILES = {"autoencoder": None, "encoder": ENCODER_FILE, "decoder": DECODER_FILE}
+
+
+def export_onnx(model, path, opset=DEFAULT_OPSET, *, images=None):
+    """Converts the model to ONNX with tf2onnx, and checks it with onnxruntime.
+
+    Writes ``path`` (input ``image`` ``[batch, H, W, C]`` float32, output
+    ``reconstruction``), and beside it ``encoder.onnx`` (``image`` to
+    ``code``) and, where the decoder runs alone, ``decoder.onnx`` (``code``
+    to ``reconstruction``). Each passes ``onnx.checker.check_model(...,
+    full_check=True)`` and carries metadata properties (JSON values):
+    ``keras_ae.input_shape``, ``keras_ae.value_range``, ``keras_ae.code_shape``,
+    ``keras_ae.code_size``, ``keras_ae.decoder``, ``keras_ae.version``,
+    ``keras_ae.role``, ``keras_ae.max_abs_diff`` and, in ``path``,
+    ``keras_ae.encoder_file`` / ``keras_ae.decoder_file``.
+
+    Args:
+        model: an autoencoder (``keras.Model``); mixed precision is exported
+            as float32.
+        path: the ``.onnx`` file to write.
+        opset: ONNX opset, 13 to 18 (what tf2onnx 1.17 converts); 16 or more
+            for the ``unpool`` decoder, whose ScatterND must sum duplicate
+            positions as TensorFlow does.
+        images: optional parity-check images, as for ``export_saved_model``.
+
+    Returns:
+        ``{"model": diff, "encoder": diff, "decoder": diff}``: the largest
+        absolute difference from Keras of each file written.
+
+    Raises:
+        ValueError: for a bad opset or a model that is not an autoencoder.
+        ExportParityError: when a file differs by over ``PARITY_TOLERANCE``;
+            nothing is then written.
+
+    Example:
+
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> figures = export_onnx(keras_ae.build_dense_autoencoder(), f"{folder}/model.onnx")
+    >>> sorted(figures), max(figures.values()) <= 1e-5
+    (['decoder', 'encoder', 'model'], True)
+    """
+    import onnx
+    import onnxruntime
+
+    opset = _check_opset(model, opset)
+    model = float32_model(model)
+    endpoints = _endpoints(model)
+    images = _images_for(model, images)
+    facts = describe(model)
+    path = Path(path)
+    if path.suffix != ".onnx":
+        raise ValueError(f"expected a path ending in .onnx, got {str(path)!r}.")
+    names = {part: ONNX_FILES[part] or path.name for part in endpoints}
+    if len(set(names.values())) != len(names):
+        raise ValueError(f"{path.name} is the name of a part file; choose another.")
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".onnx-export-") as tmp:
+        protos = {part: _convert(function, opset) for part, (function, _, _)
+                  in endpoints.items()}
+        sessions = {}
+        for part, proto in protos.items():
+            _add_metadata(proto, part, facts, names)
+            onnx.checker.check_model(proto, full_check=True)
+            onnx.save(proto, f"{tmp}/{names[part]}")
+            sessions[part] = onnxruntime.InferenceSession(
+                f"{tmp}/{names[part]}", providers=["CPUExecutionProvider"])
+        figures = _check_parity(
+            lambda part, x: sessions[part].run(None, {endpoints[part][1]: x})[0],
+            endpoints, images, "ONNX")
+        for part, proto in protos.items():  # record each file's own figure
+            _set_metadata(proto, "keras_ae.max_abs_diff", figures[part])
+            onnx.save(proto, f"{tmp}/{names[part]}")
+        # Parts first, the model last: its metadata points at them.
+        stale = {ENCODER_FILE, DECODER_FILE} - {names[p] for p in protos}
+        for part in sorted(protos, key=lambda p: p == "autoencoder"):
+            os.replace(f"{tmp}/{names[part]}", path.parent / names[part])
+        for name in stale:  # left from an earlier export of another model
+            if (path.parent / name).exists():
+                (path.parent / name).unlink()
+    return {("model" if part == "autoencoder" else part): value
+            for part, value in figures.items()}
+
+
+def _check_opset(model, opset):
+    if isinstance(opset, bool) or not isinstance(opset, int) or not (
+            MIN_OPSET <= opset <= MAX_OPSET):
+        raise ValueError(
+            f"opset must be an integer from {MIN_OPSET} to {MAX_OPSET} (what "
+            f"tf2onnx converts), got {opset!r}.")
+    if opset < UNPOOL_MIN_OPSET and _unpool_layers(model):
+        raise ValueError(
+            f"{model.name} has MaxUnpooling2D layers, which need opset "
+            f"{UNPOOL_MIN_OPSET} or later (ONNX ScatterND with reduction='add', "
+            f"so that positions two pooling windows picked are summed as in "
+            f"TensorFlow); got opset {opset}.")
+    return opset
+
+
+def _convert(function, opset):
+    import tf2onnx
+
+    proto, _ = tf2onnx.convert.from_function(
+        function, input_signature=function.input_signature, opset=opset)
+    for value in [*proto.graph.input, *proto.graph.output]:
+        batch = value.type.tensor_type.shape.dim[0]
+        batch.ClearField("dim_value")
+        batch.dim_param = "batch"
+    return proto
+
+
+def _add_metadata(proto, part, facts, names):
+    proto.doc_string = (
+        f"keras_ae {keras_ae.__version__} {part} of {facts['name']} "
+        f"({facts['decoder']} decoder); images float32 in [0, 1], NHWC.")
+    values = {
+        "version": keras_ae.__version__,
+        "role": part,
+        "input_shape": facts["input_shape"],
+        "value_range": facts["value_range"],
+        "code_shape": facts["code_shape"],
+        "code_size": facts["code_size"],
+        "decoder": facts["decoder"],
+        "model_name": facts["name"],
+    }
+    if part == "autoencoder":
+        values["encoder_file"] = names.get("encoder")
+        values["decoder_file"] = names.get("decoder")
+    for key, value in values.items():
+        _set_metadata(proto, f"keras_ae.{key}", value)
+
+
+def _set_metadata(proto, key, value):
+    for entry in proto.metadata_props:
+        if entry.key == key:
+            entry.value = json.dumps(value)
+            return
+    proto.metadata_props.add(key=key, value=json.dumps(value))
+
+
+# --- everything at once -----------------------------------------------------
+
+def export_model(model, directory, *, opset=DEFAULT_OPSET, saved_model=True,
+                 onnx=True, card=None, images=None, verbose=True):
+    """Exports SavedModel and ONNX into one folder with a ``model_card.json``.
+
+    The folder gets ``saved_model/``, ``model.onnx`` (with ``encoder.onnx``
+    and, where possible, ``decoder.onnx``) and ``model_card.json``: the
+    model's facts (``describe``), the parity figures of every artifact, and
+    whatever ``card`` adds (``keras-ae export`` adds the run's training
+    settings and test metrics). The whole folder is built under a temporary
+    name and swapped into place at the end.
+
+    Args:
+        model: an autoencoder (``keras.Model``).
+        directory: the export folder; an existing one is replaced once the
+            new one is complete.
+        opset: ONNX opset (see ``export_onnx``).
+        saved_model: write ``saved_model/``.
+        onnx: write the ONNX files.
+        card: a dict merged into the model card.
+        images: optional parity-check images.
+        verbose: print a line per artifact.
+
+    Returns:
+        The model card (a dict).
+
+    Example:
+
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> card = export_model(keras_ae.build_dense_autoencoder(), f"{folder}/dense",
+    ...                     saved_model=False, verbose=False)
+    >>> sorted(card["files"])
+    ['decoder_onnx', 'encoder_onnx', 'onnx']
+    """
+    if not (saved_model or onnx):
+        raise ValueError("nothing to export: saved_model and onnx are both False.")
+    facts = describe(model)
+    mixed = any(layer.compute_dtype != "float32" for layer in _all_layers(model))
+    say = print if verbose else (lambda *_: None)
+
+    def write(temporary):
+        parity, written = {}, {}
+        if saved_model:
+            parity["saved_model"] = export_saved_model(
+                model, f"{temporary}/saved_model", images=images)
+            written["saved_model"] = "saved_model"
+            say(f"  saved_model/: signatures {', '.join(parity['saved_model'])}; "
+                f"largest difference from Keras {max(parity['saved_model'].values()):.2g}")
+        if onnx:
+            parity["onnx"] = export_onnx(model, f"{temporary}/model.onnx",
+                                         opset=opset, images=images)
+            written["onnx"] = "model.onnx"
+            for part, name in (("encoder", ENCODER_FILE), ("decoder", DECODER_FILE)):
+                if part in parity["onnx"]:
+                    written[f"{part}_onnx"] = name
+            say(f"  {', '.join(n for k, n in written.items() if k != 'saved_model')}: "
+                f"opset {opset}; largest difference from Keras "
+                f"{max(parity['onnx'].values()):.2g}")
+        model_card = {
+            **(card or {}),
+            "model": facts,
+            "files": written,
+            "parity": {**parity, "tolerance": PARITY_TOLERANCE,
+                       "batches": list(PARITY_BATCHES),
+                       "reference": "the Keras model computing in float32"},
+            "exported_from_mixed_precision": mixed,
+            "onnx_opset": opset if onnx else None,
+            "keras_ae_version": keras_ae.__version__,
+        }
+        files.write_json(f"{temporary}/{MODEL_CARD_FILE}", model_card)
+        return model_card
+
+    return replace_folder(directory, write)
+
+
+def replace_folder(directory, write):
+    """Calls ``write(temporary_folder)``, then swaps the result into ``directory``.
+
+    The temporary folder sits beside ``directory``; if ``write`` fails, it is
+    removed and ``directory`` is untouched. An existing ``directory`` is
+    moved aside, the new one renamed in, and the old one deleted.
+
+    Returns:
+        What ``write`` returned.
+    """
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise ValueError(f"{directory} exists and is not a folder.")
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_hex(4)
+    temporary = directory.with_name(f".{directory.name}.{token}.tmp")
+    old = directory.with_name(f".{directory.name}.{token}.old")
+    try:
+        temporary.mkdir()
+        result = write(str(temporary))
+        if directory.exists():
+            os.rename(directory, old)
+        os.rename(temporary, directory)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+    return result
