@@ -21,7 +21,6 @@ import argparse
 import datetime
 import math
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -35,7 +34,8 @@ import tensorflow as tf  # noqa: E402
 
 import keras_ae  # noqa: E402
 from keras_ae import data as data_lib  # noqa: E402
-from keras_ae import evaluation, files, training  # noqa: E402
+from keras_ae import evaluation, training  # noqa: E402
+from benchmark_report import machine, write_section  # noqa: E402
 
 MODELS = {
     "dense32": ("dense autoencoder, code 32",
@@ -138,22 +138,6 @@ def data_overhead(data, steps, repeats=3):
     return statistics.median(ratios), statistics.median(piped), statistics.median(memory)
 
 
-def machine():
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpus = tf.config.list_physical_devices("GPU")
-    return (f"{os.cpu_count()} CPU cores ({cpu}), "
-            f"{'%d GPU(s)' % len(gpus) if gpus else 'no GPU'}; "
-            f"TensorFlow {tf.__version__}, Keras {keras.__version__}, "
-            f"keras_ae {keras_ae.__version__}")
-
-
 def section(rows, overhead, args, command, seconds, data):
     data_counts = (f"{data.num_train:,} train / {data.num_validation:,} "
                    f"validation images")
@@ -199,17 +183,6 @@ def section(rows, overhead, args, command, seconds, data):
     return "\n".join(lines) + "\n"
 
 
-def write_section(path, text):
-    path = Path(path)
-    old = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    if START in old and END in old:
-        head, rest = old.split(START, 1)
-        new = head + text.rstrip("\n") + rest.split(END, 1)[1]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    files.write_atomically(path, lambda tmp: Path(tmp).write_text(new))
-
-
 def main(argv=None):
     args = parse_args(argv)
     command = "python3 " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])])
@@ -223,11 +196,11 @@ def main(argv=None):
         for key in args.models.split(","):
             rows.append(train_one(key, data, args, runs_dir))
             # after each model, so that an interrupted benchmark keeps its rows
-            write_section(args.output, section(
+            write_section(args.output, START, END, section(
                 rows, None, args, command, time.time() - started, data))
     overhead = data_overhead(data, args.overhead_steps) if args.overhead_steps else None
     text = section(rows, overhead, args, command, time.time() - started, data)
-    write_section(args.output, text)
+    write_section(args.output, START, END, text)
     print("\n" + text)
     print(f"wrote {args.output}")
     return 0

@@ -1,0 +1,616 @@
+"""Serving exported autoencoders with onnxruntime alone (no TensorFlow).
+
+``keras_ae.export`` writes a folder holding ``model.onnx`` (image to
+reconstruction), ``encoder.onnx`` (image to code) and, where the decoder can
+run alone, ``decoder.onnx`` (code to image). ``OnnxAutoencoder`` loads it with
+onnxruntime and NumPy only, so a serving container needs neither TensorFlow
+nor Keras. Images go in as ``uint8`` in [0, 255] or floats in [0, 1], one at a
+time or in batches, with or without the channel axis of grey images:
+
+>>> model = OnnxAutoencoder(folder)  # a folder written by keras_ae.export
+>>> model.input_shape, model.code_shape
+((28, 28, 1), (7, 7, 4))
+>>> images = np.zeros((5, 28, 28), dtype=np.uint8)
+>>> model.reconstruct(images).shape
+(5, 28, 28)
+>>> model.reconstruction_error(images).shape  # the anomaly score
+(5,)
+
+The files' contract: ``model.onnx`` has one float32 input ``image`` of shape
+``(batch, H, W, C)`` and one output ``reconstruction`` of the same shape,
+values in [0, 1]; ``encoder.onnx`` maps ``image`` to ``code``
+``(batch, *code_shape)``; ``decoder.onnx`` maps ``code`` to
+``reconstruction``. Every file carries ``keras_ae.*`` metadata properties
+whose values are JSON text (``keras_ae.input_shape``, ``keras_ae.code_shape``,
+``keras_ae.decoder``, ...); ``model.onnx`` names the other two files in
+``keras_ae.encoder_file`` and ``keras_ae.decoder_file``, absent or null when
+that part was not exported (the ``unpool`` decoder needs the encoder's argmax
+indices, so it is never exported alone).
+"""
+
+import json
+import math
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from keras_ae._validation import positive_int
+
+MODEL_FILE = "model.onnx"
+METADATA_PREFIX = "keras_ae."
+IMAGE = "image"
+CODE = "code"
+RECONSTRUCTION = "reconstruction"
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+FLOAT_DTYPES = (np.float16, np.float32, np.float64)
+
+# What onnxruntime raises for a file that is no (loadable) ONNX model. They
+# live in a private module; without it, those loads fail with their own error.
+try:
+    from onnxruntime.capi import onnxruntime_pybind11_state as _ort_state
+    _LOAD_ERRORS = tuple(
+        getattr(_ort_state, name)
+        for name in ("Fail", "InvalidArgument", "InvalidGraph", "InvalidProtobuf",
+                     "NoModel", "NotImplemented")
+        if isinstance(getattr(_ort_state, name, None), type))
+except ImportError:  # pragma: no cover - an onnxruntime without that module
+    _LOAD_ERRORS = ()
+
+
+def session_options(intra_op_threads=None):
+    """The ``onnxruntime.SessionOptions`` every ``OnnxAutoencoder`` session uses.
+
+    All session settings live here, so that a benchmark can tune them in
+    one place.
+
+    Args:
+        intra_op_threads: threads one operator may use; ``None`` keeps
+            onnxruntime's default (one per physical core).
+
+    Returns:
+        An ``onnxruntime.SessionOptions`` with every graph optimization on.
+
+    Example:
+
+    >>> session_options(intra_op_threads=2).intra_op_num_threads
+    2
+    """
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if intra_op_threads is not None:
+        options.intra_op_num_threads = positive_int("intra_op_threads",
+                                                    intra_op_threads)
+    return options
+
+
+def default_providers():
+    """CUDA (then CPU) where this onnxruntime has CUDA, else CPU alone.
+
+    Returns:
+        A list of execution provider names, best first.
+
+    Example:
+
+    >>> default_providers()[-1]
+    'CPUExecutionProvider'
+    """
+    if CUDA in ort.get_available_providers():
+        return [CUDA, CPU]
+    return [CPU]
+
+
+def _parsed(text):
+    """A metadata value: JSON text, or the raw text where it is not JSON."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _static_dims(shape):
+    """A graph shape without its batch dim, as ints, or None if any is symbolic."""
+    dims = tuple(shape[1:])
+    if all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in dims):
+        return dims
+    return None
+
+
+def _shape_from_metadata(metadata, key):
+    value = metadata.get(METADATA_PREFIX + key)
+    if value is None:
+        return None
+    try:
+        dims = tuple(value)
+    except TypeError:
+        dims = ()
+    if not dims or any(isinstance(d, bool) or not isinstance(d, int) or d < 1
+                       for d in dims):
+        raise ValueError(
+            f"metadata {METADATA_PREFIX}{key} must be a list of positive "
+            f"integers, got {value!r}.")
+    return dims
+
+
+def _describe_io(session):
+    inputs = ", ".join(f"{i.name!r} {i.shape}" for i in session.get_inputs())
+    outputs = ", ".join(f"{o.name!r} {o.shape}" for o in session.get_outputs())
+    return f"inputs [{inputs}] and outputs [{outputs}]"
+
+
+def _check_io(session, path, role, input_name, output_name):
+    """ValueError unless ``session`` maps one float ``input_name`` to ``output_name``."""
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    found_input = len(inputs) == 1 and inputs[0].name == input_name
+    found_output = any(o.name == output_name for o in outputs)
+    if not (found_input and found_output):
+        found_role = _parsed(session.get_modelmeta().custom_metadata_map.get(
+            METADATA_PREFIX + "role", "null"))
+        hint = (f" Its metadata says it is the {found_role}; pass the folder or "
+                f"its {MODEL_FILE}." if role == "autoencoder" and found_role
+                not in (None, "autoencoder") else "")
+        raise ValueError(
+            f"{path} is not a keras_ae {role}: expected one input "
+            f"{input_name!r} and an output {output_name!r}, found "
+            f"{_describe_io(session)}.{hint}")
+    if inputs[0].type != "tensor(float)" or len(inputs[0].shape) < 2:
+        raise ValueError(
+            f"{path}: input {input_name!r} must be a float32 batch, found "
+            f"{inputs[0].type} of shape {inputs[0].shape}.")
+
+
+def _as_array(what, values):
+    try:
+        return np.asarray(values)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{what} must be an array of numbers: {error}") from None
+
+
+def _value_range(what, array):
+    """``(min, max)`` of a float array with finite values; else ValueError."""
+    if array.dtype not in FLOAT_DTYPES:
+        raise ValueError(
+            f"{what} must be float16, float32 or float64, got dtype {array.dtype}.")
+    if not array.size:
+        return 0.0, 0.0
+    # min and max are NaN or infinite where any value is: no full-size mask.
+    low, high = float(array.min()), float(array.max())
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ValueError(
+            f"{what} must be finite, got {np.isnan(array).sum()} NaN and "
+            f"{np.isinf(array).sum()} infinite values.")
+    return low, high
+
+
+def _as_float32(chunk):
+    """A chunk of checked images or codes as float32; uint8 is divided by 255."""
+    if chunk.dtype == np.uint8:
+        return chunk.astype(np.float32) / np.float32(255)
+    return chunk.astype(np.float32, copy=False)
+
+
+def _batch_shape(shape):
+    """``(N, 28, 28, 1)`` for ``(28, 28, 1)``: how error messages show a batch."""
+    return "(N, " + ", ".join(str(d) for d in shape) + ")"
+
+
+def _batch_slices(n, batch_size):
+    return (slice(start, min(start + batch_size, n))
+            for start in range(0, n, batch_size))
+
+
+class OnnxAutoencoder:
+    """An exported keras_ae autoencoder, run by onnxruntime (no TensorFlow).
+
+    Sessions for ``encoder.onnx`` and ``decoder.onnx`` are created on first
+    use, so a server that only scores images loads ``model.onnx`` alone.
+    Every method takes one image or a batch and runs large batches in chunks
+    of ``batch_size`` images, so memory stays bounded.
+
+    Args:
+        path: ``model.onnx`` as written by ``keras_ae.export``, or the folder
+            that holds it.
+        providers: onnxruntime execution providers, best first; ``None``
+            uses CUDA (then CPU) where onnxruntime offers it, else CPU.
+        intra_op_threads: threads one operator may use; ``None`` keeps
+            onnxruntime's default. See ``session_options``.
+
+    Attributes:
+        path: the ``model.onnx`` path, as a string.
+        input_shape: ``(height, width, channels)`` of one image.
+        code_shape: shape of one image's code, e.g. ``(7, 7, 4)`` or
+            ``(32,)``; ``None`` where neither metadata nor an encoder says.
+        code_size: number of floats in one code (``None`` likewise).
+        decoder_kind: ``"transpose"``, ``"upsample"``, ``"unpool"``,
+            ``"dense"`` or ``"custom"``; ``None`` where the metadata has none.
+        version: the keras_ae version that exported the model, or ``None``.
+        metadata: every ``keras_ae.*`` metadata property of ``model.onnx``,
+            keys as in the file, values parsed from JSON.
+
+    Raises:
+        FileNotFoundError: if ``path`` (or ``model.onnx`` in that folder) does
+            not exist.
+        ValueError: if the file is not an ONNX model with one float input
+            ``image`` and an output ``reconstruction``, or its metadata
+            contradicts its graph.
+
+    Example:
+
+    >>> model = OnnxAutoencoder(folder)
+    >>> model.code_size, model.decoder_kind, model.can_decode
+    (196, 'transpose', True)
+    >>> model.provider in ("CPUExecutionProvider", "CUDAExecutionProvider")
+    True
+    """
+
+    def __init__(self, path, providers=None, intra_op_threads=None):
+        path = Path(os.fspath(path))
+        if path.is_dir():
+            path = path / MODEL_FILE
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"No keras_ae model at {str(path)!r}: expected {MODEL_FILE} as "
+                f"written by keras_ae.export, or the folder that holds it.")
+        self.path = str(path)
+        self._folder = path.parent
+        if providers is None:
+            providers = default_providers()
+        elif isinstance(providers, str):
+            providers = [providers]
+        self._providers = list(providers)
+        self._intra_op_threads = intra_op_threads
+        self._lock = threading.Lock()  # lazy sessions, when threads share a model
+        self._sessions = {}
+
+        session = self._session_for(path)
+        _check_io(session, self.path, "autoencoder", IMAGE, RECONSTRUCTION)
+        self._model_session = session
+        self.metadata = self._metadata_of(session)
+        self.version = self.metadata.get(METADATA_PREFIX + "version")
+        self.decoder_kind = self.metadata.get(METADATA_PREFIX + "decoder")
+        self._encoder_path = self._part_path("encoder_file")
+        self._decoder_path = self._part_path("decoder_file")
+        self.input_shape = self._find_input_shape(session)
+        self.code_shape = self._find_code_shape()
+        self.code_size = self._find_code_size()
+
+    # --- loading -----------------------------------------------------------
+
+    def _session_for(self, path):
+        try:
+            return ort.InferenceSession(
+                str(path), sess_options=session_options(self._intra_op_threads),
+                providers=self._providers)
+        except _LOAD_ERRORS as error:
+            raise ValueError(
+                f"{path} is not an ONNX model that onnxruntime "
+                f"{ort.__version__} can load: {error}") from error
+
+    @staticmethod
+    def _metadata_of(session):
+        return {key: _parsed(value)
+                for key, value in session.get_modelmeta().custom_metadata_map.items()
+                if key.startswith(METADATA_PREFIX)}
+
+    def _part_path(self, key):
+        """The encoder or decoder file ``model.onnx`` names; None if not exported."""
+        # Only the metadata says whether a part was exported: a file that merely
+        # sits in the folder may be left over from an earlier export.
+        name = self.metadata.get(METADATA_PREFIX + key)
+        return None if name is None else self._folder / str(name)
+
+    def _find_input_shape(self, session):
+        graph_dims = _static_dims(session.get_inputs()[0].shape)
+        metadata_dims = _shape_from_metadata(self.metadata, "input_shape")
+        if metadata_dims is None and graph_dims is None:
+            raise ValueError(
+                f"{self.path}: cannot tell the image shape: no "
+                f"{METADATA_PREFIX}input_shape metadata and input {IMAGE!r} "
+                f"has shape {session.get_inputs()[0].shape}.")
+        if metadata_dims is not None and graph_dims is not None \
+                and metadata_dims != graph_dims:
+            raise ValueError(
+                f"{self.path}: metadata {METADATA_PREFIX}input_shape "
+                f"{list(metadata_dims)} contradicts input {IMAGE!r} of shape "
+                f"{session.get_inputs()[0].shape}.")
+        shape = metadata_dims or graph_dims
+        if len(shape) != 3:
+            raise ValueError(
+                f"{self.path}: images must be (height, width, channels), the "
+                f"model says {list(shape)}.")
+        return shape
+
+    def _find_code_shape(self):
+        # Without the metadata, the encoder's graph says it: the one case
+        # where the encoder session is created before its first use.
+        shape = _shape_from_metadata(self.metadata, "code_shape")
+        if shape is None and self._encoder_path is not None \
+                and self._encoder_path.is_file():
+            shape = _static_dims(self._encoder().get_outputs()[0].shape)
+        return shape
+
+    def _find_code_size(self):
+        size = self.metadata.get(METADATA_PREFIX + "code_size")
+        if self.code_shape is not None:
+            size_from_shape = math.prod(self.code_shape)
+            if size is not None and size != size_from_shape:
+                raise ValueError(
+                    f"{self.path}: metadata {METADATA_PREFIX}code_size {size!r} "
+                    f"does not match code_shape {list(self.code_shape)}.")
+            return size_from_shape
+        return size if isinstance(size, int) and not isinstance(size, bool) else None
+
+    def _part_session(self, role, path, input_name, output_name):
+        with self._lock:
+            if role not in self._sessions:
+                if not path.is_file():
+                    raise FileNotFoundError(
+                        f"{self.path} names {path.name!r} as its {role}, but "
+                        f"{str(path)!r} does not exist.")
+                session = self._session_for(path)
+                _check_io(session, str(path), role, input_name, output_name)
+                self._sessions[role] = session
+            return self._sessions[role]
+
+    def _encoder(self):
+        if self._encoder_path is None:
+            raise RuntimeError(
+                f"{self.path} was exported without an encoder "
+                f"({METADATA_PREFIX}encoder_file is absent), so it cannot "
+                f"encode; export it again with its encoder.")
+        return self._part_session("encoder", self._encoder_path, IMAGE, CODE)
+
+    def _decoder(self):
+        if self._decoder_path is None:
+            if self.decoder_kind == "unpool":
+                reason = ("the 'unpool' decoder needs the encoder's argmax "
+                          "indices (where each max was pooled from), so it "
+                          "cannot run alone from a code")
+            else:
+                reason = (f"it was exported without decoder.onnx "
+                          f"({METADATA_PREFIX}decoder_file is absent; decoder "
+                          f"kind {self.decoder_kind!r})")
+            raise RuntimeError(
+                f"{self.path} cannot decode: {reason}. Use reconstruct() on "
+                f"images instead.")
+        return self._part_session("decoder", self._decoder_path, CODE,
+                                  RECONSTRUCTION)
+
+    # --- properties --------------------------------------------------------
+
+    @property
+    def can_encode(self):
+        """Whether ``encode`` can run: ``model.onnx`` names an encoder file."""
+        return self._encoder_path is not None
+
+    @property
+    def can_decode(self):
+        """Whether ``decode`` can run: ``model.onnx`` names a decoder file."""
+        return self._decoder_path is not None
+
+    @property
+    def provider(self):
+        """The execution provider ``model.onnx`` runs on, e.g. ``"CPUExecutionProvider"``."""
+        return self._model_session.get_providers()[0]
+
+    def __repr__(self):
+        return (f"OnnxAutoencoder({self.path!r}, input_shape={self.input_shape}, "
+                f"code_size={self.code_size}, decoder={self.decoder_kind!r}, "
+                f"provider={self.provider!r})")
+
+    # --- inputs ------------------------------------------------------------
+
+    def _images(self, x):
+        """``x``, checked, as an ``(N, H, W, C)`` batch, and how it came.
+
+        Returns ``(batch, shape, single)``: the batch in ``x``'s own dtype
+        (``_as_float32`` scales it chunk by chunk, so that no float32 copy of
+        a large uint8 batch is made), the shape ``x`` was given in, and
+        whether it was one image rather than a batch.
+        """
+        x = _as_array("x", x)
+        height, width, channels = self.input_shape
+        image_shapes = [self.input_shape]
+        if channels == 1:  # grey images may come without their channel axis
+            image_shapes.append((height, width))
+        # One image is tried first: an (H, W, 1) image is one image even
+        # where it could also read as a batch of H images shaped (W, 1).
+        if x.shape in image_shapes:
+            single = True
+        elif x.ndim >= 1 and x.shape[1:] in image_shapes:
+            single = False
+        else:
+            accepted = " or ".join(str(s) for s in image_shapes)
+            batches = " or ".join(_batch_shape(s) for s in image_shapes)
+            raise ValueError(
+                f"x must be one image shaped {accepted}, or a batch shaped "
+                f"{batches}; got shape {x.shape}.")
+
+        if x.dtype in FLOAT_DTYPES:
+            low, high = _value_range("x", x)
+            if low < 0 or high > 1:
+                raise ValueError(
+                    f"float images must have values in [0, 1], got values from "
+                    f"{low:g} to {high:g}. (Pass 8-bit images as uint8, or "
+                    f"divide them by 255.)")
+        elif x.dtype != np.uint8:
+            raise ValueError(
+                f"x must be uint8 (0 to 255) or float16/32/64 (0 to 1), got "
+                f"dtype {x.dtype}.")
+        return x.reshape((-1,) + self.input_shape), x.shape, single
+
+    def _codes(self, z):
+        """``z``, checked, as an ``(N, *code_shape)`` batch, and whether it was one code."""
+        z = _as_array("z", z)
+        if self.code_shape is None:
+            raise RuntimeError(
+                f"{self.path} does not say its code shape (no "
+                f"{METADATA_PREFIX}code_shape metadata and no encoder).")
+        if z.shape == self.code_shape:
+            single = True
+        elif z.shape[1:] == self.code_shape:
+            single = False
+        else:
+            raise ValueError(
+                f"z must be one code shaped {self.code_shape} or a batch shaped "
+                f"{_batch_shape(self.code_shape)}; got shape {z.shape}.")
+        _value_range("z", z)
+        return z.reshape((-1,) + self.code_shape), single
+
+    # --- running -----------------------------------------------------------
+
+    @staticmethod
+    def _run(session, input_name, output_name, batch, out_shape, batch_size):
+        """Runs ``session`` on ``batch`` in chunks into one ``(N, *out_shape)`` array.
+
+        Each chunk is made float32 (``_as_float32``) just before its run.
+        """
+        batch_size = positive_int("batch_size", batch_size)
+        result = np.empty((len(batch),) + tuple(out_shape), dtype=np.float32)
+        for rows in _batch_slices(len(batch), batch_size):
+            chunk = np.ascontiguousarray(_as_float32(batch[rows]))
+            (out,) = session.run([output_name], {input_name: chunk})
+            if out.shape != result[rows].shape:
+                raise RuntimeError(
+                    f"the model returned shape {out.shape} for a batch of "
+                    f"{chunk.shape}; expected {result[rows].shape}.")
+            result[rows] = out
+        return result
+
+    def reconstruct(self, x, batch_size=256):
+        """Reconstructions of images: the autoencoder's output.
+
+        Args:
+            x: one image ``(H, W, C)`` or a batch ``(N, H, W, C)``; grey
+                images (``C == 1``) may leave out the channel axis. ``uint8``
+                in [0, 255], or float16/32/64 in [0, 1].
+            batch_size: images per onnxruntime call.
+
+        Returns:
+            float32 reconstructions in [0, 1], shaped like ``x``.
+
+        Raises:
+            ValueError: for another shape or dtype, NaN or infinite values,
+                or float values outside [0, 1].
+
+        Example:
+
+        >>> image = np.full((28, 28), 255, dtype=np.uint8)
+        >>> model.reconstruct(image).shape, model.reconstruct(image).dtype
+        ((28, 28), dtype('float32'))
+        >>> model.reconstruct(np.zeros((3, 28, 28, 1))).shape
+        (3, 28, 28, 1)
+        """
+        images, shape, _ = self._images(x)
+        out = self._run(self._model_session, IMAGE, RECONSTRUCTION, images,
+                        self.input_shape, batch_size)
+        return out.reshape(shape)
+
+    def encode(self, x, batch_size=256):
+        """Codes of images: the encoder's output.
+
+        Args:
+            x: images, as for ``reconstruct``.
+            batch_size: images per onnxruntime call.
+
+        Returns:
+            float32 codes: ``code_shape`` for one image, ``(N, *code_shape)``
+            for a batch.
+
+        Raises:
+            ValueError: for bad images, as for ``reconstruct``.
+            RuntimeError: if the model was exported without ``encoder.onnx``.
+            FileNotFoundError: if ``model.onnx`` names an encoder file that is
+                missing.
+
+        Example:
+
+        >>> model.encode(np.zeros((28, 28, 1), dtype=np.uint8)).shape
+        (7, 7, 4)
+        >>> model.encode(np.zeros((10, 28, 28), dtype=np.uint8)).shape
+        (10, 7, 7, 4)
+        """
+        encoder = self._encoder()
+        images, _, single = self._images(x)
+        code_shape = self.code_shape or _static_dims(encoder.get_outputs()[0].shape)
+        if code_shape is None:
+            raise RuntimeError(f"{self.path}: the encoder's code shape is unknown.")
+        codes = self._run(encoder, IMAGE, CODE, images, code_shape, batch_size)
+        return codes[0] if single else codes
+
+    def decode(self, z, batch_size=256):
+        """Images from codes: the decoder's output.
+
+        Args:
+            z: one code shaped ``code_shape`` or a batch
+                ``(N, *code_shape)``, finite float16/32/64 values (as
+                ``encode`` returns them).
+            batch_size: codes per onnxruntime call.
+
+        Returns:
+            float32 images in [0, 1]: ``input_shape`` for one code,
+            ``(N, *input_shape)`` for a batch.
+
+        Raises:
+            RuntimeError: if the model cannot decode alone (the ``unpool``
+                decoder needs the encoder's argmax indices; see
+                ``can_decode``).
+            ValueError: for another shape, a non-float dtype, NaN or
+                infinite values.
+            FileNotFoundError: if ``model.onnx`` names a decoder file that is
+                missing.
+
+        Example:
+
+        >>> codes = model.encode(np.zeros((2, 28, 28, 1), dtype=np.uint8))
+        >>> model.decode(codes).shape
+        (2, 28, 28, 1)
+        >>> model.decode(codes[0]).shape
+        (28, 28, 1)
+        """
+        decoder = self._decoder()
+        codes, single = self._codes(z)
+        images = self._run(decoder, CODE, RECONSTRUCTION, codes, self.input_shape,
+                           batch_size)
+        return images[0] if single else images
+
+    def reconstruction_error(self, x, batch_size=256):
+        """Mean squared error of each image's reconstruction: its anomaly score.
+
+        The mean runs over height, width and channels of
+        ``(reconstruct(x) - x) ** 2``, with ``x`` scaled to [0, 1] (``uint8``
+        divided by 255). Images unlike the training data score higher.
+
+        Args:
+            x: images, as for ``reconstruct``.
+            batch_size: images per onnxruntime call.
+
+        Returns:
+            float32 errors: a 0-d NumPy scalar for one image, shape ``(N,)``
+            for a batch.
+
+        Raises:
+            ValueError: for bad images, as for ``reconstruct``.
+
+        Example:
+
+        >>> errors = model.reconstruction_error(np.zeros((4, 28, 28, 1)))
+        >>> errors.shape, errors.dtype
+        ((4,), dtype('float32'))
+        >>> model.reconstruction_error(np.zeros((28, 28))).shape
+        ()
+        """
+        images, _, single = self._images(x)
+        batch_size = positive_int("batch_size", batch_size)
+        errors = np.empty(len(images), dtype=np.float32)
+        # Chunk by chunk, so that no reconstruction of the whole batch is held.
+        for rows in _batch_slices(len(images), batch_size):
+            chunk = _as_float32(images[rows])
+            out = self._run(self._model_session, IMAGE, RECONSTRUCTION, chunk,
+                            self.input_shape, batch_size)
+            squared = (out.astype(np.float64) - chunk) ** 2
+            errors[rows] = squared.reshape(len(chunk), -1).mean(axis=1)
+        return errors[0] if single else errors
