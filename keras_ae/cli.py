@@ -282,7 +282,7 @@ def _export(args):
     except Exception as error:  # Keras raises many kinds here
         raise ValueError(
             f"{args.model} is not a Keras model file that loads: {error}") from None
-    card = {"source": os.path.abspath(args.model)}
+    card = {"source": args.model}
     metrics_path = os.path.join(os.path.dirname(args.model), "metrics.json")
     if os.path.exists(metrics_path):
         with open(metrics_path) as f:
