@@ -175,6 +175,19 @@ def test_onnx_files_names_metadata_and_parity(kind, tmp_path):
         np.testing.assert_allclose(back, model.get_layer("decoder")(code), atol=1e-5)
 
 
+def test_nearest_upsampling_becomes_one_resize_per_stage(tmp_path):
+    model = conv("upsample")
+    export.export_onnx(model, tmp_path / "model.onnx")
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "model.onnx")).graph.node]
+    assert ops.count("Resize") == 2 and "Tile" not in ops
+    x = images(5, seed=9)  # exact, not merely close: a copy of each pixel
+    np.testing.assert_allclose(run_onnx(tmp_path / "model.onnx", "image", x),
+                               model(x), atol=1e-6)
+    # the Keras model itself is untouched
+    kinds = [type(layer).__name__ for layer in model.get_layer("decoder").layers]
+    assert kinds.count("UpSampling2D") == 2
+
+
 def test_unpool_with_overlapping_windows_is_exact_in_onnx(tmp_path):
     """Window 3, stride 2: positions two windows picked are summed, as in TF."""
     image = keras.Input((9, 9, 2))

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Benchmark: inference speed of onnxruntime, the TF SavedModel and Keras.
 
-For the conv autoencoder with each decoder (builders' defaults) and the dense
-one, exports the model with ``keras_ae.export.export_model`` and times one
+For the conv autoencoder with each decoder (builders' defaults), the dense
+one, and the small upsample model of the TensorFlow tutorials (filters
+(16, 4), one conv per stage), exports the model with ``keras_ae.export.export_model`` and times one
 reconstruction call at batch 1, 32 and 256 through:
 
 - onnxruntime, as users serve it: ``keras_ae.serving.OnnxAutoencoder(...)
@@ -49,6 +50,9 @@ MODELS = {
     "upsample": lambda: keras_ae.build_conv_autoencoder(decoder="upsample"),
     "unpool": lambda: keras_ae.build_conv_autoencoder(decoder="unpool"),
     "dense": lambda: keras_ae.build_dense_autoencoder(),
+    # the issue's reference: the seed's small model, one conv per stage
+    "upsample-small": lambda: keras_ae.build_conv_autoencoder(
+        filters=(16, 4), convs_per_stage=1, decoder="upsample"),
 }
 RUNTIMES = ("onnxruntime", "SavedModel", "Keras predict")
 START, END = "<!-- benchmark_inference:start -->", "<!-- benchmark_inference:end -->"
@@ -128,7 +132,8 @@ def section(rows, args, command, provider, seconds):
         f"- machine: {machine()}; onnxruntime on {provider}",
         f"- command: `{command}` ({seconds / 60:.1f} min)",
         "- models: the builders' defaults for 28x28x1 images (Fashion-MNIST's "
-        "shape), random weights; one call reconstructs one batch. Median "
+        "shape), and `upsample-small` (`filters=(16, 4), convs_per_stage=1`, "
+        "the model the goal was first measured on); random weights; one call reconstructs one batch. Median "
         f"latency over {args.rounds} alternating rounds; onnxruntime through "
         "`keras_ae.serving.OnnxAutoencoder.reconstruct` (input checks "
         "included), the SavedModel through its `serving_default` signature, "
