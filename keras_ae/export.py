@@ -170,25 +170,35 @@ def float32_model(model):
     """
     if all(layer.compute_dtype == "float32" for layer in _all_layers(model)):
         return model
-    config = _float32_policies(keras.saving.serialize_keras_object(model))
-    clone = keras.saving.deserialize_keras_object(config)
+    return _rebuilt(model, _float32_policy)
+
+
+def _float32_policy(config):
+    """A mixed-precision policy's serialized form, made float32."""
+    if config.get("class_name") in ("DTypePolicy", "FloatDTypePolicy") and str(
+            config.get("config", {}).get("name", "")).startswith("mixed_"):
+        return {**config, "config": {**config["config"], "name": "float32"}}
+    return None
+
+
+def _rebuilt(model, replace):
+    """A copy of ``model`` with the same weights, rebuilt from its serialized
+    form after ``replace``: called on every dict in it, it returns a
+    replacement, or ``None`` to keep the dict (and look inside it)."""
+    def walk(config):
+        if isinstance(config, list):
+            return [walk(item) for item in config]
+        if not isinstance(config, dict):
+            return config
+        replaced = replace(config)
+        if replaced is not None:
+            return replaced
+        return {key: walk(value) for key, value in config.items()}
+
+    clone = keras.saving.deserialize_keras_object(
+        walk(keras.saving.serialize_keras_object(model)))
     clone.set_weights(model.get_weights())
     return clone
-
-
-def _float32_policies(config):
-    """A serialized model with every mixed-precision policy made float32."""
-    if isinstance(config, list):
-        return [_float32_policies(item) for item in config]
-    if not isinstance(config, dict):
-        return config
-    if config.get("class_name") in ("DTypePolicy", "FloatDTypePolicy"):
-        name = config.get("config", {}).get("name", "")
-        if name.startswith("mixed_"):
-            return {**config, "config": {**config["config"], "name": "float32"}}
-    return {key: ("float32" if key == "dtype" and isinstance(value, str)
-                  and value.startswith("mixed_") else _float32_policies(value))
-            for key, value in config.items()}
 
 
 # --- a faster ONNX graph for nearest upsampling -----------------------------
@@ -220,22 +230,16 @@ def _for_onnx(model):
     if not any(type(layer) is keras.layers.UpSampling2D
                for layer in _all_layers(model)):
         return model
-    config = _swap_upsampling(keras.saving.serialize_keras_object(model))
-    clone = keras.saving.deserialize_keras_object(config)
-    clone.set_weights(model.get_weights())
-    return clone
+    return _rebuilt(model, _static_upsampling)
 
 
-def _swap_upsampling(config):
-    if isinstance(config, list):
-        return [_swap_upsampling(item) for item in config]
-    if not isinstance(config, dict):
-        return config
+def _static_upsampling(config):
+    """A serialized ``UpSampling2D`` made ``StaticNearestUpSampling2D``."""
     if config.get("class_name") == "UpSampling2D" and config.get("module") == "keras.layers":
         return {**config, "module": __name__,
                 "class_name": "StaticNearestUpSampling2D",
                 "registered_name": "keras_ae>StaticNearestUpSampling2D"}
-    return {key: _swap_upsampling(value) for key, value in config.items()}
+    return None
 
 
 # --- the functions every export traces --------------------------------------
