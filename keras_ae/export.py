@@ -463,13 +463,12 @@ def export_onnx(model, path, opset=DEFAULT_OPSET, *, images=None):
         for part, proto in protos.items():
             _add_metadata(proto, part, facts, names)
             onnx.checker.check_model(proto, full_check=True)
-            onnx.save(proto, f"{tmp}/{names[part]}")
             sessions[part] = onnxruntime.InferenceSession(
-                f"{tmp}/{names[part]}", providers=["CPUExecutionProvider"])
+                proto.SerializeToString(), providers=["CPUExecutionProvider"])
         figures = _check_parity(
             lambda part, x: sessions[part].run(None, {endpoints[part][1]: x})[0],
             endpoints, images, "ONNX")
-        for part, proto in protos.items():  # record each file's own figure
+        for part, proto in protos.items():  # each file records its own figure
             _set_metadata(proto, "keras_ae.max_abs_diff", figures[part])
             onnx.save(proto, f"{tmp}/{names[part]}")
         # Parts first, the model last: its metadata points at them.
@@ -578,19 +577,20 @@ def export_model(model, directory, *, opset=DEFAULT_OPSET, saved_model=True,
     if not (saved_model or onnx):
         raise ValueError("nothing to export: saved_model and onnx are both False.")
     facts = describe(model)
-    mixed = any(layer.compute_dtype != "float32" for layer in _all_layers(model))
+    float32 = float32_model(model)  # rebuilt once here, not in each export
+    mixed = float32 is not model
     say = print if verbose else (lambda *_: None)
 
     def write(temporary):
         parity, written = {}, {}
         if saved_model:
             parity["saved_model"] = export_saved_model(
-                model, f"{temporary}/saved_model", images=images)
+                float32, f"{temporary}/saved_model", images=images)
             written["saved_model"] = "saved_model"
             say(f"  saved_model/: signatures {', '.join(parity['saved_model'])}; "
                 f"largest difference from Keras {max(parity['saved_model'].values()):.2g}")
         if onnx:
-            parity["onnx"] = export_onnx(model, f"{temporary}/model.onnx",
+            parity["onnx"] = export_onnx(float32, f"{temporary}/model.onnx",
                                          opset=opset, images=images)
             written["onnx"] = "model.onnx"
             for part, name in (("encoder", ENCODER_FILE), ("decoder", DECODER_FILE)):
