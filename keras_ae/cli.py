@@ -10,6 +10,11 @@ Subcommands:
   checked against the Keras model, with a ``model_card.json``.
 - ``keras-ae predict``: reconstruct PNG images with an exported ``.onnx``
   model through onnxruntime (no TensorFlow), printing each image's error.
+- ``keras-ae tune``: search for the autoencoder that reconstructs a dataset
+  best (KerasTuner: hyperband, random or bayesian), resumable and
+  distributable; writes ``best_model.keras`` (ready for ``keras-ae export``),
+  ``trials.csv``, ``best_hyperparameters.json``, ``metrics.json`` and
+  pictures.
 - ``keras-ae summary``: build the dense autoencoder and the conv autoencoder
   with each decoder, check that each gives back images of the input's shape,
   and print their layers, parameter counts and code sizes.
@@ -69,6 +74,7 @@ def _parser():
     _add_train_parser(commands)
     _add_export_parser(commands)
     _add_predict_parser(commands)
+    _add_tune_parser(commands)
     return parser
 
 
@@ -79,17 +85,7 @@ def _add_train_parser(commands):
                     "(resumable: the same command continues an interrupted "
                     "run), then write test metrics and pictures. Model options "
                     "left out take the builders' defaults.")
-    data = train.add_argument_group("data")
-    data.add_argument("--dataset", default=None, metavar="NAME",
-                      help="tensorflow-datasets name (mnist, fashion_mnist, "
-                           "cifar10, ...); default: Fashion-MNIST, from the "
-                           "Debian copy when installed, else tfds")
-    data.add_argument("--data-dir", default=None, metavar="DIR",
-                      help="read IDX files (MNIST format) from DIR instead")
-    data.add_argument("--tfds-data-dir", default=None, metavar="DIR",
-                      help="tensorflow-datasets data_dir")
-    data.add_argument("--validation-split", type=float, default=0.1,
-                      help="fraction of training images held out (default 0.1)")
+    data = _add_data_options(train)
     data.add_argument("--noise-factor", type=float, default=0.0,
                       help="denoising: Gaussian noise on the input (default 0)")
     model = train.add_argument_group("model (defaults: the builders')")
@@ -119,6 +115,94 @@ def _add_train_parser(commands):
                        help="run folder (created; an existing one must hold "
                             "the same run, which is then resumed)")
     train.set_defaults(run=_train)
+
+
+def _add_data_options(parser):
+    data = parser.add_argument_group("data")
+    data.add_argument("--dataset", default=None, metavar="NAME",
+                      help="tensorflow-datasets name (mnist, fashion_mnist, "
+                           "cifar10, ...); default: Fashion-MNIST, from the "
+                           "Debian copy when installed, else tfds")
+    data.add_argument("--data-dir", default=None, metavar="DIR",
+                      help="read IDX files (MNIST format) from DIR instead")
+    data.add_argument("--tfds-data-dir", default=None, metavar="DIR",
+                      help="tensorflow-datasets data_dir")
+    data.add_argument("--validation-split", type=float, default=0.1,
+                      help="fraction of training images held out (default 0.1)")
+    return data
+
+
+def _float_tuple(text):
+    """``"0.1,0.3"`` -> ``(0.1, 0.3)``, for argparse."""
+    try:
+        values = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers such as 0.1,0.3; got {text!r}"
+        ) from None
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected at least one number; got {text!r}")
+    return values
+
+
+def _name_tuple(text):
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _add_tune_parser(commands):
+    tune = commands.add_parser(
+        "tune", help="search hyperparameters with KerasTuner",
+        description="Search for the autoencoder that reconstructs the "
+                    "validation images best (KerasTuner), then measure the "
+                    "best one on the test split. Resumable: the same command "
+                    "continues an interrupted search. Distributed: run the "
+                    "same command on every machine with KERASTUNER_TUNER_ID "
+                    "(chief, tuner0, tuner1, ...), KERASTUNER_ORACLE_IP and "
+                    "KERASTUNER_ORACLE_PORT set, and --output on a shared "
+                    "filesystem. Space options left out take "
+                    "keras_ae.tuning.AutoencoderHyperModel's defaults.")
+    _add_data_options(tune)
+    space = tune.add_argument_group("search space")
+    space.add_argument("--code-size", type=int, default=None,
+                       help="pin the code to this many floats (compare models "
+                            "at one compression); default: searched")
+    space.add_argument("--families", type=_name_tuple, default=None,
+                       metavar="F1,F2", help="conv, dense (default both)")
+    space.add_argument("--decoders", type=_name_tuple, default=None,
+                       metavar="D1,D2,...",
+                       help="conv decoders: transpose, upsample, unpool "
+                            "(default all three)")
+    space.add_argument("--stages", type=_int_tuple, default=None,
+                       metavar="FEWEST,MOST", help="conv pooling stages (default 2,3)")
+    space.add_argument("--filters", type=_int_tuple, default=None,
+                       metavar="F1,F2,...",
+                       help="filter choices per conv stage (default 16,32,64)")
+    space.add_argument("--batch-sizes", type=_int_tuple, default=None,
+                       metavar="B1,B2,...", help="default 64,128,256")
+    space.add_argument("--learning-rate", type=_float_tuple, default=None,
+                       metavar="LOW,HIGH",
+                       help="Adam's step size range, log scale (default "
+                            "3e-4,1e-2); one number fixes it")
+    space.add_argument("--noise-factors", type=_float_tuple, default=None,
+                       metavar="N1,N2,...",
+                       help="denoising: search the training noise among these")
+    run = tune.add_argument_group("search")
+    run.add_argument("--tuner", choices=("hyperband", "random", "bayesian"),
+                     default="hyperband")
+    run.add_argument("--max-trials", type=int, default=20)
+    run.add_argument("--max-epochs", type=int, default=10,
+                     help="epochs of a fully trained trial (default 10)")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--mixed-precision", choices=("auto", "on", "off"),
+                     default="auto", help="float16 compute (auto: on a GPU)")
+    run.add_argument("--overwrite", action="store_true",
+                     help="delete an earlier search in --output and start over")
+    run.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1,
+                     help="0 quiet, 1 a line per trial (default), 2 also epochs")
+    tune.add_argument("--output", required=True, metavar="DIR",
+                      help="results folder (created; an existing one must "
+                           "hold the same search, which is then resumed)")
+    tune.set_defaults(run=_tune)
 
 
 def _add_export_parser(commands):
@@ -335,6 +419,80 @@ def _predict(args):
         out = Path(args.out) / f"{Path(name).stem}_reconstruction.png"
         files.write_atomically(out, lambda tmp, p=picture: p.save(tmp, format="PNG"))
         print(f"{name}: reconstruction error (MSE) {float(error):.5f} -> {out}")
+    return 0
+
+
+def _search_space(args):
+    """The ``AutoencoderHyperModel`` arguments the user gave."""
+    space = {name: getattr(args, name) for name in (
+        "code_size", "families", "decoders", "stages", "filters", "batch_sizes",
+        "learning_rate", "noise_factors") if getattr(args, name) is not None}
+    for name in ("stages", "learning_rate"):  # one value fixes it
+        if name in space and len(space[name]) == 1:
+            space[name] = space[name][0]
+    return space
+
+
+def _tune(args):
+    import time
+    from pathlib import Path
+
+    import keras
+
+    from keras_ae import data as data_lib
+    from keras_ae import evaluation, files, tuning
+
+    started = time.time()
+    keras.utils.set_random_seed(args.seed)
+    data = data_lib.load(
+        args.dataset, data_dir=args.data_dir, tfds_data_dir=args.tfds_data_dir,
+        validation_split=args.validation_split, seed=args.seed)
+    if data.validation is None:
+        raise ValueError("--validation-split must be above 0: the search "
+                         "compares trials by their validation MSE.")
+    hypermodel = tuning.AutoencoderHyperModel(data.image_shape, **_search_space(args))
+    print(f"data: {data.source}, {data.num_train} train / {data.num_validation} "
+          f"validation / {data.num_test} test images of shape {data.image_shape}")
+    output = Path(args.output)
+    result = tuning.search(
+        data.train, data.validation, hypermodel=hypermodel, tuner=args.tuner,
+        max_trials=args.max_trials, max_epochs=args.max_epochs,
+        directory=output.parent, project_name=output.name,
+        overwrite=args.overwrite, seed=args.seed,
+        mixed_precision={"auto": "auto", "on": True, "off": False}[args.mixed_precision],
+        description={"source": data.source, "validation_split": args.validation_split},
+        verbose=args.verbose)
+    if result.role == "worker":
+        print(f"worker {os.environ.get('KERASTUNER_TUNER_ID')}: no trials left; "
+              f"the chief writes the results to {output}/")
+        return 0
+
+    model, best = result.best_model, result.best_hyperparameters
+    test = evaluation.evaluate(model, data.test)
+    evaluation.save_reconstruction_grid(model, data.test, output / "reconstructions.png",
+                                        title=f"best trial {best['trial_id']}")
+    tuning.save_trials_plot(result.trials, output / "trials.png")
+    files.write_json(output / "metrics.json", {
+        "test": test, "parameters": best["parameters"],
+        "code_floats": best["code_floats"], "epochs_run": best["epochs"],
+        "best_trial": best,
+        "settings": {"search": {key: getattr(args, key) for key in (
+            "tuner", "max_trials", "max_epochs", "seed")},
+            "space": hypermodel.get_config(), "data": data.source},
+        "seconds": round(time.time() - started, 1),
+    })
+    print()
+    print(tuning.summary_table(result.trials))
+    print(f"\nbest: trial {best['trial_id']}, {best['builder']}"
+          f"({', '.join(f'{k}={v}' for k, v in best['builder_arguments'].items())}), "
+          f"learning rate {best['learning_rate']:.3g}, batch {best['batch_size']}")
+    print(f"test: MSE {test['mse']:.5f}, PSNR {test['psnr']:.2f} dB, "
+          f"SSIM {test['ssim']:.4f} on {test['images']} images "
+          f"(validation MSE {best['val_mse']:.5f})")
+    print(f"wrote {output}/best_model.keras, best_hyperparameters.json, "
+          "trials.csv, metrics.json, trials.png, reconstructions.png")
+    print(f"export it: keras-ae export {output}/best_model.keras --output "
+          f"exported/{output.name}")
     return 0
 
 
