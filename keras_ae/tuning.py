@@ -27,8 +27,11 @@ and these environment variables::
     KERASTUNER_ORACLE_IP=10.0.0.1  # the chief's address
     KERASTUNER_ORACLE_PORT=8000
 
-The chief runs no trial; it returns (and writes the results) once every
-trial is done and every worker has been told to stop. Workers return
+The chief runs no trial: it prints a line and rewrites ``trials.csv`` as
+each trial ends, and returns (writing the results) once every trial is done
+and every worker that asked for trials has been told to stop. Start all
+workers before the search ends: one that first asks after the chief has gone
+waits for it (KerasTuner's client gives up after an hour). Workers return
 without a best model.
 """
 
@@ -535,12 +538,25 @@ class _Reporting:
 
     def on_trial_end(self, trial):
         super().on_trial_end(trial)
-        finished = self.oracle.get_trial(trial.trial_id)
+        self._report(trial.trial_id)
+
+    def _report(self, trial_id):
         if self._keras_ae_verbose:
-            print(_progress_line(self, finished), flush=True)
+            print(_progress_line(self, self.oracle.get_trial(trial_id)), flush=True)
         if not self._is_worker():
             write_trials_csv(self.oracle, self.hypermodel,
                              Path(self.project_dir) / TRIALS_FILE)
+
+    def report_from_the_oracle(self):
+        """On the chief, which runs no trial: report each trial that a worker
+        ends, as the oracle records it."""
+        end_trial = self.oracle.end_trial
+
+        def end_and_report(trial):
+            end_trial(trial)
+            self._report(trial.trial_id)
+        # KerasTuner's gRPC servicer calls oracle.end_trial; it has no hook.
+        self.oracle.end_trial = end_and_report
 
 
 class _Hyperband(_Reporting, kt.Hyperband):
@@ -568,6 +584,36 @@ def _make_tuner(kind, hypermodel, *, max_trials, max_epochs, seed, directory,
     if kind == "random":
         return _RandomSearch(max_trials=max_trials, **common)
     return _BayesianOptimization(max_trials=max_trials, **common)
+
+
+def _without_keras_tuner_debug_print():
+    """KerasTuner 1.4.8 left a ``print`` in ``Parent.to_proto``: in the
+    distributed mode every gRPC message about a conditional hyperparameter
+    prints its first value (hundreds of stray lines on the chief). Replaces
+    that one method with the same code minus the print, and only while the
+    installed KerasTuner still has it."""
+    import inspect
+
+    from keras_tuner.src import protos
+    from keras_tuner.src.engine import conditions
+
+    try:
+        if "print(self.values[0])" not in inspect.getsource(conditions.Parent.to_proto):
+            return
+    except (OSError, TypeError):  # no source to look at: leave it alone
+        return
+
+    def to_proto(self):
+        first = self.values[0]
+        kind = ("string_value" if isinstance(first, str) else
+                "boolean_value" if isinstance(first, bool) else
+                "int_value" if isinstance(first, int) else "float_value")
+        values = [protos.get_proto().Value(**{kind: v}) for v in self.values]
+        return protos.get_proto().Condition(
+            parent=protos.get_proto().Condition.Parent(name=self.name,
+                                                        values=values))
+
+    conditions.Parent.to_proto = to_proto
 
 
 def _role():
@@ -701,6 +747,8 @@ def _claim_check(project_dir, settings, overwrite, role):
     if project_dir.exists() and not project_dir.is_dir():
         raise ValueError(f"{str(project_dir)!r} exists and is not a folder.")
     search_file = project_dir / SEARCH_FILE
+    if role == "worker" and overwrite:
+        return False  # the chief starts over; this search.json may be the old one
     if search_file.exists():
         previous = json.loads(search_file.read_text())
         differences = [f"{key}: {previous.get(key)!r} before, {settings.get(key)!r} now"
@@ -821,6 +869,8 @@ def search(train, validation, *, hypermodel=None, tuner="hyperband",
             f"AutoencoderHyperModel({shape}, ...).")
 
     role = _role()
+    if role != "single":
+        _without_keras_tuner_debug_print()
     project_dir = Path(directory) / project_name
     settings = json.loads(json.dumps({
         "tuner": tuner, "max_trials": max_trials, "max_epochs": max_epochs,
@@ -842,8 +892,8 @@ def search(train, validation, *, hypermodel=None, tuner="hyperband",
             seed=seed, directory=directory, project_name=project_name,
             overwrite=start_over and role != "worker", strategy=strategy)
         tuner_object._keras_ae_verbose = verbose
-        if role != "chief":
-            tuner_object.oracle.verbose = 0  # keras_ae prints its own lines
+        if role == "chief":
+            tuner_object.report_from_the_oracle()
         if role != "worker":
             write_json(project_dir / SEARCH_FILE, settings)
         if verbose and role != "worker":
