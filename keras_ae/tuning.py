@@ -216,11 +216,13 @@ class AutoencoderHyperModel(kt.HyperModel):
       ``noise_factors``, ``noise_factor``: the standard deviation of Gaussian
       noise added to the training inputs (a denoising autoencoder; the
       validation data stays as given, so every trial is scored on the same
-      task).
+      task). Give it clean data (``noise_factor=0`` in ``keras_ae.data``),
+      or the noise adds up.
 
     ``fit`` rebatches the training and validation datasets to the trial's
-    batch size (``model.fit`` ignores ``batch_size`` for datasets), adds the
-    trial's noise, and returns the best epoch's ``val_loss`` with the
+    batch size (``model.fit`` ignores ``batch_size`` for datasets; the order
+    is the dataset's own, so shuffle the training set, as ``keras_ae.data``'s
+    pipelines do), adds the trial's noise, and returns the best epoch's ``val_loss`` with the
     model's ``parameters``, ``code_floats`` and training ``seconds``.
 
     Args:
@@ -493,8 +495,7 @@ class AutoencoderHyperModel(kt.HyperModel):
                 f"{name} holds images of shape {shape}, but the search space "
                 f"was made for {self.input_shape}; build the "
                 f"AutoencoderHyperModel with input_shape={shape}.")
-        batched = dataset.element_spec[0].shape.rank == 4 if isinstance(
-            dataset.element_spec, tuple) else dataset.element_spec.shape.rank == 4
+        batched = _dataset_from_spec(dataset.element_spec, name)[0].shape.rank == 4
         size = settings["batch_size"]
         batches = math.ceil(self._image_count(dataset) / size)
         dataset = dataset.rebatch(size) if batched else dataset.batch(size)
@@ -506,7 +507,6 @@ class AutoencoderHyperModel(kt.HyperModel):
             dataset = dataset.map(lambda _, clean: (_add_noise(clean, factor), clean),
                                   num_parallel_calls=tf.data.AUTOTUNE)
         return dataset.prefetch(tf.data.AUTOTUNE)
-
 
     def _image_count(self, dataset):
         """Images in ``dataset``: counted once (a pass over it), then remembered."""
@@ -634,7 +634,9 @@ def _role():
 # --- reports -------------------------------------------------------------------
 
 def describe_trial(hypermodel, hyperparameters):
-    """One line naming a trial's model, e.g. ``conv unpool 32-4 x2 code 196``."""
+    """One line naming a trial's model: ``conv upsample 32-4 x2`` (decoder,
+    filters per stage, convolutions per stage, ``dense code N`` where a dense
+    layer makes the code) or ``dense 512-128 code 196``."""
     hp = hyperparameters.copy()
     builder, arguments = hypermodel.builder_arguments(hp)
     if builder == _BUILDERS["conv"]:
@@ -779,7 +781,7 @@ class SearchResult:
     trials: list                # ``trial_rows``: every trial, finished or not
     best_model: keras.Model | None = None  # None on workers
     best_hyperparameters: dict | None = None  # as in best_hyperparameters.json
-    resumed: bool = False       # the folder held this search, unfinished
+    resumed: bool = False       # the folder held this search already
 
 
 def _to_jsonable(value):
