@@ -28,17 +28,26 @@ import os
 import sys
 
 
-def _int_tuple(text):
-    """``"16,4"`` -> ``(16, 4)``, for argparse."""
-    try:
-        values = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers such as 16,4; got {text!r}"
-        ) from None
-    if not values:
-        raise argparse.ArgumentTypeError(f"expected at least one integer; got {text!r}")
-    return values
+def _numbers(kind, example):
+    """An argparse type: ``"16,4"`` -> ``(16, 4)`` with ``kind=int``."""
+    noun = "integers" if kind is int else "numbers"
+
+    def parse(text):
+        try:
+            values = tuple(kind(part) for part in text.split(",") if part.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated {noun} such as {example}; got {text!r}"
+            ) from None
+        if not values:
+            raise argparse.ArgumentTypeError(
+                f"expected at least one {noun[:-1]}; got {text!r}")
+        return values
+    return parse
+
+
+_int_tuple = _numbers(int, "16,4")
+_float_tuple = _numbers(float, "0.1,0.3")
 
 
 def _parser():
@@ -130,19 +139,6 @@ def _add_data_options(parser):
     data.add_argument("--validation-split", type=float, default=0.1,
                       help="fraction of training images held out (default 0.1)")
     return data
-
-
-def _float_tuple(text):
-    """``"0.1,0.3"`` -> ``(0.1, 0.3)``, for argparse."""
-    try:
-        values = tuple(float(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated numbers such as 0.1,0.3; got {text!r}"
-        ) from None
-    if not values:
-        raise argparse.ArgumentTypeError(f"expected at least one number; got {text!r}")
-    return values
 
 
 def _name_tuple(text):

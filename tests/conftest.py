@@ -11,3 +11,35 @@ def _seeded():
     """Every test starts from the same seeds (Python, NumPy, TensorFlow)."""
     keras.utils.set_random_seed(1234)
     yield
+
+
+def write_blob_idx(folder, train, test, seed=0):
+    """Writes a Fashion-MNIST-shaped folder of IDX files: 28x28 uint8 blobs
+    (one soft spot per image), labels 0-9. Returns the folder."""
+    import numpy as np
+
+    from keras_ae import data as data_lib
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:28, 0:28]
+    for prefix, n in (("train", train), ("t10k", test)):
+        centres = rng.uniform(6, 22, size=(n, 2))
+        blobs = np.exp(-((yy - centres[:, :1, None]) ** 2
+                         + (xx - centres[:, 1:, None]) ** 2) / 20)
+        data_lib.write_idx(folder / f"{prefix}-images-idx3-ubyte.gz",
+                           (blobs * 255).astype(np.uint8))
+        data_lib.write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz",
+                           rng.integers(0, 10, n).astype(np.uint8))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def idx_dir(tmp_path_factory):
+    """1200 train and 200 test images in IDX files."""
+    return write_blob_idx(tmp_path_factory.mktemp("idx"), 1200, 200)
+
+
+@pytest.fixture(scope="module")
+def small_idx_dir(tmp_path_factory):
+    """300 train and 60 test images in IDX files, for command-line tests."""
+    return write_blob_idx(tmp_path_factory.mktemp("idx"), 300, 60)

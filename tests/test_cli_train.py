@@ -7,32 +7,11 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 
 import keras
 from keras_ae import cli, evaluation
 from keras_ae import data as data_lib
-
-
-@pytest.fixture(scope="module")
-def idx_dir(tmp_path_factory):
-    """A Fashion-MNIST-shaped folder of IDX files: 28x28 blobs, labels 0-9."""
-    folder = tmp_path_factory.mktemp("idx")
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:28, 0:28]
-
-    def images(n):
-        centres = rng.uniform(6, 22, size=(n, 2))
-        blobs = np.exp(-((yy - centres[:, :1, None]) ** 2
-                         + (xx - centres[:, 1:, None]) ** 2) / 20)
-        return (blobs * 255).astype(np.uint8)
-
-    for prefix, n in (("train", 1200), ("t10k", 200)):
-        data_lib.write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images(n))
-        data_lib.write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz",
-                           rng.integers(0, 10, n).astype(np.uint8))
-    return folder
 
 
 def train_args(idx_dir, out, epochs=2, *extra):

@@ -17,17 +17,7 @@ import tensorflow as tf
 import keras_ae
 from keras_ae import data as data_lib
 from keras_ae import tuning
-
-
-def smooth_images(count, size=16, seed=0):
-    """Products of low-frequency sines in [0, 1]: learnable, deterministic."""
-    rng = np.random.default_rng(seed)
-    grid = np.linspace(0, 1, size, dtype="float32")
-    freq = rng.uniform(0.5, 2.0, (count, 2, 1)).astype("float32")
-    phase = rng.uniform(0, 2 * np.pi, (count, 2, 1)).astype("float32")
-    rows = np.sin(2 * np.pi * freq[:, 0] * grid + phase[:, 0])
-    cols = np.sin(2 * np.pi * freq[:, 1] * grid + phase[:, 1])
-    return (0.5 + 0.5 * rows[:, :, None] * cols[:, None, :])[..., None]
+from distributed_worker import smooth_images  # learnable, deterministic images
 
 
 @pytest.fixture(scope="module")

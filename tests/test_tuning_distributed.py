@@ -16,10 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from keras_ae import data as data_lib
 from keras_ae import tuning
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,23 +39,8 @@ RESULT_LINE = re.compile(r"^\[(?P<tuner>tuner\d+)\] trial (?P<trial>\S+)  "
 
 
 @pytest.fixture(scope="module")
-def idx_dir(tmp_path_factory):
-    """A small Fashion-MNIST-shaped folder of IDX files: 28x28 blobs."""
-    folder = tmp_path_factory.mktemp("idx")
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:28, 0:28]
-
-    def images(n):
-        centres = rng.uniform(6, 22, size=(n, 2))
-        blobs = np.exp(-((yy - centres[:, :1, None]) ** 2
-                         + (xx - centres[:, 1:, None]) ** 2) / 20)
-        return (blobs * 255).astype(np.uint8)
-
-    for prefix, n in (("train", 300), ("t10k", 60)):
-        data_lib.write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images(n))
-        data_lib.write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz",
-                           rng.integers(0, 10, n).astype(np.uint8))
-    return folder
+def idx_dir(small_idx_dir):
+    return small_idx_dir
 
 
 def _free_port():
