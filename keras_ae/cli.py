@@ -46,6 +46,9 @@ def _numbers(kind, example):
     return parse
 
 
+# --mixed-precision's choices, as keras_ae.training.configure_devices takes them
+_MIXED_PRECISION = {"auto": "auto", "on": True, "off": False}
+
 _int_tuple = _numbers(int, "16,4")
 _float_tuple = _numbers(float, "0.1,0.3")
 
@@ -308,7 +311,7 @@ def _train(args):
         lambda: builder(data.image_shape, **options), data, args.output,
         epochs=args.epochs, learning_rate=learning_rate,
         patience=args.patience, jit_compile=args.xla,
-        mixed_precision={"auto": "auto", "on": True, "off": False}[args.mixed_precision],
+        mixed_precision=_MIXED_PRECISION[args.mixed_precision],
         settings=settings)
     if result.finished_before:
         print(f"{args.output} holds this run, finished: measuring its model "
@@ -455,7 +458,7 @@ def _tune(args):
         max_trials=args.max_trials, max_epochs=args.max_epochs,
         directory=output.parent, project_name=output.name,
         overwrite=args.overwrite, seed=args.seed,
-        mixed_precision={"auto": "auto", "on": True, "off": False}[args.mixed_precision],
+        mixed_precision=_MIXED_PRECISION[args.mixed_precision],
         description={"source": data.source, "validation_split": args.validation_split},
         verbose=args.verbose)
     if result.role == "worker":

@@ -690,7 +690,10 @@ def trial_rows(oracle, hypermodel):
 
 def write_trials_csv(oracle, hypermodel, path):
     """Writes ``trial_rows`` as CSV, atomically; returns the path."""
-    rows = trial_rows(oracle, hypermodel)
+    return _write_rows(trial_rows(oracle, hypermodel), path)
+
+
+def _write_rows(rows, path):
     fields = list(dict.fromkeys(key for row in rows for key in row))
 
     def write(tmp):
@@ -926,8 +929,8 @@ def _print_start(tuner, hypermodel, project_dir, role, resumed):
 
 
 def _finish(tuner, hypermodel, project_dir, role, resumed):
-    write_trials_csv(tuner.oracle, hypermodel, project_dir / TRIALS_FILE)
     rows = trial_rows(tuner.oracle, hypermodel)
+    _write_rows(rows, project_dir / TRIALS_FILE)
     best_trials = _best_finished(tuner.oracle)
     if not best_trials:
         raise RuntimeError(
