@@ -892,10 +892,13 @@ def search(train, validation, *, hypermodel=None, tuner="hyperband",
     try:
         keras.utils.set_random_seed(seed)
         strategy = devices.strategy if devices.gpus > 1 else None
-        tuner_object = _make_tuner(
-            tuner, hypermodel, max_trials=max_trials, max_epochs=max_epochs,
-            seed=seed, directory=directory, project_name=project_name,
-            overwrite=start_over and role != "worker", strategy=strategy)
+        try:
+            tuner_object = _make_tuner(
+                tuner, hypermodel, max_trials=max_trials, max_epochs=max_epochs,
+                seed=seed, directory=directory, project_name=project_name,
+                overwrite=start_over and role != "worker", strategy=strategy)
+        except json.JSONDecodeError as error:
+            raise ValueError(_damaged_state_message(project_dir, error)) from None
         tuner_object._keras_ae_verbose = verbose
         if role == "chief":
             tuner_object.report_from_the_oracle()
@@ -916,6 +919,22 @@ def search(train, validation, *, hypermodel=None, tuner="hyperband",
     if role == "worker":
         return SearchResult(project_dir, role, [], resumed=resumed)
     return _finish(tuner_object, hypermodel, project_dir, role, resumed)
+
+
+def _damaged_state_message(project_dir, error):
+    """KerasTuner writes its JSON files in place: a kill in the middle of a
+    write (a few milliseconds) leaves one that no longer parses."""
+    damaged = []
+    for path in sorted(project_dir.glob("**/*.json")):
+        try:
+            json.loads(path.read_text())
+        except (ValueError, OSError):
+            damaged.append(str(path))
+    return (f"{project_dir} holds KerasTuner state that does not parse "
+            f"({', '.join(damaged) or error}): the search was probably killed "
+            f"while writing it. Delete that file (a trial's trial.json: the "
+            f"search forgets that trial) or start over with overwrite=True "
+            f"(--overwrite).")
 
 
 def _print_start(tuner, hypermodel, project_dir, role, resumed):

@@ -4,6 +4,7 @@ resume and refusals, on tiny data (a few steps per trial)."""
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -319,6 +320,16 @@ def test_a_different_search_is_refused_before_any_trial(finished, data, capsys):
     assert "trial" not in capsys.readouterr().out
     assert before == {name: (directory / "search" / name).read_bytes()
                       for name in before}
+
+
+def test_state_torn_by_a_kill_is_named(finished, data, tmp_path):
+    _, directory = finished
+    shutil.copytree(directory / "search", tmp_path / "search")
+    torn = tmp_path / "search" / "trial_1" / "trial.json"
+    torn.write_text(torn.read_text()[:50])
+    with pytest.raises(ValueError, match=f"does not parse \\({torn}\\): the search "
+                                         "was probably killed"):
+        run_search(data, tmp_path)
 
 
 def test_overwrite_starts_a_different_search_over(data, tmp_path):
