@@ -1,16 +1,23 @@
-"""Using what the encoder learned: codes as features for a classifier, and
-for clustering.
+"""Using what the encoder learned: features, clusters, anomaly scores,
+denoising and generation.
 
 An autoencoder is trained without labels; its code is a compressed
-description of each image. These functions take a trained autoencoder (a
-Keras model from ``keras_ae``'s builders, or an exported ONNX model opened
-with ``keras_ae.serving.OnnxAutoencoder``) and measure how much of the
-labels' structure its codes carry:
+description of each image, and its reconstruction error says how familiar
+an image is. These functions take a trained autoencoder: a Keras model from
+``keras_ae``'s builders, or an exported model opened with
+``keras_ae.serving.OnnxAutoencoder`` (no TensorFlow needed then, except to
+read ``tf.data`` datasets):
 
 - ``linear_probe``: a softmax classifier (multinomial logistic regression)
   trained on the frozen encoder's codes with the labels; test accuracy.
 - ``cluster``: k-means on the codes, scored against the labels (adjusted
-  Rand index, normalized mutual information).
+  Rand index, normalized mutual information); ``save_code_map`` draws them.
+- ``AnomalyDetector``: a threshold on per-image reconstruction error,
+  learned from normal images.
+- ``denoising_gain``: PSNR of noisy images and of a denoising model's
+  output, against the clean images.
+- ``interpolate`` and ``sample``: new images from the decoder alone (not
+  for unpool decoders, which need the encoder's pooling positions).
 
 Labeled data comes as ``(images, labels)`` arrays, or as a ``tf.data``
 dataset of ``(images, labels)`` batches such as
@@ -324,3 +331,286 @@ def save_code_map(features, labels, path, title="Codes, PCA", class_names=None):
     finally:
         plt.close(figure)
 
+
+
+# --- models of both kinds: Keras and onnxruntime --------------------------------
+
+def _is_onnx(model):
+    return hasattr(model, "can_encode") and hasattr(model, "reconstruct")
+
+
+def _images(images):
+    images = _unit_float(images)
+    return images[..., np.newaxis] if images.ndim == 3 else images
+
+
+def reconstruct(model, images, batch_size=DEFAULT_BATCH):
+    """The model's reconstructions of ``images``, float32 ``(N, H, W, C)``."""
+    images = _images(images)
+    if _is_onnx(model):
+        return np.asarray(model.reconstruct(images, batch_size=batch_size), np.float32)
+    return np.asarray(model.predict(images, batch_size=batch_size, verbose=0),
+                      np.float32)
+
+
+def reconstruction_errors(model, images, batch_size=DEFAULT_BATCH):
+    """Per-image MSE of the reconstructions: the anomaly score, ``(N,)``."""
+    images = _images(images)
+    difference = reconstruct(model, images, batch_size).astype(np.float64) - images
+    return np.mean(difference ** 2, axis=tuple(range(1, images.ndim)))
+
+
+def _check_decoder_runs_alone(model):
+    if _is_onnx(model):
+        alone, why = model.can_decode, "it was exported without decoder.onnx"
+    else:
+        inputs = len(model.get_layer("decoder").inputs)
+        alone, why = inputs == 1, f"its decoder takes {inputs} inputs"
+    if not alone:
+        raise ValueError(
+            f"{getattr(model, 'name', model)!r} has no decoder that runs alone "
+            f"({why}): an unpool decoder needs the encoder's pooling "
+            "positions, which only an image gives. Generate with a transpose, "
+            "upsample or dense model.")
+
+
+def _decode(model, codes, batch_size=DEFAULT_BATCH):
+    """Images from flat codes."""
+    _check_decoder_runs_alone(model)
+    if _is_onnx(model):
+        codes = codes.reshape(len(codes), *model.code_shape)
+        return np.asarray(model.decode(codes, batch_size=batch_size), np.float32)
+    decoder = model.get_layer("decoder")
+    codes = codes.reshape(len(codes), *decoder.inputs[0].shape[1:])
+    return np.asarray(decoder.predict(codes, batch_size=batch_size, verbose=0),
+                      np.float32)
+
+
+# --- anomaly detection ---------------------------------------------------------------
+
+class AnomalyDetector:
+    """Flags images the autoencoder reconstructs badly.
+
+    An autoencoder trained on normal images reconstructs them well and
+    anything unlike them worse; the per-image reconstruction MSE is the
+    anomaly score, and a threshold learned from normal images separates the
+    two. Works with a Keras autoencoder and with an exported model on
+    onnxruntime (``keras_ae.serving.OnnxAutoencoder``, no TensorFlow).
+
+    Args:
+        model: the autoencoder (Keras or ``OnnxAutoencoder``).
+        threshold: scores above it are anomalies.
+        rule: how the threshold was chosen, for reports.
+
+    Example::
+
+        detector = AnomalyDetector.fit(model, normal_images, std=3.0)
+        detector.is_anomaly(new_images)      # array of bools
+        detector.evaluate(test_images, test_is_anomaly)["roc_auc"]
+    """
+
+    def __init__(self, model, threshold, rule="given"):
+        if not np.isfinite(threshold) or threshold < 0:
+            raise ValueError(f"threshold must be a finite number >= 0, got {threshold!r}.")
+        self.model, self.threshold, self.rule = model, float(threshold), rule
+
+    @classmethod
+    def fit(cls, model, normal_images, *, std=3.0, percentile=None,
+            batch_size=DEFAULT_BATCH):
+        """Learns the threshold from normal images' scores.
+
+        Args:
+            model: the autoencoder, trained on normal images.
+            normal_images: normal images, not used in training (a validation
+                split), ``(N, H, W, C)`` uint8 or float in [0, 1].
+            std: threshold = mean + ``std`` standard deviations of the scores
+                (used when ``percentile`` is None).
+            percentile: threshold = this percentile of the scores instead,
+                e.g. 99: about 1% of normal images are flagged.
+            batch_size: images per model call.
+
+        Returns:
+            An ``AnomalyDetector``.
+
+        Raises:
+            ValueError: for a percentile outside (0, 100) or a negative std.
+        """
+        scores = reconstruction_errors(model, normal_images, batch_size)
+        if percentile is not None:
+            if not 0 < percentile < 100:
+                raise ValueError(f"percentile must be in (0, 100), got {percentile!r}.")
+            return cls(model, float(np.percentile(scores, percentile)),
+                       f"percentile {percentile:g} of {len(scores)} normal images")
+        if not std >= 0:
+            raise ValueError(f"std must be a number >= 0, got {std!r}.")
+        return cls(model, float(scores.mean() + std * scores.std()),
+                   f"mean + {std:g} std of {len(scores)} normal images")
+
+    def scores(self, images, batch_size=DEFAULT_BATCH):
+        """Per-image anomaly scores (reconstruction MSE), ``(N,)``."""
+        return reconstruction_errors(self.model, images, batch_size)
+
+    def is_anomaly(self, images, batch_size=DEFAULT_BATCH):
+        """``True`` for each image whose score is above the threshold."""
+        return self.scores(images, batch_size) > self.threshold
+
+    def evaluate(self, images, anomalous, batch_size=DEFAULT_BATCH):
+        """How well the scores and the threshold find known anomalies.
+
+        Args:
+            images: images of both kinds.
+            anomalous: ``(N,)`` booleans, ``True`` for the anomalies.
+
+        Returns:
+            A dict: ``roc_auc`` (threshold-free: the chance that an anomaly
+            scores above a normal image), ``precision`` and ``recall`` at the
+            threshold, ``threshold``, ``rule``, ``flagged``, ``anomalies``,
+            ``images``.
+
+        Raises:
+            ValueError: unless ``anomalous`` holds one flag per image and
+                both kinds.
+        """
+        from sklearn.metrics import precision_score, recall_score, roc_auc_score
+
+        anomalous = np.asarray(anomalous, bool)
+        scores = self.scores(images, batch_size)
+        if anomalous.shape != scores.shape or anomalous.all() or not anomalous.any():
+            raise ValueError(
+                f"anomalous must hold one flag per image ({len(scores)}) and "
+                f"mark some images but not all, got shape {anomalous.shape} "
+                f"with {int(anomalous.sum())} marked.")
+        flagged = scores > self.threshold
+        return {"roc_auc": float(roc_auc_score(anomalous, scores)),
+                "precision": float(precision_score(anomalous, flagged, zero_division=0)),
+                "recall": float(recall_score(anomalous, flagged)),
+                "threshold": self.threshold, "rule": self.rule,
+                "flagged": int(flagged.sum()), "anomalies": int(anomalous.sum()),
+                "images": len(scores)}
+
+    def __repr__(self):
+        return f"AnomalyDetector(threshold={self.threshold:.6g}, rule={self.rule!r})"
+
+
+# --- denoising ----------------------------------------------------------------------
+
+def add_noise(images, noise_factor, seed=0):
+    """Gaussian noise of standard deviation ``noise_factor``, clipped to [0, 1]
+    (as ``keras_ae.data`` adds it), seeded."""
+    images = _images(images)
+    noise = np.random.default_rng(seed).normal(0.0, 1.0, images.shape)
+    return np.clip(images + noise_factor * noise, 0.0, 1.0).astype(np.float32)
+
+
+def psnr(images, targets):
+    """Mean over images of ``10 * log10(1 / MSE)`` in dB (pixels in [0, 1]),
+    as ``keras_ae.evaluation.evaluate`` reports it."""
+    difference = _images(images).astype(np.float64) - _images(targets)
+    mse = np.mean(difference ** 2, axis=tuple(range(1, difference.ndim)))
+    with np.errstate(divide="ignore"):
+        return float(np.mean(10 * np.log10(1.0 / mse)))
+
+
+def denoising_gain(model, clean_images, noise_factor, *, seed=0,
+                   batch_size=DEFAULT_BATCH):
+    """What a denoising autoencoder buys: PSNR before and after it.
+
+    Args:
+        model: an autoencoder trained with noisy inputs and clean targets
+            (``keras-ae train --noise-factor F``).
+        clean_images: test images, uint8 or float in [0, 1].
+        noise_factor: standard deviation of the Gaussian noise to add.
+        seed: seeds the noise.
+        batch_size: images per model call.
+
+    Returns:
+        A dict: ``noise_factor``, ``noisy_psnr`` (noisy input against clean),
+        ``denoised_psnr`` (the model's output against clean), ``gain_db``,
+        ``images``.
+    """
+    clean = _images(clean_images)
+    noisy = add_noise(clean, noise_factor, seed)
+    denoised = reconstruct(model, noisy, batch_size)
+    before, after = psnr(noisy, clean), psnr(denoised, clean)
+    return {"noise_factor": float(noise_factor), "noisy_psnr": before,
+            "denoised_psnr": after, "gain_db": after - before, "images": len(clean)}
+
+
+# --- generation -----------------------------------------------------------------------
+
+def interpolate(model, first, second, steps=8, batch_size=DEFAULT_BATCH):
+    """Images decoded from codes on the line between two images' codes.
+
+    Args:
+        model: an autoencoder whose decoder runs alone (not unpool).
+        first, second: one image each, ``(H, W, C)`` or ``(H, W)``.
+        steps: images in the sequence, both ends included.
+
+    Returns:
+        float32 ``(steps, H, W, C)``: ``first``'s reconstruction to
+        ``second``'s.
+
+    Raises:
+        ValueError: for a decoder that cannot run alone, or ``steps < 2``.
+    """
+    if steps < 2:
+        raise ValueError(f"steps must be at least 2, got {steps!r}.")
+    _check_decoder_runs_alone(model)
+    codes = encode(model, np.stack([_single(first), _single(second)]), batch_size)
+    weights = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
+    return _decode(model, (1 - weights) * codes[0] + weights * codes[1], batch_size)
+
+
+def _single(image):
+    image = _unit_float(image)
+    return image[..., np.newaxis] if image.ndim == 2 else image
+
+
+def sample(model, train_images, count=16, *, seed=0, batch_size=DEFAULT_BATCH):
+    """New images: codes drawn from a Gaussian fitted to the training codes.
+
+    Args:
+        model: an autoencoder whose decoder runs alone (not unpool).
+        train_images: images whose codes the Gaussian (mean and full
+            covariance) is fitted to.
+        count: images to generate.
+        seed: seeds the draw.
+
+    Returns:
+        float32 ``(count, H, W, C)``.
+
+    Raises:
+        ValueError: for a decoder that cannot run alone.
+    """
+    _check_decoder_runs_alone(model)  # before encoding many images
+    codes = encode(model, train_images, batch_size).astype(np.float64)
+    mean, covariance = codes.mean(axis=0), np.cov(codes, rowvar=False)
+    drawn = np.random.default_rng(seed).multivariate_normal(
+        mean, np.atleast_2d(covariance), size=count, method="eigh")
+    return _decode(model, drawn.astype(np.float32), batch_size)
+
+
+def save_image_grid(images, path, columns=8, title=None):
+    """Saves images (``(N, H, W, C)`` in [0, 1], grey or RGB) as a PNG grid."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    from keras_ae.files import write_atomically
+
+    images = _images(images)
+    rows = -(-len(images) // columns)
+    figure, grid = plt.subplots(rows, columns, squeeze=False,
+                                figsize=(columns * 1.1, rows * 1.1 + (0.4 if title else 0)))
+    for axes in grid.flat:
+        axes.axis("off")
+    for axes, image in zip(grid.flat, images):
+        axes.imshow(image[..., 0] if image.shape[-1] == 1 else image,
+                    cmap="gray", vmin=0, vmax=1)
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    try:
+        return write_atomically(path, lambda tmp: figure.savefig(tmp, format="png"))
+    finally:
+        plt.close(figure)

@@ -139,3 +139,115 @@ def test_save_code_map_writes_a_png(tmp_path):
                                     rng.integers(0, 3, 50), tmp_path / "codes.png",
                                     class_names=["a", "b", "c"])
     assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+# --- anomaly detection ------------------------------------------------------------------
+
+class Constant(keras.Model):
+    """Reconstructs every image as 0.25: dark images score low, bright high."""
+
+    def __init__(self):
+        super().__init__()
+
+    def call(self, images):
+        return 0 * images + 0.25
+
+
+def test_anomaly_detector_threshold_rules_and_scores():
+    images, labels = bright_or_dark(400)
+    model = Constant()
+    normal = images[labels == 0]
+    detector = downstream.AnomalyDetector.fit(model, normal[:100], std=3.0)
+    scores = downstream.reconstruction_errors(model, normal[:100])
+    assert detector.threshold == pytest.approx(scores.mean() + 3 * scores.std())
+    assert "mean + 3 std of 100 normal images" in repr(detector)
+    by_percentile = downstream.AnomalyDetector.fit(model, normal[:100], percentile=90)
+    assert (scores > by_percentile.threshold).sum() == 10
+    wide = downstream.AnomalyDetector.fit(model, normal[:100], std=10.0)
+    report = wide.evaluate(images[200:], labels[200:] == 1)
+    assert report["roc_auc"] == pytest.approx(1.0)
+    assert report["precision"] == report["recall"] == pytest.approx(1.0)
+    np.testing.assert_array_equal(wide.is_anomaly(images[200:]), labels[200:] == 1)
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(percentile=100), "percentile must be in \\(0, 100\\)"),
+    (dict(std=-1), "std must be a number >= 0"),
+])
+def test_anomaly_detector_refuses_bad_rules(options, message):
+    images, _ = bright_or_dark(10)
+    with pytest.raises(ValueError, match=message):
+        downstream.AnomalyDetector.fit(Constant(), images, **options)
+
+
+def test_anomaly_evaluation_needs_both_kinds():
+    images, _ = bright_or_dark(10)
+    detector = downstream.AnomalyDetector(Constant(), 0.1)
+    with pytest.raises(ValueError, match="mark some images but not all"):
+        detector.evaluate(images, np.zeros(10, bool))
+
+
+def test_anomaly_detector_runs_on_onnxruntime():
+    if not SHIPPED_DENSE.exists():
+        pytest.skip("exported/fashion_mnist_dense is not in this checkout")
+    model = OnnxAutoencoder(SHIPPED_DENSE)
+    images = np.random.default_rng(0).integers(0, 256, (6, 28, 28), np.uint8)
+    detector = downstream.AnomalyDetector.fit(model, images, percentile=50)
+    np.testing.assert_allclose(detector.scores(images),
+                               model.reconstruction_error(images), rtol=1e-5)
+
+
+# --- denoising ----------------------------------------------------------------------------
+
+def test_psnr_and_denoising_gain_of_a_perfect_denoiser():
+    images, _ = bright_or_dark(20)
+    assert downstream.psnr(np.full((1, 2, 2, 1), 0.5), np.zeros((1, 2, 2, 1))) == \
+        pytest.approx(10 * np.log10(4))
+
+    class Clean(keras.Model):  # "denoises" to the class level: exact here
+        def call(self, noisy):
+            return keras.ops.where(keras.ops.mean(noisy, axis=(1, 2, 3), keepdims=True)
+                                   > 0.5, 0.75, 0.25) + 0 * noisy
+
+    flat = np.where(images.mean(axis=(1, 2, 3), keepdims=True) > 0.5, 0.75, 0.25)
+    clean = np.broadcast_to(flat, images.shape).astype("float32")
+    gain = downstream.denoising_gain(Clean(), clean, 0.2, seed=0)
+    noisy = downstream.add_noise(clean, 0.2, seed=0)
+    assert gain["noisy_psnr"] == pytest.approx(downstream.psnr(noisy, clean))
+    assert gain["denoised_psnr"] == np.inf and gain["gain_db"] == np.inf
+
+
+# --- generation ------------------------------------------------------------------------------
+
+def test_interpolation_runs_from_one_reconstruction_to_the_other():
+    model = keras_ae.build_dense_autoencoder((8, 8, 1), code_size=3)
+    images, _ = bright_or_dark(2)
+    path = downstream.interpolate(model, images[0], images[1], steps=5)
+    ends = downstream.reconstruct(model, images)
+    assert path.shape == (5, 8, 8, 1)
+    np.testing.assert_allclose(path[[0, -1]], ends, atol=1e-5)
+
+
+def test_samples_come_from_the_training_codes_gaussian():
+    model = keras_ae.build_dense_autoencoder((8, 8, 1), code_size=3)
+    images, _ = bright_or_dark(200)
+    drawn = downstream.sample(model, images, count=6, seed=1)
+    assert drawn.shape == (6, 8, 8, 1) and 0 <= drawn.min() and drawn.max() <= 1
+    np.testing.assert_array_equal(drawn, downstream.sample(model, images, 6, seed=1))
+
+
+def test_generation_refuses_an_unpool_decoder():
+    model = keras_ae.build_conv_autoencoder((8, 8, 1), filters=(4, 2),
+                                            decoder="unpool")
+    images, _ = bright_or_dark(4)
+    for generate in (lambda: downstream.sample(model, images),
+                     lambda: downstream.interpolate(model, images[0], images[1])):
+        with pytest.raises(ValueError, match="has no decoder that runs alone"):
+            generate()
+
+
+def test_save_image_grid_writes_a_png(tmp_path):
+    images, _ = bright_or_dark(10)
+    path = downstream.save_image_grid(images, tmp_path / "grid.png", columns=4,
+                                      title="ten")
+    assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
