@@ -122,7 +122,12 @@ def encode(model, images, batch_size=DEFAULT_BATCH):
     images = _unit_float(images)
     if images.ndim == 3:
         images = images[..., np.newaxis]
-    if hasattr(model, "encode") and hasattr(model, "can_encode"):  # onnxruntime
+    if not hasattr(model, "can_encode") and not hasattr(model, "get_layer"):
+        raise ValueError(
+            f"model {model!r} is not an autoencoder; expected one from "
+            "keras_ae's builders or an OnnxAutoencoder.")
+    _check_shape(model, images)
+    if _is_onnx(model):
         if not model.can_encode:
             raise ValueError(f"{model!r} was exported without encoder.onnx; "
                              "export the model again to get its codes.")
@@ -130,7 +135,7 @@ def encode(model, images, batch_size=DEFAULT_BATCH):
     else:
         try:
             encoder = model.get_layer("encoder")
-        except (AttributeError, ValueError):
+        except ValueError:
             raise ValueError(
                 f"model {getattr(model, 'name', model)!r} has no nested 'encoder' "
                 "model; expected an autoencoder from keras_ae's builders or an "
@@ -344,9 +349,21 @@ def _images(images):
     return images[..., np.newaxis] if images.ndim == 3 else images
 
 
+def _check_shape(model, images):
+    try:
+        expected = tuple(model.input_shape if _is_onnx(model) else model.input_shape[1:])
+    except (AttributeError, ValueError):  # a subclassed model: no fixed shape
+        return
+    if tuple(images.shape[1:]) != expected:
+        raise ValueError(
+            f"{getattr(model, 'name', model)!r} takes images of shape {expected}, "
+            f"got images of shape {tuple(images.shape[1:])}.")
+
+
 def reconstruct(model, images, batch_size=DEFAULT_BATCH):
     """The model's reconstructions of ``images``, float32 ``(N, H, W, C)``."""
     images = _images(images)
+    _check_shape(model, images)
     if _is_onnx(model):
         return np.asarray(model.reconstruct(images, batch_size=batch_size), np.float32)
     return np.asarray(model.predict(images, batch_size=batch_size, verbose=0),
@@ -360,7 +377,9 @@ def reconstruction_errors(model, images, batch_size=DEFAULT_BATCH):
     return np.mean(difference ** 2, axis=tuple(range(1, images.ndim)))
 
 
-def _check_decoder_runs_alone(model):
+def check_decoder_runs_alone(model):
+    """Raises a ValueError unless ``model``'s decoder can decode codes alone
+    (an unpool decoder needs the encoder's pooling positions)."""
     if _is_onnx(model):
         alone, why = model.can_decode, "it was exported without decoder.onnx"
     else:
@@ -376,7 +395,7 @@ def _check_decoder_runs_alone(model):
 
 def _decode(model, codes, batch_size=DEFAULT_BATCH):
     """Images from flat codes."""
-    _check_decoder_runs_alone(model)
+    check_decoder_runs_alone(model)
     if _is_onnx(model):
         codes = codes.reshape(len(codes), *model.code_shape)
         return np.asarray(model.decode(codes, batch_size=batch_size), np.float32)
@@ -555,7 +574,7 @@ def interpolate(model, first, second, steps=8, batch_size=DEFAULT_BATCH):
     """
     if steps < 2:
         raise ValueError(f"steps must be at least 2, got {steps!r}.")
-    _check_decoder_runs_alone(model)
+    check_decoder_runs_alone(model)
     codes = encode(model, np.stack([_single(first), _single(second)]), batch_size)
     weights = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
     return _decode(model, (1 - weights) * codes[0] + weights * codes[1], batch_size)
@@ -582,7 +601,7 @@ def sample(model, train_images, count=16, *, seed=0, batch_size=DEFAULT_BATCH):
     Raises:
         ValueError: for a decoder that cannot run alone.
     """
-    _check_decoder_runs_alone(model)  # before encoding many images
+    check_decoder_runs_alone(model)  # before encoding many images
     codes = encode(model, train_images, batch_size).astype(np.float64)
     mean, covariance = codes.mean(axis=0), np.cov(codes, rowvar=False)
     drawn = np.random.default_rng(seed).multivariate_normal(
@@ -609,6 +628,45 @@ def save_image_grid(images, path, columns=8, title=None):
                     cmap="gray", vmin=0, vmax=1)
     if title:
         figure.suptitle(title)
+    figure.tight_layout()
+    try:
+        return write_atomically(path, lambda tmp: figure.savefig(tmp, format="png"))
+    finally:
+        plt.close(figure)
+
+
+def save_score_histogram(scores, anomalous, threshold, path,
+                         title="Reconstruction error"):
+    """Saves a PNG: histograms of normal and anomalous images' scores, and
+    the threshold.
+
+    Args:
+        scores: per-image anomaly scores ``(N,)``.
+        anomalous: ``(N,)`` booleans, ``True`` for the anomalies.
+        threshold: drawn as a vertical line.
+        path: the PNG to write (atomically).
+        title: the figure's title.
+
+    Returns:
+        ``path`` as a string.
+    """
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    from keras_ae.files import write_atomically
+
+    scores, anomalous = np.asarray(scores), np.asarray(anomalous, bool)
+    bins = np.geomspace(max(scores.min(), 1e-6), scores.max() * 1.01, 60)
+    figure, axes = plt.subplots(figsize=(6.4, 4.0), dpi=100)
+    axes.hist(scores[~anomalous], bins=bins, alpha=0.6, label="normal")
+    axes.hist(scores[anomalous], bins=bins, alpha=0.6, label="anomalies")
+    axes.axvline(threshold, color="black", linestyle="--", label="threshold")
+    axes.set_xscale("log")
+    axes.set_xlabel("per-image reconstruction MSE")
+    axes.set_ylabel("images")
+    axes.set_title(title)
+    axes.legend()
     figure.tight_layout()
     try:
         return write_atomically(path, lambda tmp: figure.savefig(tmp, format="png"))
