@@ -119,9 +119,7 @@ def encode(model, images, batch_size=DEFAULT_BATCH):
     >>> encode(model, np.zeros((5, 4, 4), "float32")).shape
     (5, 3)
     """
-    images = _unit_float(images)
-    if images.ndim == 3:
-        images = images[..., np.newaxis]
+    images = _images(images)
     if not hasattr(model, "can_encode") and not hasattr(model, "get_layer"):
         raise ValueError(
             f"model {model!r} is not an autoencoder; expected one from "
@@ -581,8 +579,8 @@ def interpolate(model, first, second, steps=8, batch_size=DEFAULT_BATCH):
 
 
 def _single(image):
-    image = _unit_float(image)
-    return image[..., np.newaxis] if image.ndim == 2 else image
+    """One image, ``(H, W)`` or ``(H, W, C)``, as a batch of one."""
+    return _images(np.asarray(image)[np.newaxis])[0]
 
 
 def sample(model, train_images, count=16, *, seed=0, batch_size=DEFAULT_BATCH):
