@@ -309,16 +309,15 @@ def save_code_map(features, labels, path, title="Codes, PCA", class_names=None):
     Returns:
         ``path`` as a string.
     """
-    import matplotlib
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
+    from matplotlib.figure import Figure
     from sklearn.decomposition import PCA
 
-    from keras_ae.files import write_atomically
+    from keras_ae.files import save_png
 
     points = PCA(n_components=2, random_state=0).fit_transform(
         np.asarray(features, np.float32))
-    figure, axes = plt.subplots(figsize=(6.4, 5.2), dpi=100)
+    figure = Figure(figsize=(6.4, 5.2), dpi=100)
+    axes = figure.subplots()
     for label in np.unique(labels):
         mine = labels == label
         name = class_names[label] if class_names is not None else str(label)
@@ -329,10 +328,7 @@ def save_code_map(features, labels, path, title="Codes, PCA", class_names=None):
     axes.legend(markerscale=3, fontsize="small", ncol=2 if len(np.unique(labels)) > 5
                 else 1)
     figure.tight_layout()
-    try:
-        return write_atomically(path, lambda tmp: figure.savefig(tmp, format="png"))
-    finally:
-        plt.close(figure)
+    return save_png(figure, path)
 
 
 
@@ -609,16 +605,14 @@ def sample(model, train_images, count=16, *, seed=0, batch_size=DEFAULT_BATCH):
 
 def save_image_grid(images, path, columns=8, title=None):
     """Saves images (``(N, H, W, C)`` in [0, 1], grey or RGB) as a PNG grid."""
-    import matplotlib
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
+    from matplotlib.figure import Figure
 
-    from keras_ae.files import write_atomically
+    from keras_ae.files import save_png
 
     images = _images(images)
     rows = -(-len(images) // columns)
-    figure, grid = plt.subplots(rows, columns, squeeze=False,
-                                figsize=(columns * 1.1, rows * 1.1 + (0.4 if title else 0)))
+    figure = Figure(figsize=(columns * 1.1, rows * 1.1 + (0.4 if title else 0)))
+    grid = figure.subplots(rows, columns, squeeze=False)
     for axes in grid.flat:
         axes.axis("off")
     for axes, image in zip(grid.flat, images):
@@ -627,10 +621,7 @@ def save_image_grid(images, path, columns=8, title=None):
     if title:
         figure.suptitle(title)
     figure.tight_layout()
-    try:
-        return write_atomically(path, lambda tmp: figure.savefig(tmp, format="png"))
-    finally:
-        plt.close(figure)
+    return save_png(figure, path)
 
 
 def save_score_histogram(scores, anomalous, threshold, path,
@@ -648,15 +639,14 @@ def save_score_histogram(scores, anomalous, threshold, path,
     Returns:
         ``path`` as a string.
     """
-    import matplotlib
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
+    from matplotlib.figure import Figure
 
-    from keras_ae.files import write_atomically
+    from keras_ae.files import save_png
 
     scores, anomalous = np.asarray(scores), np.asarray(anomalous, bool)
     bins = np.geomspace(max(scores.min(), 1e-6), scores.max() * 1.01, 60)
-    figure, axes = plt.subplots(figsize=(6.4, 4.0), dpi=100)
+    figure = Figure(figsize=(6.4, 4.0), dpi=100)
+    axes = figure.subplots()
     axes.hist(scores[~anomalous], bins=bins, alpha=0.6, label="normal")
     axes.hist(scores[anomalous], bins=bins, alpha=0.6, label="anomalies")
     axes.axvline(threshold, color="black", linestyle="--", label="threshold")
@@ -666,7 +656,4 @@ def save_score_histogram(scores, anomalous, threshold, path,
     axes.set_title(title)
     axes.legend()
     figure.tight_layout()
-    try:
-        return write_atomically(path, lambda tmp: figure.savefig(tmp, format="png"))
-    finally:
-        plt.close(figure)
+    return save_png(figure, path)

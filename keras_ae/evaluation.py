@@ -306,7 +306,7 @@ def evaluate(model, data, batch_size=256):
 
 def _save_png(figure, path):
     """Writes ``figure`` to ``path`` atomically; returns ``path`` as a str."""
-    files.write_atomically(path, lambda tmp: figure.savefig(tmp, format="png"))
+    files.save_png(figure, path)
     return os.fspath(path)
 
 

@@ -55,3 +55,8 @@ def write_json(path, data):
 def write_bytes(path, payload):
     """Writes ``payload`` to ``path`` atomically; returns the path."""
     return write_atomically(path, lambda tmp: Path(tmp).write_bytes(payload))
+
+
+def save_png(figure, path):
+    """Writes a matplotlib ``Figure`` as a PNG, atomically; returns the path."""
+    return write_atomically(path, lambda tmp: figure.savefig(tmp, format="png"))

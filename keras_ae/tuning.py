@@ -51,7 +51,7 @@ import tensorflow as tf
 
 from keras_ae import builders, shapes
 from keras_ae.builders import DECODERS
-from keras_ae.files import write_atomically, write_json
+from keras_ae.files import save_png, write_atomically, write_json
 from keras_ae.training import configure_devices
 
 FAMILIES = ("conv", "dense")
@@ -1026,12 +1026,11 @@ def save_trials_plot(rows, path, title="Search trials"):
     Returns:
         ``path`` as a string.
     """
-    import matplotlib
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
+    from matplotlib.figure import Figure
 
     done = [r for r in rows if r["status"] == "COMPLETED" and r["val_mse"] not in (None, "")]
-    figure, axes = plt.subplots(figsize=(6.4, 4.4), dpi=100)
+    figure = Figure(figsize=(6.4, 4.4), dpi=100)
+    axes = figure.subplots()
     kinds = sorted({" ".join(r["model"].split()[:2]) if r["model"].startswith("conv")
                     else "dense" for r in done})
     for kind, marker in zip(kinds, "osD^v<>p*h"):
@@ -1052,7 +1051,4 @@ def save_trials_plot(rows, path, title="Search trials"):
     axes.set_title(title)
     axes.grid(True, which="both", alpha=0.3)
     figure.tight_layout()
-    try:
-        return write_atomically(path, lambda tmp: figure.savefig(tmp, format="png"))
-    finally:
-        plt.close(figure)
+    return save_png(figure, path)

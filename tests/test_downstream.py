@@ -251,3 +251,31 @@ def test_save_image_grid_writes_a_png(tmp_path):
     path = downstream.save_image_grid(images, tmp_path / "grid.png", columns=4,
                                       title="ten")
     assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_anomaly_detection_on_onnxruntime_needs_no_tensorflow():
+    if not SHIPPED_DENSE.exists():
+        pytest.skip("exported/fashion_mnist_dense is not in this checkout")
+    import subprocess
+    import sys
+    code = f"""
+import sys
+
+class NoTensorFlow:  # importing tensorflow, keras or tf2onnx now fails
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("tensorflow", "keras", "tf2onnx"):
+            raise ImportError(f"{{name}} is blocked in this test")
+
+sys.meta_path.insert(0, NoTensorFlow())
+import numpy as np
+from keras_ae.downstream import AnomalyDetector
+from keras_ae.serving import OnnxAutoencoder
+model = OnnxAutoencoder({str(SHIPPED_DENSE)!r})
+images = np.random.default_rng(0).integers(0, 256, (20, 28, 28), np.uint8)
+detector = AnomalyDetector.fit(model, images[:10], percentile=90)
+report = detector.evaluate(images, np.arange(20) >= 10)
+print(sorted(report)[:3], bool(detector.is_anomaly(images).any()))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("['anomalies', 'flagged', 'images']")
