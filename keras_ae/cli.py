@@ -296,7 +296,7 @@ def _add_export_parser(commands):
 
 
 def _formats(text):
-    formats = tuple(part.strip() for part in text.split(",") if part.strip())
+    formats = _name_tuple(text)
     unknown = sorted(set(formats) - {"saved_model", "onnx"})
     if unknown or not formats:
         raise argparse.ArgumentTypeError(
@@ -422,18 +422,9 @@ def _train(args):
 def _export(args):
     import json
 
-    import keras
-
-    import keras_ae.layers  # noqa: F401 - registers the custom layers
     from keras_ae import export
 
-    if not os.path.isfile(args.model):
-        raise FileNotFoundError(f"no model file at {args.model}")
-    try:
-        model = keras.saving.load_model(args.model, compile=False)
-    except Exception as error:  # Keras raises many kinds here
-        raise ValueError(
-            f"{args.model} is not a Keras model file that loads: {error}") from None
+    model = _load_keras_model(args.model)
     card = {"source": args.model}
     metrics_path = os.path.join(os.path.dirname(args.model), "metrics.json")
     if os.path.exists(metrics_path):
@@ -575,6 +566,13 @@ def _open_model(path):
         return OnnxAutoencoder(path)
     if not path.endswith(".keras"):
         raise ValueError(f"{path} is neither a .keras model nor an exported .onnx one.")
+    return _load_keras_model(path)
+
+
+def _load_keras_model(path):
+    """A ``.keras`` file loaded uncompiled; a one-line error if it does not load."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no model file at {path}")
     import keras
 
     import keras_ae.layers  # noqa: F401 - registers the custom layers

@@ -656,6 +656,11 @@ def _metric(trial, name):
     return None if value is None else float(value)
 
 
+def _epochs(trial):
+    """Epochs the trial's model has had: Hyperband's target, else those run."""
+    return trial.hyperparameters.values.get("tuner/epochs") or _metric(trial, "epochs_run")
+
+
 def trial_rows(oracle, hypermodel):
     """One dict per trial of ``oracle``, in the order they started.
 
@@ -668,7 +673,7 @@ def trial_rows(oracle, hypermodel):
     for trial_id in sorted(oracle.trials):
         trial = oracle.trials[trial_id]
         values = trial.hyperparameters.values
-        epochs = values.get("tuner/epochs") or _metric(trial, "epochs_run")
+        epochs = _epochs(trial)
         row = {
             "trial_id": trial_id, "status": trial.status,
             "val_mse": _metric(trial, OBJECTIVE),
@@ -738,8 +743,7 @@ def _progress_line(tuner, trial):
     best = _best_finished(tuner.oracle)
     best_text = (f"  (best {best[0].score:.5f}, trial {best[0].trial_id})"
                  if best else "")
-    epochs = trial.hyperparameters.values.get("tuner/epochs") or _metric(
-        trial, "epochs_run")
+    epochs = _epochs(trial)
     return (f"{head}  {int(epochs or 0)} epochs  val MSE "
             f"{_metric(trial, OBJECTIVE):.5f}{best_text}  "
             f"{_metric(trial, 'seconds'):.0f} s")
@@ -785,10 +789,6 @@ class SearchResult:
     best_model: keras.Model | None = None  # None on workers
     best_hyperparameters: dict | None = None  # as in best_hyperparameters.json
     resumed: bool = False       # the folder held this search already
-
-
-def _to_jsonable(value):
-    return list(value) if isinstance(value, tuple) else value
 
 
 def search(train, validation, *, hypermodel=None, tuner="hyperband",
@@ -881,7 +881,7 @@ def search(train, validation, *, hypermodel=None, tuner="hyperband",
         "tuner": tuner, "max_trials": max_trials, "max_epochs": max_epochs,
         "seed": seed, "objective": "val_mse", "hypermodel": hypermodel.get_config(),
         "data": description,
-    }, default=_to_jsonable))
+    }))
     start_over = _claim_check(project_dir, settings, overwrite, role)
     resumed = (project_dir / SEARCH_FILE).exists() and not start_over
 
@@ -968,7 +968,7 @@ def _finish(tuner, hypermodel, project_dir, role, resumed):
         "trial_id": best.trial_id, "val_mse": float(best.score),
         "hyperparameters": dict(best.hyperparameters.values),
         "builder": builder,
-        "builder_arguments": json.loads(json.dumps(arguments, default=_to_jsonable)),
+        "builder_arguments": json.loads(json.dumps(arguments)),  # tuples as lists
         **hypermodel.training_arguments(best.hyperparameters.copy()),
         "epochs": next(r["epochs"] for r in rows if r["trial_id"] == best.trial_id),
         "parameters": model.count_params(),
