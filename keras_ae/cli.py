@@ -8,8 +8,9 @@ Subcommands:
   and ``loss_curves.png``.
 - ``keras-ae export``: write a trained model as a SavedModel and ONNX, each
   checked against the Keras model, with a ``model_card.json``.
-- ``keras-ae predict``: reconstruct PNG images with an exported ``.onnx``
-  model through onnxruntime (no TensorFlow), printing each image's error.
+- ``keras-ae predict``: reconstruct image files (any size and colour with
+  ``--resize``) with an exported ``.onnx`` model through onnxruntime (no
+  TensorFlow), printing each image's error.
 - ``keras-ae tune``: search for the autoencoder that reconstructs a dataset
   best (KerasTuner: hyperband, random or bayesian), resumable and
   distributable; writes ``best_model.keras`` (ready for ``keras-ae export``),
@@ -30,6 +31,8 @@ import argparse
 import math
 import os
 import sys
+
+from keras_ae.images import RESIZE_MODES  # numpy only: cheap to import
 
 
 def _numbers(kind, example):
@@ -134,19 +137,135 @@ def _add_train_parser(commands):
     train.set_defaults(run=_train)
 
 
-def _add_data_options(parser):
-    data = parser.add_argument_group("data")
+def _add_data_options(parser, images_help="the images' own"):
+    data = parser.add_argument_group(
+        "data (default: Fashion-MNIST, from the Debian copy when installed, "
+        "else tensorflow-datasets)")
     data.add_argument("--dataset", default=None, metavar="NAME",
-                      help="tensorflow-datasets name (mnist, fashion_mnist, "
-                           "cifar10, ...); default: Fashion-MNIST, from the "
-                           "Debian copy when installed, else tfds")
+                      help="tensorflow-datasets name with train and test "
+                           "splits of fixed-size uint8 images (mnist, "
+                           "fashion_mnist, cifar10, ...)")
     data.add_argument("--data-dir", default=None, metavar="DIR",
                       help="read IDX files (MNIST format) from DIR instead")
     data.add_argument("--tfds-data-dir", default=None, metavar="DIR",
                       help="tensorflow-datasets data_dir")
     data.add_argument("--validation-split", type=float, default=0.1,
                       help="fraction of training images held out (default 0.1)")
+    own = parser.add_argument_group(
+        "your own images (keras_ae.data.from_directory)")
+    own.add_argument("--images", default=None, metavar="DIR",
+                     help="a folder of image files (PNG, JPEG, BMP, GIF, WebP) "
+                          "of any size and colour; class subfolders give "
+                          "labels; train/ and test/ subfolders are used as "
+                          "given, else --test-split of the files is drawn")
+    own.add_argument("--image-size", type=_image_size, default=None,
+                     metavar="HxW",
+                     help="resize every image to HxW, height x width "
+                          f"(default: {images_help} size)")
+    own.add_argument("--resize", choices=RESIZE_MODES, default=None,
+                     help="how --image-size meets another aspect ratio: "
+                          "stretch (default: keeps every pixel, adds no "
+                          "border), crop (centre) or pad (black borders)")
+    own.add_argument("--color", choices=("grayscale", "rgb"), default=None,
+                     help=("default: the model's" if images_help == "the model's"
+                           else "default: grayscale when every image is "
+                                "grey, else rgb"))
+    own.add_argument("--test-split", type=float, default=None,
+                     help="fraction of the files held out for testing when "
+                          "the folder has no train/ and test/ (default 0.1)")
+    own.add_argument("--cache", default=None, metavar="WHERE",
+                     help="auto (default: in memory if the decoded images "
+                          "take at most a quarter of RAM, else decoded every "
+                          "epoch), memory, none, or a file prefix for "
+                          "tf.data's cache file")
+    own.add_argument("--skip-bad-images", action="store_true",
+                     help="leave out files that do not decode (counted in "
+                          "the report) instead of stopping")
     return data
+
+
+def _image_size(text):
+    from keras_ae.images import parse_image_size
+
+    try:
+        return parse_image_size(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _load_data(args, model_shape=None, recorded=None, **options):
+    """``ImageData`` from a command's data options.
+
+    ``model_shape`` and ``recorded`` (a model's input shape and the
+    preprocessing its training recorded) are what ``--images`` reads the
+    folder as, unless the flags say otherwise.
+    """
+    from keras_ae import data as data_lib
+    from keras_ae.images import DEFAULT_RESIZE
+
+    folder_flags = {"--image-size": args.image_size, "--resize": args.resize,
+                    "--color": args.color, "--test-split": args.test_split,
+                    "--cache": args.cache, "--skip-bad-images": args.skip_bad_images}
+    if args.images is None:
+        given = [flag for flag, value in folder_flags.items() if value]
+        if given:
+            verb = "applies" if len(given) == 1 else "apply"
+            raise ValueError(f"{', '.join(given)} {verb} to --images only.")
+        return data_lib.load(args.dataset, data_dir=args.data_dir,
+                             tfds_data_dir=args.tfds_data_dir,
+                             validation_split=args.validation_split,
+                             seed=args.seed, **options)
+    if args.dataset or args.data_dir:
+        raise ValueError("--images reads your own folder; leave out --dataset "
+                         "and --data-dir.")
+    image_size, color, resize = args.image_size, args.color, args.resize
+    if model_shape is not None:  # as the model takes its images
+        image_size = image_size or tuple(model_shape[:2])
+        color = color or {1: "grayscale", 3: "rgb"}.get(model_shape[2])
+        resize = resize or (recorded or {}).get("resize")
+    elif resize and image_size is None:
+        raise ValueError("--resize says how --image-size is reached; give "
+                         "--image-size HxW too.")
+    return data_lib.from_directory(
+        args.images, image_size=image_size, resize=resize or DEFAULT_RESIZE,
+        color_mode=color or "auto", validation_split=args.validation_split,
+        test_split=0.1 if args.test_split is None else args.test_split,
+        seed=args.seed, cache=args.cache or "auto",
+        skip_bad_images=args.skip_bad_images, **options)
+
+
+def _image_settings(args):
+    """The ``--images`` flags that make a run's data what it is (for run.json
+    and search.json, which a resume must match); ``{}`` for other sources."""
+    if args.images is None:
+        return {}
+    return {"images": {
+        "directory": os.path.abspath(args.images),
+        "image_size": None if args.image_size is None else list(args.image_size),
+        "resize": args.resize, "color": args.color,
+        "test_split": args.test_split, "skip_bad_images": args.skip_bad_images}}
+
+
+def _data_report(data):
+    """What metrics.json says of the data: counts, classes, sizing, skips."""
+    return {
+        "source": data.source,
+        "images": {"train": data.num_train, "validation": data.num_validation,
+                   "test": data.num_test},
+        "image_shape": list(data.image_shape),
+        "class_names": None if data.class_names is None else list(data.class_names),
+        "preprocessing": data.preprocessing,
+        "skipped_images": len(data.skipped),
+        "skipped_files": [{"path": path, "reason": reason}
+                          for path, reason in data.skipped[:100]],
+    }
+
+
+def _say_data(data):
+    print(f"data: {data.source}, {data.num_train} train / {data.num_validation} "
+          f"validation / {data.num_test} test images of shape {data.image_shape}"
+          + (f"; skipped {len(data.skipped)} unreadable files" if data.skipped
+             else ""))
 
 
 def _name_tuple(text):
@@ -242,7 +361,7 @@ def _add_downstream_parsers(commands):
         command.add_argument("model", metavar="MODEL",
                              help="a trained model: MODEL.keras or an exported "
                                   "model.onnx")
-        _add_data_options(command)
+        _add_data_options(command, images_help="the model's")
         command.add_argument("--output", required=True, metavar="DIR",
                              help="folder for the JSON and pictures")
         command.add_argument("--seed", type=int, default=0)
@@ -251,14 +370,16 @@ def _add_downstream_parsers(commands):
                                  help="labeled training images the classifier "
                                       "sees (default 5000: few labels)")
         if name == "cluster":
-            command.add_argument("--images", type=int, default=10000,
+            command.add_argument("--max-images", type=int, default=10000,
                                  help="test images to cluster (default 10000)")
             command.add_argument("--clusters", type=int, default=None,
                                  help="k (default: the number of classes)")
         if name == "anomaly":
-            command.add_argument("--anomaly-classes", type=_int_tuple,
+            command.add_argument("--anomaly-classes", type=_name_tuple,
                                  required=True, metavar="C1,C2,...",
-                                 help="labels of the classes that are anomalies")
+                                 help="the classes that are anomalies: label "
+                                      "numbers, or class folder names with "
+                                      "--images")
             rule = command.add_mutually_exclusive_group()
             rule.add_argument("--std", type=float, default=3.0,
                               help="threshold = mean + STD standard deviations "
@@ -306,16 +427,24 @@ def _formats(text):
 
 def _add_predict_parser(commands):
     predict = commands.add_parser(
-        "predict", help="reconstruct PNG images with an exported ONNX model",
+        "predict", help="reconstruct images with an exported ONNX model",
         description="Run an exported model.onnx through onnxruntime (no "
-                    "TensorFlow) on PNG images of the model's size; write each "
-                    "reconstruction as a PNG and print its reconstruction "
+                    "TensorFlow) on image files of the model's size, or of "
+                    "any size with --resize; write each reconstruction, at "
+                    "the model's size, as a PNG and print its reconstruction "
                     "error (per-image MSE, the anomaly score).")
     predict.add_argument("model", metavar="MODEL.onnx",
                          help="an exported model, e.g. exported/NAME/model.onnx")
-    predict.add_argument("images", nargs="+", metavar="IMAGE.png")
+    predict.add_argument("images", nargs="+", metavar="IMAGE",
+                         help="PNG, JPEG, BMP, GIF or WebP files; colour is "
+                              "converted to the model's")
     predict.add_argument("--out", required=True, metavar="DIR",
                          help="folder for NAME_reconstruction.png files")
+    predict.add_argument("--resize", action="store_true",
+                         help="resize images of another size as the model's "
+                              "training images were (stretch, crop or pad, "
+                              "from the export's metadata; stretch where it "
+                              "says nothing)")
     predict.set_defaults(run=_predict)
 
 
@@ -352,27 +481,25 @@ def _train(args):
     import keras
 
     import keras_ae
-    from keras_ae import data as data_lib
     from keras_ae import evaluation, files, training
 
     started = time.time()
     options = _model_options(args)
-    keras.utils.set_random_seed(args.seed)  # before the pipelines: they draw on it
-    data = data_lib.load(
-        args.dataset, data_dir=args.data_dir, tfds_data_dir=args.tfds_data_dir,
-        batch_size=args.batch_size, validation_split=args.validation_split,
-        noise_factor=args.noise_factor, seed=args.seed)
     builder = (keras_ae.build_conv_autoencoder if args.model == "conv"
                else keras_ae.build_dense_autoencoder)
-    print(f"data: {data.source}, {data.num_train} train / {data.num_validation} "
-          f"validation / {data.num_test} test images of shape {data.image_shape}")
+    if args.image_size is not None:  # a size the model cannot take fails now,
+        builder((*args.image_size, 1), **options)  # not after reading a folder
+    keras.utils.set_random_seed(args.seed)  # before the pipelines: they draw on it
+    data = _load_data(args, batch_size=args.batch_size,
+                      noise_factor=args.noise_factor)
+    _say_data(data)
 
     settings = {
         "model": args.model, "model_options": options,
         "image_shape": list(data.image_shape), "data": data.source,
         "batch_size": args.batch_size, "validation_split": args.validation_split,
         "noise_factor": args.noise_factor, "seed": args.seed, "xla": args.xla,
-        "mixed_precision": args.mixed_precision,
+        "mixed_precision": args.mixed_precision, **_image_settings(args),
     }
     learning_rate = (training.DEFAULT_LEARNING_RATE if args.learning_rate is None
                      else args.learning_rate)
@@ -398,6 +525,8 @@ def _train(args):
                                 f"{output}/loss_curves.png", title=model.name)
     metrics = {
         "test": test,
+        "data": _data_report(data),
+        "preprocessing": data.preprocessing,
         "parameters": model.count_params(),
         "code_floats": keras_ae.code_floats(model),
         "train_images_per_second": _previous_speed(output, result),
@@ -414,30 +543,43 @@ def _train(args):
           f"{metrics['parameters']:,} parameters, code {metrics['code_floats']} "
           f"floats; {metrics['train_images_per_second'] or float('nan'):,.0f} "
           "train images/s")
+    if data.skipped:
+        print(f"skipped {len(data.skipped)} unreadable files (listed in "
+              f"{output}/metrics.json), e.g. {data.skipped[0][0]}")
     print(f"wrote {output}/model.keras, history.csv, metrics.json, "
           "reconstructions.png, loss_curves.png")
     return 0
 
 
-def _export(args):
+def _run_metrics(model_path):
+    """The metrics.json that ``train`` or ``tune`` wrote beside a .keras
+    model, or ``{}``."""
     import json
 
+    path = os.path.join(os.path.dirname(model_path), "metrics.json")
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def _export(args):
     from keras_ae import export
 
     model = _load_keras_model(args.model)
     card = {"source": args.model}
-    metrics_path = os.path.join(os.path.dirname(args.model), "metrics.json")
-    if os.path.exists(metrics_path):
-        with open(metrics_path) as f:
-            metrics = json.load(f)
+    metrics = _run_metrics(args.model)
+    if metrics:
         card["training"] = {key: metrics[key] for key in (
             "settings", "epochs_run", "train_images_per_second", "devices",
             "seconds") if key in metrics}
         card["test"] = metrics.get("test")
+        card["data"] = metrics.get("data")
     print(f"exporting {model.name} from {args.model} to {args.output}/")
     export.export_model(model, args.output, opset=args.opset,
                         saved_model="saved_model" in args.formats,
-                        onnx="onnx" in args.formats, card=card)
+                        onnx="onnx" in args.formats, card=card,
+                        preprocessing=metrics.get("preprocessing"))
     print(f"wrote {args.output}/ ({', '.join(sorted(os.listdir(args.output)))})")
     return 0
 
@@ -449,32 +591,24 @@ def _predict(args):
     from PIL import Image
 
     from keras_ae import files
+    from keras_ae.images import describe_size
     from keras_ae.serving import OnnxAutoencoder
 
     model = OnnxAutoencoder(args.model)
     height, width, channels = model.input_shape
-    mode = {1: "L", 3: "RGB"}.get(channels)
-    if mode is None:
-        raise ValueError(f"predict reads PNGs as grey or RGB images; {args.model} "
-                         f"takes {channels} channels.")
-    images = []
-    for name in args.images:
-        if not os.path.isfile(name):
-            raise FileNotFoundError(f"no image file at {name}")
-        with Image.open(name) as image:
-            if image.size != (width, height):
-                raise ValueError(
-                    f"{name} is {image.size[0]}x{image.size[1]} pixels; "
-                    f"{args.model} takes {width}x{height}.")
-            images.append(np.asarray(image.convert(mode), np.uint8).reshape(
-                height, width, channels))
-    batch = np.stack(images)
+    batch = model.prepare(list(args.images), resize=args.resize)
     reconstructions = model.reconstruct(batch)
     errors = model.reconstruction_error(batch)
     print(f"{args.model}: {model.decoder_kind} decoder, on {model.provider}")
+    if args.resize:
+        why = ("as the model's training images were" if model.preprocessing
+               else "the default: the model does not record how its images "
+                    "were sized")
+        print(f"images of another size resized to {describe_size(height, width)} "
+              f"by {model.resize_mode!r} ({why})")
     for name, reconstruction, error in zip(args.images, reconstructions, errors):
         pixels = np.round(np.clip(reconstruction, 0, 1) * 255).astype(np.uint8)
-        picture = Image.fromarray(pixels[..., 0] if channels == 1 else pixels, mode)
+        picture = Image.fromarray(pixels[..., 0] if channels == 1 else pixels)
         out = Path(args.out) / f"{Path(name).stem}_reconstruction.png"
         files.write_atomically(out, lambda tmp, p=picture: p.save(tmp, format="PNG"))
         print(f"{name}: reconstruction error (MSE) {float(error):.5f} -> {out}")
@@ -498,20 +632,16 @@ def _tune(args):
 
     import keras
 
-    from keras_ae import data as data_lib
     from keras_ae import evaluation, files, tuning
 
     started = time.time()
     keras.utils.set_random_seed(args.seed)
-    data = data_lib.load(
-        args.dataset, data_dir=args.data_dir, tfds_data_dir=args.tfds_data_dir,
-        validation_split=args.validation_split, seed=args.seed)
+    data = _load_data(args)
     if data.validation is None:
         raise ValueError("--validation-split must be above 0: the search "
                          "compares trials by their validation MSE.")
     hypermodel = tuning.AutoencoderHyperModel(data.image_shape, **_search_space(args))
-    print(f"data: {data.source}, {data.num_train} train / {data.num_validation} "
-          f"validation / {data.num_test} test images of shape {data.image_shape}")
+    _say_data(data)
     output = Path(args.output)
     result = tuning.search(
         data.train, data.validation, hypermodel=hypermodel, tuner=args.tuner,
@@ -519,7 +649,8 @@ def _tune(args):
         directory=output.parent, project_name=output.name,
         overwrite=args.overwrite, seed=args.seed,
         mixed_precision=_MIXED_PRECISION[args.mixed_precision],
-        description={"source": data.source, "validation_split": args.validation_split},
+        description={"source": data.source, "validation_split": args.validation_split,
+                     **_image_settings(args)},
         verbose=args.verbose)
     if result.role == "worker":
         print(f"worker {os.environ.get('KERASTUNER_TUNER_ID')}: no trials left; "
@@ -532,7 +663,8 @@ def _tune(args):
                                         title=f"best trial {best['trial_id']}")
     tuning.save_trials_plot(result.trials, output / "trials.png")
     files.write_json(output / "metrics.json", {
-        "test": test, "parameters": best["parameters"],
+        "test": test, "data": _data_report(data),
+        "preprocessing": data.preprocessing, "parameters": best["parameters"],
         "code_floats": best["code_floats"], "epochs_run": best["epochs"],
         "best_trial": best,
         "settings": {"search": {key: getattr(args, key) for key in (
@@ -582,16 +714,43 @@ def _load_keras_model(path):
         raise ValueError(f"{path} is not a Keras model file that loads: {error}") from None
 
 
-def _labeled_splits(args, *splits):
-    from keras_ae import data as data_lib
+def _labeled_splits(args, model, *splits, need_labels=True):
+    """The data (read as ``model`` takes images) and ``(images, labels)``
+    arrays of each split; labels ``None`` where the data has none and
+    ``need_labels`` is False."""
+    import numpy as np
+
     from keras_ae import downstream
 
-    data = data_lib.load(args.dataset, data_dir=args.data_dir,
-                         tfds_data_dir=args.tfds_data_dir,
-                         validation_split=args.validation_split, seed=args.seed)
+    if hasattr(model, "can_encode"):  # OnnxAutoencoder
+        shape, recorded = model.input_shape, model.preprocessing
+    else:
+        shape = tuple(model.input_shape[1:])
+        recorded = _run_metrics(args.model).get("preprocessing")
+    data = _load_data(args, model_shape=shape, recorded=recorded)
     print(f"data: {data.source}")
-    return [downstream.labeled_arrays(data.labeled(split), f"the {split} split")
-            for split in splits]
+    if not need_labels and data.class_names is None and data.source.startswith("images:"):
+        return data, [(np.concatenate([targets for _, targets in getattr(
+            data, split).as_numpy_iterator()]), None) for split in splits]
+    return data, [downstream.labeled_arrays(data.labeled(split), f"the {split} split")
+                  for split in splits]
+
+
+def _class_labels(tokens, data, known):
+    """``--anomaly-classes`` tokens (numbers or class names) as labels."""
+    names = list(data.class_names or ())
+    labels = []
+    for token in tokens:
+        if token in names:
+            labels.append(names.index(token))
+        elif token.isdigit() and int(token) in known:
+            labels.append(int(token))
+        else:
+            named = f"; class names: {', '.join(names)}" if names else ""
+            raise ValueError(
+                f"--anomaly-classes {token!r} is not a class of {data.source}: "
+                f"labels are {sorted(known)}{named}.")
+    return labels
 
 
 def _write_result(args, name, result):
@@ -608,7 +767,8 @@ def _features(args):
     from keras_ae import downstream
 
     model = _open_model(args.model)
-    (train_x, train_y), (test_x, test_y) = _labeled_splits(args, "train", "test")
+    _, [(train_x, train_y), (test_x, test_y)] = _labeled_splits(
+        args, model, "train", "test")
     chosen = np.random.default_rng(args.seed).permutation(len(train_x))[
         :args.train_images]
     train_x, train_y = train_x[chosen], train_y[chosen]
@@ -634,8 +794,8 @@ def _cluster(args):
     from keras_ae import downstream
 
     model = _open_model(args.model)
-    [(images, labels)] = _labeled_splits(args, "test")
-    images, labels = images[:args.images], labels[:args.images]
+    _, [(images, labels)] = _labeled_splits(args, model, "test")
+    images, labels = images[:args.max_images], labels[:args.max_images]
     codes = downstream.encode(model, images)
     results = {}
     for name, features in (("codes", codes),
@@ -660,18 +820,22 @@ def _anomaly(args):
     from keras_ae import downstream
 
     model = _open_model(args.model)
-    (valid_x, valid_y), (test_x, test_y) = _labeled_splits(args, "validation", "test")
-    known = set(np.unique(test_y).tolist())
-    unknown = sorted(set(args.anomaly_classes) - known)
-    if unknown:
-        raise ValueError(f"--anomaly-classes {unknown} are not labels of this "
-                         f"dataset; it has {sorted(known)}.")
-    normal = ~np.isin(valid_y, args.anomaly_classes)
+    data, [(valid_x, valid_y), (test_x, test_y)] = _labeled_splits(
+        args, model, "validation", "test")
+    known = set(np.unique(test_y).tolist()) | set(np.unique(valid_y).tolist())
+    classes = _class_labels(args.anomaly_classes, data, known)
+    normal = ~np.isin(valid_y, classes)
+    if not normal.any():
+        raise ValueError(f"every validation image is of --anomaly-classes "
+                         f"{','.join(args.anomaly_classes)}: no normal images "
+                         f"to learn a threshold from.")
     detector = downstream.AnomalyDetector.fit(
         model, valid_x[normal], std=args.std, percentile=args.percentile)
-    anomalous = np.isin(test_y, args.anomaly_classes)
+    anomalous = np.isin(test_y, classes)
     result = detector.evaluate(test_x, anomalous)
-    result["anomaly_classes"] = list(args.anomaly_classes)
+    result["anomaly_classes"] = classes
+    if data.class_names:
+        result["anomaly_class_names"] = [data.class_names[c] for c in classes]
     picture = downstream.save_score_histogram(
         detector.scores(test_x), anomalous, detector.threshold,
         os.path.join(args.output, "anomaly_scores.png"))
@@ -688,7 +852,8 @@ def _generate(args):
 
     model = _open_model(args.model)
     downstream.check_decoder_runs_alone(model)  # before reading any data
-    (train_x, _), (test_x, _) = _labeled_splits(args, "train", "test")
+    _, [(train_x, _), (test_x, _)] = _labeled_splits(args, model, "train", "test",
+                                                     need_labels=False)
     line = downstream.interpolate(model, test_x[0], test_x[1], steps=args.steps)
     drawn = downstream.sample(model, train_x, args.count, seed=args.seed)
     pictures = [

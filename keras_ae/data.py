@@ -14,7 +14,10 @@ Where the images come from:
   ``FASHION_MNIST_DIR``);
 - ``from_tfds``: a tensorflow-datasets image dataset such as ``"mnist"``,
   which needs the internet unless it is already prepared;
-- ``load``: picks one of those, preferring files on disk.
+- ``from_directory``: a folder of image files (PNG, JPEG, BMP, GIF, WebP)
+  of any size and colour, with class subfolders for labels and ``train/``
+  and ``test/`` subfolders where the split is given (``keras_ae.folders``);
+- ``load``: picks one of the first three, preferring files on disk.
 
 ``read_idx`` and ``write_idx`` read and write single IDX files.
 
@@ -37,7 +40,6 @@ import dataclasses
 import difflib
 import gzip
 import math
-import numbers
 import os
 import zlib
 
@@ -45,6 +47,9 @@ import numpy as np
 import tensorflow as tf
 
 from keras_ae import files
+from keras_ae.folders import from_directory
+from keras_ae.pipelines import (ImageData, Split, array_split, assemble,
+                                check_options, validation_size)
 
 __all__ = [
     "FASHION_MNIST_DIR",
@@ -52,6 +57,7 @@ __all__ = [
     "ImageData",
     "MissingDataError",
     "from_arrays",
+    "from_directory",
     "from_idx",
     "from_tfds",
     "load",
@@ -61,12 +67,6 @@ __all__ = [
 ]
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"  # dataset-fashion-mnist
-
-SPLITS = ("train", "validation", "test")
-SHUFFLE_BUFFER = 100_000  # the whole split for MNIST-sized data
-# Seeds of validation and test noise start far apart, so that the two splits
-# do not share noise patterns batch for batch.
-_TEST_NOISE_OFFSET = 2 ** 32
 
 # IDX type byte -> element type (big-endian, as the format stores them).
 _IDX_DTYPES = {
@@ -287,234 +287,6 @@ def _read_split(images_path, labels_path):
     return images[..., np.newaxis], labels
 
 
-# --- the dataset bundle ----------------------------------------------------
-
-@dataclasses.dataclass(frozen=True)
-class _Split:
-    images: tf.data.Dataset  # unbatched (H, W, C) images, uint8 or float32
-    labeled: tf.data.Dataset | None  # unbatched (image, int64 label)
-    count: int
-    in_memory: tf.Tensor | None = None  # all images, when they are in memory
-
-
-@dataclasses.dataclass(frozen=True)
-class ImageData:
-    """Batched train, validation and test pipelines of one image dataset.
-
-    ``train``, ``validation`` and ``test`` yield ``(input, target)`` batches
-    of float32 images in [0, 1] shaped ``(batch, H, W, C)``, ready for
-    ``model.fit(data.train, validation_data=data.validation)``. The input is
-    the target, or a noisy copy of it when ``noise_factor > 0``. Only
-    ``train`` is shuffled, with the seed, in a new order each epoch; its
-    noise is new each epoch too, while validation and test noise stays the
-    same so that their losses compare across epochs.
-
-    Attributes:
-        train: the training pipeline.
-        validation: the validation pipeline, or ``None`` when
-            ``validation_split`` was 0.
-        test: the test pipeline.
-        image_shape: ``(H, W, C)`` of one image.
-        source: where the images came from, e.g. ``"tfds:mnist"``,
-            ``"idx:/usr/share/datasets/fashion-mnist"`` or ``"arrays"``.
-        num_train, num_validation, num_test: images in each split.
-        batch_size: images per batch (the last batch may be smaller).
-        noise_factor: standard deviation of the Gaussian noise on inputs.
-    """
-
-    train: tf.data.Dataset
-    validation: tf.data.Dataset | None
-    test: tf.data.Dataset
-    image_shape: tuple
-    source: str
-    num_train: int
-    num_validation: int
-    num_test: int
-    batch_size: int
-    noise_factor: float
-    _splits: dict = dataclasses.field(default_factory=dict, repr=False,
-                                      compare=False)
-
-    def labeled(self, split, batch_size=None):
-        """Batched ``(images, labels)`` of one split, in a fixed order.
-
-        For looking at codes by class, e.g. plotting the encoder's output.
-        Images are clean float32 in [0, 1]; labels are int64.
-
-        Args:
-            split: ``"train"``, ``"validation"`` or ``"test"``.
-            batch_size: images per batch; defaults to ``self.batch_size``.
-
-        Returns:
-            A ``tf.data.Dataset`` of ``(images, labels)`` batches, not
-            shuffled.
-
-        Raises:
-            ValueError: for an unknown split, a validation split that was
-                not made (``validation_split=0``), a source without labels
-                for that split, or a batch size below 1.
-
-        Example:
-
-        >>> images = np.zeros((10, 4, 4), dtype=np.uint8)
-        >>> data = from_arrays(images, images[:4], test_labels=[0, 1, 2, 3],
-        ...                    validation_split=0)
-        >>> [labels.numpy().tolist() for _, labels in data.labeled("test", 3)]
-        [[0, 1, 2], [3]]
-        """
-        batch_size = _check_batch_size(
-            self.batch_size if batch_size is None else batch_size)
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got {split!r}.")
-        if split not in self._splits:
-            raise ValueError(
-                f"{self.source} has no {split!r} split: it was made with "
-                f"validation_split=0; expected one of {tuple(self._splits)}.")
-        labeled = self._splits[split].labeled
-        if labeled is None:
-            raise ValueError(
-                f"{self.source} has no labels for the {split!r} split.")
-        return (labeled.batch(batch_size)
-                .map(lambda x, y: (_to_unit_float(x), y),
-                     num_parallel_calls=tf.data.AUTOTUNE)
-                .prefetch(tf.data.AUTOTUNE))
-
-
-# --- option checks ---------------------------------------------------------
-
-def _is_int(value):
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_real(value):
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _check_batch_size(batch_size):
-    if not _is_int(batch_size) or batch_size < 1:
-        raise ValueError(
-            f"batch_size must be a positive integer, got {batch_size!r}.")
-    return int(batch_size)
-
-
-def _check_options(batch_size, validation_split, noise_factor, seed, cache):
-    """The options every route shares, as plain Python numbers."""
-    batch_size = _check_batch_size(batch_size)
-    if not _is_real(validation_split) or not 0 <= validation_split < 1:
-        raise ValueError(
-            f"validation_split must be a number in [0, 1), got "
-            f"{validation_split!r}.")
-    if not _is_real(noise_factor) or not 0 <= noise_factor < math.inf:
-        raise ValueError(
-            f"noise_factor must be a finite number >= 0, got {noise_factor!r}.")
-    if not _is_int(seed) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}.")
-    if not isinstance(cache, bool):
-        raise ValueError(f"cache must be True or False, got {cache!r}.")
-    return dict(batch_size=batch_size, validation_split=float(validation_split),
-                noise_factor=float(noise_factor), seed=int(seed), cache=cache)
-
-
-def _validation_size(num, validation_split, what):
-    """Images to hold out; rounds to the closest count, as tfds slicing does."""
-    count = round(num * validation_split)
-    if validation_split and not 0 < count < num:
-        raise ValueError(
-            f"validation_split={validation_split} of {num} {what} leaves "
-            f"{count} validation and {num - count} training images; expected "
-            f"at least one of each (or validation_split=0).")
-    return count
-
-
-# --- pipelines -------------------------------------------------------------
-
-def _to_unit_float(images):
-    """uint8 -> float32 / 255; float images are in [0, 1] already."""
-    if images.dtype == tf.uint8:
-        return tf.cast(images, tf.float32) / 255.0
-    return tf.cast(images, tf.float32)
-
-
-def _noisy(clean, noise_factor, seed):
-    noise = tf.random.stateless_normal(tf.shape(clean), seed=seed)
-    return tf.clip_by_value(clean + noise_factor * noise, 0.0, 1.0)
-
-
-def _pipeline(split, count, *, train, noise_offset, batch_size, noise_factor,
-              seed, cache):
-    """A ``_Split`` -> batched, prefetched ``(input, target)`` pairs."""
-    batches = _batches(split, count, train=train, batch_size=batch_size,
-                       seed=seed, cache=cache)
-    parallel = tf.data.AUTOTUNE
-    if not noise_factor:
-        pairs = batches.map(lambda x: (_to_unit_float(x),) * 2,
-                            num_parallel_calls=parallel)
-    elif train:
-        # A seeded stream that differs each epoch: fresh noise per epoch,
-        # the same sequence of epochs in every run with this seed.
-        seeds = tf.data.Dataset.random(seed=seed,
-                                       rerandomize_each_iteration=True)
-        pairs = tf.data.Dataset.zip(batches, seeds).map(
-            lambda x, r: _noisy_pair(x, noise_factor, [r, seed]),
-            num_parallel_calls=parallel)
-    else:
-        # Noise seeded by batch number: the same in every epoch.
-        pairs = batches.enumerate(start=noise_offset).map(
-            lambda i, x: _noisy_pair(x, noise_factor, [seed, i]),
-            num_parallel_calls=parallel)
-    return pairs.prefetch(tf.data.AUTOTUNE)
-
-
-def _batches(split, count, *, train, batch_size, seed, cache):
-    """Batches of a split's images, shuffled for training."""
-    if split.in_memory is not None:
-        # Shuffle indices and gather whole batches: far less per-step work
-        # than shuffling and batching tens of thousands of single images.
-        indices = tf.data.Dataset.range(count)
-        if train:
-            indices = indices.shuffle(count, seed=seed, reshuffle_each_iteration=True)
-        return indices.batch(batch_size).map(
-            lambda i: tf.gather(split.in_memory, i),
-            num_parallel_calls=tf.data.AUTOTUNE)
-    images = split.images
-    if cache:
-        images = images.cache()  # before shuffling: each epoch reshuffles it
-    if train:
-        images = images.shuffle(min(count, SHUFFLE_BUFFER), seed=seed,
-                                reshuffle_each_iteration=True)
-    return images.batch(batch_size)
-
-
-def _noisy_pair(images, noise_factor, seed):
-    clean = _to_unit_float(images)
-    seed = tf.stack([tf.cast(s, tf.int64) for s in seed])
-    return _noisy(clean, noise_factor, seed), clean
-
-
-def _assemble(splits, image_shape, source, options):
-    """``ImageData`` from ``{"train": _Split, "validation": ..., "test": ...}``."""
-    settings = {key: options[key]
-                for key in ("batch_size", "noise_factor", "seed", "cache")}
-    train, validation, test = (splits.get(name) for name in SPLITS)
-    return ImageData(
-        train=_pipeline(train, train.count, train=True, noise_offset=0,
-                        **settings),
-        validation=None if validation is None else _pipeline(
-            validation, validation.count, train=False, noise_offset=0,
-            **settings),
-        test=_pipeline(test, test.count, train=False,
-                       noise_offset=_TEST_NOISE_OFFSET, **settings),
-        image_shape=tuple(int(d) for d in image_shape),
-        source=source,
-        num_train=train.count,
-        num_validation=0 if validation is None else validation.count,
-        num_test=test.count,
-        batch_size=options["batch_size"],
-        noise_factor=options["noise_factor"],
-        _splits=splits,
-    )
-
-
 # --- arrays and IDX folders ------------------------------------------------
 
 def _check_images(name, images):
@@ -555,14 +327,6 @@ def _check_labels(name, labels, num_images):
         raise ValueError(f"{name} must be integers, got dtype {labels.dtype}.")
     return labels.astype(np.int64)
 
-
-def _array_split(images, labels):
-    # One tensor shared by both datasets, not two copies of the images.
-    images_t = tf.convert_to_tensor(images)
-    labeled = (None if labels is None
-               else tf.data.Dataset.from_tensor_slices((images_t, labels)))
-    return _Split(tf.data.Dataset.from_tensor_slices(images_t), labeled,
-                  len(images), in_memory=images_t)
 
 
 def from_arrays(train_images, test_images, *, train_labels=None,
@@ -613,7 +377,7 @@ def from_arrays(train_images, test_images, *, train_labels=None,
     >>> float(clean.numpy().min()), bool((noisy.numpy() < 1).any())
     (1.0, True)
     """
-    options = _check_options(batch_size, validation_split, noise_factor, seed,
+    options = check_options(batch_size, validation_split, noise_factor, seed,
                              cache)
     train_images = _check_images("train_images", train_images)
     test_images = _check_images("test_images", test_images)
@@ -626,7 +390,7 @@ def from_arrays(train_images, test_images, *, train_labels=None,
     test_labels = _check_labels("test_labels", test_labels, len(test_images))
 
     num = len(train_images)
-    held_out = _validation_size(num, options["validation_split"],
+    held_out = validation_size(num, options["validation_split"],
                                 "training images")
     order = np.random.default_rng(options["seed"]).permutation(num)
     chosen = {"train": np.sort(order[held_out:]),
@@ -635,10 +399,10 @@ def from_arrays(train_images, test_images, *, train_labels=None,
     for split, index in chosen.items():
         if len(index):
             labels = None if train_labels is None else train_labels[index]
-            splits[split] = _array_split(train_images[index], labels)
-    splits["test"] = _array_split(test_images, test_labels)
+            splits[split] = array_split(train_images[index], labels)
+    splits["test"] = array_split(test_images, test_labels)
     # cache() would only copy what memory holds already.
-    return _assemble(splits, train_images.shape[1:], "arrays",
+    return assemble(splits, train_images.shape[1:], "arrays",
                      {**options, "cache": False})
 
 
@@ -665,7 +429,7 @@ def from_idx(directory, *, batch_size=256, validation_split=0.1,
         data.num_train, data.num_validation, data.num_test
         # (54000, 6000, 10000)
     """
-    options = _check_options(batch_size, validation_split, noise_factor, seed,
+    options = check_options(batch_size, validation_split, noise_factor, seed,
                              cache)
     splits = load_idx_folder(directory)
     (train_images, train_labels), (test_images, test_labels) = (
@@ -713,7 +477,7 @@ def from_tfds(name, *, data_dir=None, batch_size=256, validation_split=0.1,
         data = from_tfds("mnist", batch_size=128, noise_factor=0.3)
         model.fit(data.train, validation_data=data.validation, epochs=10)
     """
-    options = _check_options(batch_size, validation_split, noise_factor, seed,
+    options = check_options(batch_size, validation_split, noise_factor, seed,
                              cache)
     import tensorflow_datasets as tfds  # slow to import: only this route needs it
 
@@ -730,7 +494,7 @@ def from_tfds(name, *, data_dir=None, batch_size=256, validation_split=0.1,
             f"{validation_split} gives split sizes {counts}; expected at "
             f"least one image in each.")
     image_shape = splits["train"].images.element_spec.shape
-    return _assemble(splits, image_shape, f"tfds:{name}", options)
+    return assemble(splits, image_shape, f"tfds:{name}", options)
 
 
 def _tfds_builder(tfds, name, data_dir):
@@ -799,7 +563,7 @@ def _tfds_split_specs(builder, name, validation_split):
     if not validation_split:
         return {"train": "train", "test": "test"}
     if known:  # else from_tfds checks the counts it gets
-        _validation_size(known["train"].num_examples, validation_split,
+        validation_size(known["train"].num_examples, validation_split,
                          f"images in the train split of {name!r}")
     percent = format(validation_split * 100, ".10g")
     return {"train": f"train[:-{percent}%]",
@@ -823,7 +587,7 @@ def _tfds_split(builder, name, spec):
     if "label" in features:
         labeled = examples.map(
             lambda ex: (ex["image"], tf.cast(ex["label"], tf.int64)))
-    return _Split(examples.map(lambda ex: ex["image"]), labeled, count)
+    return Split(examples.map(lambda ex: ex["image"]), labeled, count)
 
 
 # --- choosing a route ------------------------------------------------------
@@ -858,7 +622,7 @@ def load(dataset=None, *, data_dir=None, tfds_data_dir=None, batch_size=256,
         data = load()  # Fashion-MNIST from FASHION_MNIST_DIR when installed
         data.source    # 'idx:/usr/share/datasets/fashion-mnist'
     """
-    options = _check_options(batch_size, validation_split, noise_factor, seed,
+    options = check_options(batch_size, validation_split, noise_factor, seed,
                              cache)
     if data_dir is not None:
         data = from_idx(data_dir, **options)

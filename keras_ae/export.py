@@ -37,6 +37,7 @@ import tensorflow as tf
 
 import keras_ae
 from keras_ae import files
+from keras_ae.images import check_preprocessing
 from keras_ae.layers import MaxUnpooling2D
 
 PARITY_TOLERANCE = 1e-5
@@ -401,7 +402,8 @@ def _images_for(model, images):
 ONNX_FILES = {"autoencoder": None, "encoder": ENCODER_FILE, "decoder": DECODER_FILE}
 
 
-def export_onnx(model, path, opset=DEFAULT_OPSET, *, images=None):
+def export_onnx(model, path, opset=DEFAULT_OPSET, *, images=None,
+                preprocessing=None):
     """Converts the model to ONNX with tf2onnx, and checks it with onnxruntime.
 
     Writes ``path`` (input ``image`` ``[batch, H, W, C]`` float32, output
@@ -411,8 +413,9 @@ def export_onnx(model, path, opset=DEFAULT_OPSET, *, images=None):
     full_check=True)`` and carries metadata properties (JSON values):
     ``keras_ae.input_shape``, ``keras_ae.value_range``, ``keras_ae.code_shape``,
     ``keras_ae.code_size``, ``keras_ae.decoder``, ``keras_ae.version``,
-    ``keras_ae.role``, ``keras_ae.max_abs_diff`` and, in ``path``,
-    ``keras_ae.encoder_file`` / ``keras_ae.decoder_file``.
+    ``keras_ae.role``, ``keras_ae.max_abs_diff``, in ``path``
+    ``keras_ae.encoder_file`` / ``keras_ae.decoder_file``, and with
+    ``preprocessing`` ``keras_ae.preprocessing``.
 
     Args:
         model: an autoencoder (``keras.Model``); mixed precision is exported
@@ -422,6 +425,10 @@ def export_onnx(model, path, opset=DEFAULT_OPSET, *, images=None):
             for the ``unpool`` decoder, whose ScatterND must sum duplicate
             positions as TensorFlow does.
         images: optional parity-check images, as for ``export_saved_model``.
+        preprocessing: how the training images were made from files
+            (``ImageData.preprocessing``: ``image_size``, ``resize``,
+            ``color_mode``), so that serving resizes photos the same way;
+            ``None`` where the model was trained on fixed-size images.
 
     Returns:
         ``{"model": diff, "encoder": diff, "decoder": diff}``: the largest
@@ -444,10 +451,11 @@ def export_onnx(model, path, opset=DEFAULT_OPSET, *, images=None):
     import onnxruntime
 
     opset = _check_opset(model, opset)
+    preprocessing = check_preprocessing(preprocessing)
     model = float32_model(model)
     endpoints = _endpoints(model)  # the reference the files are checked against
     images = _images_for(model, images)
-    facts = describe(model)
+    facts = {**describe(model), "preprocessing": preprocessing}
     path = Path(path)
     if path.suffix != ".onnx":
         raise ValueError(f"expected a path ending in .onnx, got {str(path)!r}.")
@@ -526,6 +534,8 @@ def _add_metadata(proto, part, facts, names):
     if part == "autoencoder":
         values["encoder_file"] = names.get("encoder")
         values["decoder_file"] = names.get("decoder")
+    if facts["preprocessing"] is not None:
+        values["preprocessing"] = facts["preprocessing"]
     for key, value in values.items():
         _set_metadata(proto, f"keras_ae.{key}", value)
 
@@ -541,7 +551,8 @@ def _set_metadata(proto, key, value):
 # --- everything at once -----------------------------------------------------
 
 def export_model(model, directory, *, opset=DEFAULT_OPSET, saved_model=True,
-                 onnx=True, card=None, images=None, verbose=True):
+                 onnx=True, card=None, images=None, preprocessing=None,
+                 verbose=True):
     """Exports SavedModel and ONNX into one folder with a ``model_card.json``.
 
     The folder gets ``saved_model/``, ``model.onnx`` (with ``encoder.onnx``
@@ -560,6 +571,8 @@ def export_model(model, directory, *, opset=DEFAULT_OPSET, saved_model=True,
         onnx: write the ONNX files.
         card: a dict merged into the model card.
         images: optional parity-check images.
+        preprocessing: how the training images were made from files (see
+            ``export_onnx``); recorded in the card and the ONNX metadata.
         verbose: print a line per artifact.
 
     Returns:
@@ -576,6 +589,7 @@ def export_model(model, directory, *, opset=DEFAULT_OPSET, saved_model=True,
     """
     if not (saved_model or onnx):
         raise ValueError("nothing to export: saved_model and onnx are both False.")
+    preprocessing = check_preprocessing(preprocessing)
     facts = describe(model)
     float32 = float32_model(model)  # rebuilt once here, not in each export
     mixed = float32 is not model
@@ -591,7 +605,8 @@ def export_model(model, directory, *, opset=DEFAULT_OPSET, saved_model=True,
                 f"largest difference from Keras {max(parity['saved_model'].values()):.2g}")
         if onnx:
             parity["onnx"] = export_onnx(float32, f"{temporary}/model.onnx",
-                                         opset=opset, images=images)
+                                         opset=opset, images=images,
+                                         preprocessing=preprocessing)
             written["onnx"] = "model.onnx"
             for part, name in (("encoder", ENCODER_FILE), ("decoder", DECODER_FILE)):
                 if part in parity["onnx"]:
@@ -602,6 +617,7 @@ def export_model(model, directory, *, opset=DEFAULT_OPSET, saved_model=True,
         model_card = {
             **(card or {}),
             "model": facts,
+            "preprocessing": preprocessing,
             "files": written,
             "parity": {**parity, "tolerance": PARITY_TOLERANCE,
                        "batches": list(PARITY_BATCHES),

@@ -5,7 +5,10 @@ reconstruction), ``encoder.onnx`` (image to code) and, where the decoder can
 run alone, ``decoder.onnx`` (code to image). ``OnnxAutoencoder`` loads it with
 onnxruntime and NumPy only, so a serving container needs neither TensorFlow
 nor Keras. Images go in as ``uint8`` in [0, 255] or floats in [0, 1], one at a
-time or in batches, with or without the channel axis of grey images:
+time or in batches, with or without the channel axis of grey images; or as
+files and Pillow images of any size and colour, prepared (with Pillow) the
+way the model's training images were (``resize=True``, see
+``OnnxAutoencoder.prepare``):
 
 >>> model = OnnxAutoencoder(folder)  # a folder written by keras_ae.export
 >>> model.input_shape, model.code_shape
@@ -15,6 +18,10 @@ time or in batches, with or without the channel axis of grey images:
 (5, 28, 28)
 >>> model.reconstruction_error(images).shape  # the anomaly score
 (5,)
+>>> from PIL import Image
+>>> photo = Image.new("RGB", (640, 427), (200, 30, 30))  # any size, colour
+>>> model.reconstruct(photo, resize=True).shape
+(28, 28, 1)
 
 The files' contract: ``model.onnx`` has one float32 input ``image`` of shape
 ``(batch, H, W, C)`` and one output ``reconstruction`` of the same shape,
@@ -31,12 +38,14 @@ indices, so it is never exported alone).
 import json
 import math
 import os
+import sys
 import threading
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
+from keras_ae import images as recipe
 from keras_ae._validation import positive_int
 
 MODEL_FILE = "model.onnx"
@@ -229,6 +238,11 @@ class OnnxAutoencoder:
         version: the keras_ae version that exported the model, or ``None``.
         metadata: every ``keras_ae.*`` metadata property of ``model.onnx``,
             keys as in the file, values parsed from JSON.
+        preprocessing: how the training images were made from files
+            (``{"image_size", "resize", "color_mode"}``), or ``None`` where
+            the export does not say (a model trained on fixed-size images).
+        resize_mode: how ``resize=True`` meets another aspect ratio: the
+            recorded ``"resize"``, else ``keras_ae.images.DEFAULT_RESIZE``.
 
     Raises:
         FileNotFoundError: if ``path`` (or ``model.onnx`` in that folder) does
@@ -276,6 +290,14 @@ class OnnxAutoencoder:
         self.input_shape = self._find_input_shape(session)
         self.code_shape = self._find_code_shape()
         self.code_size = self._find_code_size()
+        try:
+            self.preprocessing = recipe.check_preprocessing(
+                self.metadata.get(METADATA_PREFIX + "preprocessing"))
+        except ValueError as error:
+            raise ValueError(f"{self.path}: metadata {METADATA_PREFIX}"
+                             f"preprocessing: {error}") from None
+        self.resize_mode = (self.preprocessing or {}).get(
+            "resize", recipe.DEFAULT_RESIZE)
 
     # --- loading -----------------------------------------------------------
 
@@ -460,6 +482,57 @@ class OnnxAutoencoder:
         _value_range("z", z)
         return z.reshape((-1,) + self.code_shape), single
 
+    def prepare(self, x, resize=False):
+        """Files or images of any size and colour as this model's images.
+
+        Each image is read as the model's training images were
+        (``keras_ae.images``: first frame, alpha dropped, converted to the
+        model's grey or RGB, resized, 8 bits), with NumPy and Pillow only.
+
+        Args:
+            x: a file path (PNG, JPEG, BMP, GIF, WebP), a Pillow image, an
+                image array (``(H, W)`` or ``(H, W, C)``, uint8 or float in
+                [0, 1]), or a list of those.
+            resize: ``False`` to refuse images of another height and width
+                (their colour is converted all the same); ``True`` to resize
+                them as training did (``resize_mode``); or a mode of
+                ``keras_ae.images.RESIZE_MODES``.
+
+        Returns:
+            uint8 images: ``input_shape`` for one, ``(N, *input_shape)``
+            for a list.
+
+        Raises:
+            FileNotFoundError: for a path with no file.
+            ValueError: naming the file or image, for one Pillow cannot
+                read, or of another size with ``resize=False``.
+
+        Example:
+
+        >>> model.prepare(np.zeros((100, 50, 3), np.uint8), resize=True).shape
+        (28, 28, 1)
+        """
+        mode = (self.resize_mode if resize is True
+                else None if resize is False else recipe.check_resize(resize))
+        single = not isinstance(x, (list, tuple)) and not (
+            isinstance(x, np.ndarray) and x.ndim == 4)
+        items = [x] if single else list(x)
+        if not items:
+            raise ValueError("x must hold at least one image, got none.")
+        batch = np.stack([recipe.read_image(item, self.input_shape, mode)
+                          for item in items])
+        return batch[0] if single else batch
+
+    def _inputs(self, x, resize):
+        """``x`` as arrays of the model's shape; files, Pillow images and
+        (with ``resize``) arrays of other sizes go through ``prepare``."""
+        first = x[0] if isinstance(x, (list, tuple)) and x else x
+        pil = sys.modules.get("PIL.Image")  # loaded if x can hold its images
+        if resize is not False or isinstance(first, (str, os.PathLike)) or (
+                pil is not None and isinstance(first, pil.Image)):
+            return self.prepare(x, resize=resize)
+        return x
+
     # --- running -----------------------------------------------------------
 
     @staticmethod
@@ -480,14 +553,17 @@ class OnnxAutoencoder:
             result[rows] = out
         return result
 
-    def reconstruct(self, x, batch_size=256):
+    def reconstruct(self, x, batch_size=256, *, resize=False):
         """Reconstructions of images: the autoencoder's output.
 
         Args:
             x: one image ``(H, W, C)`` or a batch ``(N, H, W, C)``; grey
                 images (``C == 1``) may leave out the channel axis. ``uint8``
-                in [0, 255], or float16/32/64 in [0, 1].
+                in [0, 255], or float16/32/64 in [0, 1]. Also file paths and
+                Pillow images, or a list of them (see ``prepare``).
             batch_size: images per onnxruntime call.
+            resize: ``True`` (or a mode) to take images of any size,
+                resized as training did (see ``prepare``).
 
         Returns:
             float32 reconstructions in [0, 1], shaped like ``x``.
@@ -504,17 +580,18 @@ class OnnxAutoencoder:
         >>> model.reconstruct(np.zeros((3, 28, 28, 1))).shape
         (3, 28, 28, 1)
         """
-        images, shape, _ = self._images(x)
+        images, shape, _ = self._images(self._inputs(x, resize))
         out = self._run(self._model_session, IMAGE, RECONSTRUCTION, images,
                         self.input_shape, batch_size)
         return out.reshape(shape)
 
-    def encode(self, x, batch_size=256):
+    def encode(self, x, batch_size=256, *, resize=False):
         """Codes of images: the encoder's output.
 
         Args:
             x: images, as for ``reconstruct``.
             batch_size: images per onnxruntime call.
+            resize: as for ``reconstruct``.
 
         Returns:
             float32 codes: ``code_shape`` for one image, ``(N, *code_shape)``
@@ -534,7 +611,7 @@ class OnnxAutoencoder:
         (10, 7, 7, 4)
         """
         encoder = self._encoder()
-        images, _, single = self._images(x)
+        images, _, single = self._images(self._inputs(x, resize))
         code_shape = self.code_shape or _static_dims(encoder.get_outputs()[0].shape)
         if code_shape is None:
             raise RuntimeError(f"{self.path}: the encoder's code shape is unknown.")
@@ -577,7 +654,7 @@ class OnnxAutoencoder:
                            batch_size)
         return images[0] if single else images
 
-    def reconstruction_error(self, x, batch_size=256):
+    def reconstruction_error(self, x, batch_size=256, *, resize=False):
         """Mean squared error of each image's reconstruction: its anomaly score.
 
         The mean runs over height, width and channels of
@@ -587,6 +664,8 @@ class OnnxAutoencoder:
         Args:
             x: images, as for ``reconstruct``.
             batch_size: images per onnxruntime call.
+            resize: as for ``reconstruct``; the error is then measured
+                against the prepared image.
 
         Returns:
             float32 errors: a 0-d NumPy scalar for one image, shape ``(N,)``
@@ -603,7 +682,7 @@ class OnnxAutoencoder:
         >>> model.reconstruction_error(np.zeros((28, 28))).shape
         ()
         """
-        images, _, single = self._images(x)
+        images, _, single = self._images(self._inputs(x, resize))
         batch_size = positive_int("batch_size", batch_size)
         errors = np.empty(len(images), dtype=np.float32)
         # Chunk by chunk, so that no reconstruction of the whole batch is held.

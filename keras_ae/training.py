@@ -295,8 +295,10 @@ def train(build_model, data, output_dir, *, epochs=10,
         A ``TrainResult``. The trained model is also in ``output_dir/model.keras``.
 
     Raises:
-        ValueError: if ``output_dir`` holds another run or unrelated files, or
-            for a non-positive ``epochs`` or ``learning_rate``.
+        ValueError: if ``output_dir`` holds another run or unrelated files,
+            for a non-positive ``epochs`` or ``learning_rate``, or where
+            ``build_model`` fails or its model does not take the data's image
+            shape; all before anything is written.
 
     Example::
 
@@ -307,16 +309,18 @@ def train(build_model, data, output_dir, *, epochs=10,
         raise ValueError(f"epochs must be a positive integer, got {epochs!r}.")
     _check_learning_rate(learning_rate)  # before the folder is claimed
     settings = dict(settings or {}, epochs=epochs, learning_rate=learning_rate)
-    resumed = prepare_run_folder(output_dir, settings)
     devices = configure_devices(mixed_precision)
+    # Built before the folder is claimed: a model the images cannot feed
+    # (too small for its pooling, another shape) fails with nothing written.
+    model = _build(build_model, devices, learning_rate, jit_compile)
+    _check_shapes(model, data)
+    resumed = prepare_run_folder(output_dir, settings)
     output = Path(output_dir)
     if resumed and (output / MODEL_FILE).exists() and not (output / "backup").exists():
         # Finished before: keep its model rather than train over it.
         return TrainResult(keras.models.load_model(output / MODEL_FILE),
                            read_history(output / HISTORY_FILE), True, devices,
                            float("nan"), finished_before=True)
-    model = _build(build_model, devices, learning_rate, jit_compile)
-    _check_shapes(model, data)
 
     callbacks = run_callbacks(output_dir, patience, "val_loss"
                               if data.validation is not None else "loss"

@@ -56,7 +56,9 @@ def test_predict_refuses_an_image_of_another_size(exported, tmp_path, capsys):
     big = tmp_path / "big.png"
     Image.fromarray(np.zeros((32, 30), np.uint8), "L").save(big)
     assert cli.main(["predict", str(exported), str(big), "--out", str(tmp_path)]) == 2
-    assert "is 30x32 pixels; " in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "big.png is 32x30 (height x width); the model takes 28x28" in error
+    assert "--resize" in error
     assert cli.main(["predict", str(exported), str(tmp_path / "nope.png"),
                      "--out", str(tmp_path)]) == 2
     assert "no image file at" in capsys.readouterr().err

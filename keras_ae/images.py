@@ -1,0 +1,345 @@
+"""How image files become a model's images: one recipe, two implementations.
+
+Training reads folders with TensorFlow (``keras_ae.folders``); serving must
+prepare a photo exactly as training did, with NumPy and Pillow only
+(``keras_ae.serving``). This module holds the recipe's settings and its
+Pillow implementation, ``read_image``; it imports no TensorFlow.
+
+The recipe, in order:
+
+1. **Decode**, 8 bits per channel: the first frame of a GIF; JPEG with the
+   accurate integer IDCT (Pillow's and libjpeg's default; TensorFlow's own
+   default, the fast IDCT, differs from it by up to 18 levels on photos);
+   16-bit PNG by its high byte.
+2. **Colour**: alpha is dropped; grey becomes RGB by copying it into the
+   three channels, RGB becomes grey with the ITU-R 601 weights of
+   ``tf.image.rgb_to_grayscale`` (``GRAY_WEIGHTS``).
+3. **Size**, only when it differs from the target: bilinear with
+   antialiasing (a triangle filter as wide as the scale, so shrinking a
+   photo averages its pixels instead of skipping them), after
+   ``RESIZE_MODES``:
+
+   - ``"stretch"`` (the default): the whole image to the target size,
+     aspect ratio not kept. Nothing is cut off (a defect at the edge stays
+     in) and no border is added for the model to learn; training and serving
+     distort alike, and the reconstruction target is the same resized
+     image. It is also ``keras.utils.image_dataset_from_directory``'s
+     default.
+   - ``"crop"``: the largest centred window of the target's aspect ratio,
+     then resized: keeps shapes, loses the edges.
+   - ``"pad"``: black borders to the target's aspect ratio, then resized:
+     keeps shapes and every pixel, spends code on the borders.
+
+   Crop and pad windows follow ``keras.ops.image.resize``'s
+   ``crop_to_aspect_ratio`` and ``pad_to_aspect_ratio`` to the pixel.
+4. **Round** to uint8, as training caches and feeds them.
+
+Example:
+
+>>> from PIL import Image
+>>> photo = Image.new("RGB", (64, 48), (255, 0, 0))  # 48 high, 64 wide, red
+>>> image = read_image(photo, (32, 32, 1))
+>>> image.shape, image.dtype.name, int(image[0, 0, 0])
+((32, 32, 1), 'uint8', 76)
+"""
+
+import numbers
+import os
+
+import numpy as np
+
+__all__ = ["COLOR_MODES", "DEFAULT_RESIZE", "GRAY_WEIGHTS", "IMAGE_EXTENSIONS",
+           "RESIZE_MODES", "check_image_size", "check_preprocessing",
+           "check_resize", "describe_size", "parse_image_size", "read_image",
+           "resize_window"]
+
+# What TensorFlow's decode_image and Pillow both read.
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+RESIZE_MODES = ("stretch", "crop", "pad")
+DEFAULT_RESIZE = "stretch"
+COLOR_MODES = ("grayscale", "rgb")
+CHANNELS = {"grayscale": 1, "rgb": 3}
+GRAY_WEIGHTS = (0.2989, 0.5870, 0.1140)  # tf.image.rgb_to_grayscale's
+
+# Pillow modes whose pixels are grey levels (with or without alpha).
+_GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
+_SIXTEEN_BIT_MODES = {"I", "I;16", "I;16L", "I;16B", "I;16N"}
+
+
+# --- settings ---------------------------------------------------------------
+
+def parse_image_size(text):
+    """``"32x48"`` -> ``(32, 48)`` (height x width); ``"32"`` -> ``(32, 32)``.
+
+    Args:
+        text: ``"HxW"`` or one number for a square.
+
+    Returns:
+        ``(height, width)`` as ints.
+
+    Raises:
+        ValueError: for anything else, saying what is expected.
+
+    Example:
+
+    >>> parse_image_size("32x48"), parse_image_size("64")
+    ((32, 48), (64, 64))
+    """
+    parts = str(text).lower().replace(" ", "").split("x")
+    try:
+        size = tuple(int(part) for part in parts)
+    except ValueError:
+        size = ()
+    if len(size) == 1:
+        size = size * 2
+    if len(size) != 2 or min(size) < 1:
+        raise ValueError(
+            f"expected an image size HxW (height x width) such as 32x32, or "
+            f"one number for a square; got {text!r}")
+    return size
+
+
+def check_image_size(image_size):
+    """``image_size`` as ``(height, width)`` ints, or ``None``; else ValueError."""
+    if image_size is None:
+        return None
+    if isinstance(image_size, str):
+        return parse_image_size(image_size)
+    try:
+        size = tuple(image_size)
+    except TypeError:
+        size = ()
+    if len(size) != 2 or any(not isinstance(d, numbers.Integral)
+                             or isinstance(d, bool) or d < 1 for d in size):
+        raise ValueError(
+            f"image_size must be (height, width), two positive integers, or "
+            f"None to keep the images' own size; got {image_size!r}.")
+    return tuple(int(d) for d in size)
+
+
+def check_resize(resize):
+    """``resize`` if it is one of ``RESIZE_MODES``; else ValueError."""
+    if resize not in RESIZE_MODES:
+        raise ValueError(
+            f"resize must be one of {', '.join(map(repr, RESIZE_MODES))}, got "
+            f"{resize!r}.")
+    return resize
+
+
+def check_preprocessing(preprocessing):
+    """A recorded recipe (``ImageData.preprocessing``) checked, or ``None``.
+
+    Args:
+        preprocessing: ``None``, or a dict with ``"resize"`` (one of
+            ``RESIZE_MODES``) and optionally ``"image_size"`` (``[H, W]`` or
+            ``None``) and ``"color_mode"`` (one of ``COLOR_MODES``).
+
+    Returns:
+        ``{"image_size": [H, W] or None, "resize": ..., "color_mode": ...}``
+        (a missing colour mode is ``None``), or ``None``.
+
+    Raises:
+        ValueError: for anything else, naming the wrong entry.
+
+    Example:
+
+    >>> check_preprocessing({"resize": "crop"})
+    {'image_size': None, 'resize': 'crop', 'color_mode': None}
+    """
+    if preprocessing is None:
+        return None
+    if not isinstance(preprocessing, dict):
+        raise ValueError(
+            f"preprocessing must be a dict such as {{'resize': 'stretch'}}, got "
+            f"{preprocessing!r}.")
+    size = check_image_size(preprocessing.get("image_size"))
+    color_mode = preprocessing.get("color_mode")
+    if color_mode is not None and color_mode not in COLOR_MODES:
+        raise ValueError(
+            f"preprocessing color_mode must be one of {COLOR_MODES}, got "
+            f"{color_mode!r}.")
+    return {"image_size": None if size is None else list(size),
+            "resize": check_resize(preprocessing.get("resize", DEFAULT_RESIZE)),
+            "color_mode": color_mode}
+
+
+def describe_size(height, width):
+    """``"427x640"``: how sizes are shown, height first as in ``image_size``."""
+    return f"{height}x{width}"
+
+
+def resize_window(height, width, target, resize):
+    """Where the crop or pad of ``resize`` puts an image, before resizing.
+
+    The arithmetic is ``keras.ops.image.resize``'s (float32 products,
+    truncated), so that both implementations pick the same pixels.
+
+    Args:
+        height, width: the image's size.
+        target: ``(height, width)`` to reach.
+        resize: one of ``RESIZE_MODES``.
+
+    Returns:
+        ``(top, left, rows, columns)``: for ``"crop"`` the window kept; for
+        ``"pad"`` the black border added above and left (the same again
+        below and right) and the image's own size; for ``"stretch"``
+        ``(0, 0, height, width)``.
+
+    Example:
+
+    >>> resize_window(427, 640, (32, 32), "crop")  # a centred square
+    (0, 106, 427, 427)
+    >>> resize_window(427, 640, (32, 32), "pad")
+    (106, 0, 427, 640)
+    """
+    if resize == "stretch":
+        return 0, 0, height, width
+    f32 = np.float32
+    target_height, target_width = target
+    window_height = int(f32(width * target_height) / f32(target_width))
+    window_width = int(f32(height * target_width) / f32(target_height))
+    if resize == "crop":
+        rows = max(min(height, window_height), 1)
+        columns = max(min(width, window_width), 1)
+        return (int(f32(height - rows) / f32(2)), int(f32(width - columns) / f32(2)),
+                rows, columns)
+    check_resize(resize)
+    rows, columns = max(height, window_height), max(width, window_width)
+    return (int(f32(rows - height) / f32(2)), int(f32(columns - width) / f32(2)),
+            height, width)
+
+
+# --- the Pillow implementation ----------------------------------------------
+
+def _pixels(image):
+    """A Pillow image's first frame as float32 ``(h, w, 1 or 3)`` in [0, 255]."""
+    if getattr(image, "n_frames", 1) > 1:
+        image.seek(0)  # TensorFlow decodes a GIF's first frame
+    mode = image.mode
+    if mode in _SIXTEEN_BIT_MODES:
+        # TensorFlow keeps a 16-bit PNG's high byte; Pillow's own
+        # conversion to "L" would clip instead.
+        values = np.asarray(image).astype(np.int64)
+        return (np.clip(values, 0, 65535) >> 8).astype(np.float32)[..., None]
+    if mode in _GREY_MODES:
+        return np.asarray(image.convert("L"), np.float32)[..., None]
+    if mode not in ("RGB", "RGBA", "RGBX", "RGBa"):
+        image = image.convert("RGB")  # palette, CMYK, YCbCr, ...
+    return np.asarray(image, np.float32)[..., :3]
+
+
+def _as_pixels(source):
+    """float32 ``(h, w, 1 or 3)`` in [0, 255] from a path, a Pillow image or
+    an array (uint8 in [0, 255], float in [0, 1])."""
+    from PIL import Image
+
+    if isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"no image file at {path}")
+        try:
+            with Image.open(path) as image:
+                image.load()
+                return _pixels(image)
+        except (OSError, SyntaxError, ValueError) as error:
+            # Pillow says "cannot identify image file" or "image file is
+            # truncated"; either way the file is named.
+            raise ValueError(f"{path} is not an image Pillow can read: "
+                             f"{error}") from None
+    if isinstance(source, Image.Image):
+        return _pixels(source)
+    return _array_pixels(source)
+
+
+def _array_pixels(array):
+    array = np.asarray(array)
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3 or array.shape[-1] not in (1, 2, 3, 4) or not array.size:
+        raise ValueError(
+            f"an image array must be (H, W) or (H, W, C) with C 1 to 4, got "
+            f"shape {array.shape}.")
+    if array.dtype == np.uint8:
+        pixels = array.astype(np.float32)
+    elif array.dtype.kind == "f":
+        if not np.isfinite(array).all() or array.min() < 0 or array.max() > 1:
+            raise ValueError(
+                "a float image array must hold finite values in [0, 1]; "
+                "pass 8-bit images as uint8.")
+        pixels = array.astype(np.float32) * np.float32(255)
+    else:
+        raise ValueError(
+            f"an image array must be uint8 (0 to 255) or float (0 to 1), got "
+            f"dtype {array.dtype}.")
+    return pixels[..., :1] if pixels.shape[-1] < 3 else pixels[..., :3]
+
+
+def _to_channels(pixels, channels):
+    if pixels.shape[-1] == channels:
+        return pixels
+    if channels == 1:
+        return (pixels @ np.asarray(GRAY_WEIGHTS, np.float32))[..., None]
+    return np.repeat(pixels, 3, axis=-1)
+
+
+def _resized(pixels, target, resize):
+    """Bilinear with antialiasing, channel by channel in Pillow's float mode
+    (which matches ``tf.image.resize(..., antialias=True)`` to about 1e-6)."""
+    from PIL import Image
+
+    height, width = pixels.shape[:2]
+    top, left, rows, columns = resize_window(height, width, target, resize)
+    if resize == "pad":
+        pixels = np.pad(pixels, ((top, top), (left, left), (0, 0)))
+    else:
+        pixels = pixels[top:top + rows, left:left + columns]
+    channels = [
+        np.asarray(Image.fromarray(np.ascontiguousarray(pixels[..., c]))
+                   .resize(target[::-1], Image.Resampling.BILINEAR))
+        for c in range(pixels.shape[-1])]
+    return np.stack(channels, axis=-1)
+
+
+def read_image(source, shape, resize=DEFAULT_RESIZE):
+    """One image prepared as training prepared the model's images.
+
+    Args:
+        source: a file path (PNG, JPEG, BMP, GIF, WebP), a Pillow image, or
+            an array ``(H, W)`` / ``(H, W, C)``, uint8 in [0, 255] or float
+            in [0, 1], of any size and 1 to 4 channels.
+        shape: ``(height, width, channels)`` to reach; channels 1 (grey) or
+            3 (RGB).
+        resize: how to reach a different size, one of ``RESIZE_MODES``, or
+            ``None`` to refuse images of another size.
+
+    Returns:
+        A uint8 array of ``shape``.
+
+    Raises:
+        FileNotFoundError: for a path with no file.
+        ValueError: naming the file, for one Pillow cannot read; for an
+            image of another size with ``resize=None``; for a bad array,
+            shape or mode.
+
+    Example:
+
+    >>> read_image(np.zeros((10, 20), np.uint8), (10, 20, 3)).shape
+    (10, 20, 3)
+    """
+    height, width, channels = shape
+    if channels not in (1, 3):
+        raise ValueError(
+            f"images are read as grey (1 channel) or RGB (3 channels); the "
+            f"model takes {channels}.")
+    if resize is not None:
+        check_resize(resize)
+    pixels = _to_channels(_as_pixels(source), channels)
+    if pixels.shape[:2] != (height, width):
+        if resize is None:
+            what = source if isinstance(source, (str, os.PathLike)) else "the image"
+            raise ValueError(
+                f"{what} is {describe_size(*pixels.shape[:2])} (height x "
+                f"width); the model takes {describe_size(height, width)}. "
+                f"Resize it (resize=..., --resize).")
+        pixels = _resized(pixels, (height, width), resize)
+    return np.round(np.clip(pixels, 0, 255)).astype(np.uint8)
