@@ -26,8 +26,6 @@ alone: it gets no ``decode`` signature and no ``decoder.onnx``.
 import json
 import math
 import os
-import secrets
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -376,7 +374,7 @@ def export_saved_model(model, directory, *, images=None):
             endpoints, images, "SavedModel")
         return {SIGNATURES[part]: value for part, value in figures.items()}
 
-    return replace_folder(directory, write)
+    return files.replace_folder(directory, write)
 
 
 def _run_signature(loaded, part, endpoints, inputs):
@@ -629,33 +627,4 @@ def export_model(model, directory, *, opset=DEFAULT_OPSET, saved_model=True,
         files.write_json(f"{temporary}/{MODEL_CARD_FILE}", model_card)
         return model_card
 
-    return replace_folder(directory, write)
-
-
-def replace_folder(directory, write):
-    """Calls ``write(temporary_folder)``, then swaps the result into ``directory``.
-
-    The temporary folder sits beside ``directory``; if ``write`` fails, it is
-    removed and ``directory`` is untouched. An existing ``directory`` is
-    moved aside, the new one renamed in, and the old one deleted.
-
-    Returns:
-        What ``write`` returned.
-    """
-    directory = Path(directory)
-    if directory.exists() and not directory.is_dir():
-        raise ValueError(f"{directory} exists and is not a folder.")
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_hex(4)
-    temporary = directory.with_name(f".{directory.name}.{token}.tmp")
-    old = directory.with_name(f".{directory.name}.{token}.old")
-    try:
-        temporary.mkdir()
-        result = write(str(temporary))
-        if directory.exists():
-            os.rename(directory, old)
-        os.rename(temporary, directory)
-    finally:
-        shutil.rmtree(temporary, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
-    return result
+    return files.replace_folder(directory, write)

@@ -9,6 +9,7 @@ file. No TensorFlow here: serving code uses it too.
 import json
 import os
 import secrets
+import shutil
 from pathlib import Path
 
 
@@ -60,3 +61,41 @@ def write_bytes(path, payload):
 def save_png(figure, path):
     """Writes a matplotlib ``Figure`` as a PNG, atomically; returns the path."""
     return write_atomically(path, lambda tmp: figure.savefig(tmp, format="png"))
+
+
+def replace_folder(directory, write):
+    """Calls ``write(temporary_folder)``, then swaps the result into ``directory``.
+
+    The temporary folder sits beside ``directory``; if ``write`` fails, it is
+    removed and ``directory`` is untouched. An existing ``directory`` is
+    moved aside, the new one renamed in, and the old one deleted.
+
+    Returns:
+        What ``write`` returned.
+
+    Example:
+
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp()) / "out"
+    >>> replace_folder(folder, lambda tmp: Path(tmp, "a.txt").write_text("hi"))
+    2
+    >>> sorted(p.name for p in folder.parent.iterdir())
+    ['out']
+    """
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise ValueError(f"{directory} exists and is not a folder.")
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_hex(4)
+    temporary = directory.with_name(f".{directory.name}.{token}.tmp")
+    old = directory.with_name(f".{directory.name}.{token}.old")
+    try:
+        temporary.mkdir()
+        result = write(str(temporary))
+        if directory.exists():
+            os.rename(directory, old)
+        os.rename(temporary, directory)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+    return result

@@ -97,9 +97,17 @@ def find_images(directory):
         ValueError: if it is not a folder, or holds no image files (naming
             what it holds instead).
 
-    Example::
+    Example:
 
-        find_images("fashion_png")["class_names"][:2]  # ['0_t-shirt', '1_trouser']
+    >>> import pathlib, tempfile
+    >>> from PIL import Image
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> for name in ("dogs/a.png", "cats/b.jpg", "cats/c.png", "notes.txt"):
+    ...     (folder / name).parent.mkdir(exist_ok=True)
+    ...     Image.new("L", (4, 4)).save(folder / name, format="PNG")
+    >>> found = find_images(folder)
+    >>> found["class_names"], len(found["splits"]["all"]), len(found["others"])
+    (['cats', 'dogs'], 3, 1)
     """
     directory = os.fspath(directory)
     if not os.path.exists(directory):
@@ -197,21 +205,22 @@ def _probe(index, path):
     """``(index, height, width, grey)`` of one file; an error if unreadable."""
     image = _decode(tf.io.read_file(path))
     shape = tf.shape(image)
-    colour = image[..., :3]
-    grey = tf.logical_or(shape[2] < 3, tf.reduce_all(
-        tf.logical_and(colour[..., 0] == colour[..., 1],
-                       colour[..., 1] == colour[..., 2])))
+    grey = tf.cond(shape[2] < 3, lambda: tf.constant(True), lambda: tf.reduce_all(
+        tf.logical_and(image[..., 0] == image[..., 1],
+                       image[..., 1] == image[..., 2])))
     return index, shape[0], shape[1], grey
 
 
 def _error_reason(path):
     """TensorFlow's own words for why ``path`` does not decode, shortened."""
     try:
-        _decode(tf.io.read_file(path))
+        _probe(0, path)
     except tf.errors.OpError as error:
         text = error.message.split("}} ")[-1].split(" [Op:")[0]
         return text.splitlines()[0].strip().rstrip(".")
-    return "read failed once and not again (a file changing while read?)"
+    raise RuntimeError(  # not the file's fault: keep the traceback
+        f"{path} failed in keras_ae's parallel scan but reads alone; "
+        f"please report this with the file.")
 
 
 def _scan(paths, verbose):

@@ -43,3 +43,26 @@ def idx_dir(tmp_path_factory):
 def small_idx_dir(tmp_path_factory):
     """300 train and 60 test images in IDX files, for command-line tests."""
     return write_blob_idx(tmp_path_factory.mktemp("idx"), 300, 60)
+
+
+def load_tool(name):
+    """A script of tools/ as a module (the folder makers are tested through it)."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "tools",
+                        f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"tools_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def photo_folder(tmp_path_factory):
+    """Real colour photos: 24 JPEG crops of scikit-learn's china.jpg and
+    flower.jpg at mixed sizes (20 to 60 pixels a side), train/ and test/
+    with a class folder per photo."""
+    folder = tmp_path_factory.mktemp("photos") / "photos"
+    load_tool("make_image_folders").write_photo_crops(folder, 24, sizes=(20, 60),
+                                                      test_share=0.25)
+    return folder

@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 
 import keras_ae
-from keras_ae import (builders, data, downstream, export, files, layers, shapes,
-                      training, tuning)
+from keras_ae import (builders, data, downstream, export, files, folders, images,
+                      layers, pipelines, shapes, training, tuning)
 
 
-@pytest.mark.parametrize("module", [shapes, layers, builders, data, training, files,
-                                    export, tuning, downstream],
+@pytest.mark.parametrize("module", [shapes, layers, builders, data, folders, images,
+                                    pipelines, training, files, export, tuning,
+                                    downstream],
                          ids=lambda m: m.__name__)
 def test_docstring_examples(module):
     result = doctest.testmod(module, extraglobs={"np": np, "keras_ae": keras_ae, **{
