@@ -32,32 +32,13 @@ import math
 import os
 import sys
 
-from keras_ae.images import RESIZE_MODES  # numpy only: cheap to import
-
-
-def _numbers(kind, example):
-    """An argparse type: ``"16,4"`` -> ``(16, 4)`` with ``kind=int``."""
-    noun = "integers" if kind is int else "numbers"
-
-    def parse(text):
-        try:
-            values = tuple(kind(part) for part in text.split(",") if part.strip())
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected comma-separated {noun} such as {example}; got {text!r}"
-            ) from None
-        if not values:
-            raise argparse.ArgumentTypeError(
-                f"expected at least one {noun[:-1]}; got {text!r}")
-        return values
-    return parse
-
+from keras_ae import cli_uses
+from keras_ae.cli_options import (add_data_options, data_report, float_tuple,
+                                  image_settings, int_tuple, load_data, name_tuple,
+                                  run_metrics, say_data)
 
 # --mixed-precision's choices, as keras_ae.training.configure_devices takes them
 _MIXED_PRECISION = {"auto": "auto", "on": True, "off": False}
-
-_int_tuple = _numbers(int, "16,4")
-_float_tuple = _numbers(float, "0.1,0.3")
 
 
 def _parser():
@@ -73,9 +54,9 @@ def _parser():
         "summary", help="build every autoencoder kind and summarize it",
         description="Build the dense autoencoder and the conv autoencoder "
                     "with each decoder; print layers, parameters and code sizes.")
-    summary.add_argument("--input-shape", type=_int_tuple, default=(28, 28, 1),
+    summary.add_argument("--input-shape", type=int_tuple, default=(28, 28, 1),
                          metavar="H,W,C", help="image shape (default 28,28,1)")
-    summary.add_argument("--filters", type=_int_tuple, default=None,
+    summary.add_argument("--filters", type=int_tuple, default=None,
                          metavar="F1,F2,...",
                          help="conv filters per encoder stage (default: the builder's)")
     summary.add_argument("--kernel-size", type=int, default=None,
@@ -94,7 +75,7 @@ def _parser():
     _add_export_parser(commands)
     _add_predict_parser(commands)
     _add_tune_parser(commands)
-    _add_downstream_parsers(commands)
+    cli_uses.add_parsers(commands)
     return parser
 
 
@@ -105,19 +86,19 @@ def _add_train_parser(commands):
                     "(resumable: the same command continues an interrupted "
                     "run), then write test metrics and pictures. Model options "
                     "left out take the builders' defaults.")
-    data = _add_data_options(train)
+    data = add_data_options(train)
     data.add_argument("--noise-factor", type=float, default=0.0,
                       help="denoising: Gaussian noise on the input (default 0)")
     model = train.add_argument_group("model (defaults: the builders')")
     model.add_argument("--model", choices=("conv", "dense"), default="conv")
     model.add_argument("--decoder", default=None,
                        help="conv decoder: transpose, upsample or unpool")
-    model.add_argument("--filters", type=_int_tuple, default=None,
+    model.add_argument("--filters", type=int_tuple, default=None,
                        metavar="F1,F2,...")
     model.add_argument("--kernel-size", type=int, default=None)
     model.add_argument("--convs-per-stage", type=int, default=None)
     model.add_argument("--code-size", type=int, default=None)
-    model.add_argument("--hidden-units", type=_int_tuple, default=None,
+    model.add_argument("--hidden-units", type=int_tuple, default=None,
                        metavar="U1,U2,...", help="dense model's hidden layers")
     fit = train.add_argument_group("training")
     fit.add_argument("--epochs", type=int, default=10)
@@ -137,141 +118,6 @@ def _add_train_parser(commands):
     train.set_defaults(run=_train)
 
 
-def _add_data_options(parser, images_help="the images' own"):
-    data = parser.add_argument_group(
-        "data (default: Fashion-MNIST, from the Debian copy when installed, "
-        "else tensorflow-datasets)")
-    data.add_argument("--dataset", default=None, metavar="NAME",
-                      help="tensorflow-datasets name with train and test "
-                           "splits of fixed-size uint8 images (mnist, "
-                           "fashion_mnist, cifar10, ...)")
-    data.add_argument("--data-dir", default=None, metavar="DIR",
-                      help="read IDX files (MNIST format) from DIR instead")
-    data.add_argument("--tfds-data-dir", default=None, metavar="DIR",
-                      help="tensorflow-datasets data_dir")
-    data.add_argument("--validation-split", type=float, default=0.1,
-                      help="fraction of training images held out (default 0.1)")
-    own = parser.add_argument_group(
-        "your own images (keras_ae.data.from_directory)")
-    own.add_argument("--images", default=None, metavar="DIR",
-                     help="a folder of image files (PNG, JPEG, BMP, GIF, WebP) "
-                          "of any size and colour; class subfolders give "
-                          "labels; train/ and test/ subfolders are used as "
-                          "given, else --test-split of the files is drawn")
-    own.add_argument("--image-size", type=_image_size, default=None,
-                     metavar="HxW",
-                     help="resize every image to HxW, height x width "
-                          f"(default: {images_help} size)")
-    own.add_argument("--resize", choices=RESIZE_MODES, default=None,
-                     help="how --image-size meets another aspect ratio: "
-                          "stretch (default: keeps every pixel, adds no "
-                          "border), crop (centre) or pad (black borders)")
-    own.add_argument("--color", choices=("grayscale", "rgb"), default=None,
-                     help=("default: the model's" if images_help == "the model's"
-                           else "default: grayscale when every image is "
-                                "grey, else rgb"))
-    own.add_argument("--test-split", type=float, default=None,
-                     help="fraction of the files held out for testing when "
-                          "the folder has no train/ and test/ (default 0.1)")
-    own.add_argument("--cache", default=None, metavar="WHERE",
-                     help="auto (default: in memory if the decoded images "
-                          "take at most a quarter of RAM, else decoded every "
-                          "epoch), memory, none, or a file prefix for "
-                          "tf.data's cache file")
-    own.add_argument("--skip-bad-images", action="store_true",
-                     help="leave out files that do not decode (counted in "
-                          "the report) instead of stopping")
-    return data
-
-
-def _image_size(text):
-    from keras_ae.images import parse_image_size
-
-    try:
-        return parse_image_size(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def _load_data(args, model_shape=None, recorded=None, **options):
-    """``ImageData`` from a command's data options.
-
-    ``model_shape`` and ``recorded`` (a model's input shape and the
-    preprocessing its training recorded) are what ``--images`` reads the
-    folder as, unless the flags say otherwise.
-    """
-    from keras_ae import data as data_lib
-    from keras_ae.images import DEFAULT_RESIZE
-
-    folder_flags = {"--image-size": args.image_size, "--resize": args.resize,
-                    "--color": args.color, "--test-split": args.test_split,
-                    "--cache": args.cache, "--skip-bad-images": args.skip_bad_images}
-    if args.images is None:
-        given = [flag for flag, value in folder_flags.items() if value]
-        if given:
-            verb = "applies" if len(given) == 1 else "apply"
-            raise ValueError(f"{', '.join(given)} {verb} to --images only.")
-        return data_lib.load(args.dataset, data_dir=args.data_dir,
-                             tfds_data_dir=args.tfds_data_dir,
-                             validation_split=args.validation_split,
-                             seed=args.seed, **options)
-    if args.dataset or args.data_dir:
-        raise ValueError("--images reads your own folder; leave out --dataset "
-                         "and --data-dir.")
-    image_size, color, resize = args.image_size, args.color, args.resize
-    if model_shape is not None:  # as the model takes its images
-        image_size = image_size or tuple(model_shape[:2])
-        color = color or {1: "grayscale", 3: "rgb"}.get(model_shape[2])
-        resize = resize or (recorded or {}).get("resize")
-    elif resize and image_size is None:
-        raise ValueError("--resize says how --image-size is reached; give "
-                         "--image-size HxW too.")
-    return data_lib.from_directory(
-        args.images, image_size=image_size, resize=resize or DEFAULT_RESIZE,
-        color_mode=color or "auto", validation_split=args.validation_split,
-        test_split=0.1 if args.test_split is None else args.test_split,
-        seed=args.seed, cache=args.cache or "auto",
-        skip_bad_images=args.skip_bad_images, **options)
-
-
-def _image_settings(args):
-    """The ``--images`` flags that make a run's data what it is (for run.json
-    and search.json, which a resume must match); ``{}`` for other sources."""
-    if args.images is None:
-        return {}
-    return {"images": {
-        "directory": os.path.abspath(args.images),
-        "image_size": None if args.image_size is None else list(args.image_size),
-        "resize": args.resize, "color": args.color,
-        "test_split": args.test_split, "skip_bad_images": args.skip_bad_images}}
-
-
-def _data_report(data):
-    """What metrics.json says of the data: counts, classes, sizing, skips."""
-    return {
-        "source": data.source,
-        "images": {"train": data.num_train, "validation": data.num_validation,
-                   "test": data.num_test},
-        "image_shape": list(data.image_shape),
-        "class_names": None if data.class_names is None else list(data.class_names),
-        "preprocessing": data.preprocessing,
-        "skipped_images": len(data.skipped),
-        "skipped_files": [{"path": path, "reason": reason}
-                          for path, reason in data.skipped[:100]],
-    }
-
-
-def _say_data(data):
-    print(f"data: {data.source}, {data.num_train} train / {data.num_validation} "
-          f"validation / {data.num_test} test images of shape {data.image_shape}"
-          + (f"; skipped {len(data.skipped)} unreadable files" if data.skipped
-             else ""))
-
-
-def _name_tuple(text):
-    return tuple(part.strip() for part in text.split(",") if part.strip())
-
-
 def _add_tune_parser(commands):
     tune = commands.add_parser(
         "tune", help="search hyperparameters with KerasTuner",
@@ -284,29 +130,29 @@ def _add_tune_parser(commands):
                     "KERASTUNER_ORACLE_PORT set, and --output on a shared "
                     "filesystem. Space options left out take "
                     "keras_ae.tuning.AutoencoderHyperModel's defaults.")
-    _add_data_options(tune)
+    add_data_options(tune)
     space = tune.add_argument_group("search space")
     space.add_argument("--code-size", type=int, default=None,
                        help="pin the code to this many floats (compare models "
                             "at one compression); default: searched")
-    space.add_argument("--families", type=_name_tuple, default=None,
+    space.add_argument("--families", type=name_tuple, default=None,
                        metavar="F1,F2", help="conv, dense (default both)")
-    space.add_argument("--decoders", type=_name_tuple, default=None,
+    space.add_argument("--decoders", type=name_tuple, default=None,
                        metavar="D1,D2,...",
                        help="conv decoders: transpose, upsample, unpool "
                             "(default all three)")
-    space.add_argument("--stages", type=_int_tuple, default=None,
+    space.add_argument("--stages", type=int_tuple, default=None,
                        metavar="FEWEST,MOST", help="conv pooling stages (default 2,3)")
-    space.add_argument("--filters", type=_int_tuple, default=None,
+    space.add_argument("--filters", type=int_tuple, default=None,
                        metavar="F1,F2,...",
                        help="filter choices per conv stage (default 16,32,64)")
-    space.add_argument("--batch-sizes", type=_int_tuple, default=None,
+    space.add_argument("--batch-sizes", type=int_tuple, default=None,
                        metavar="B1,B2,...", help="default 64,128,256")
-    space.add_argument("--learning-rate", type=_float_tuple, default=None,
+    space.add_argument("--learning-rate", type=float_tuple, default=None,
                        metavar="LOW,HIGH",
                        help="Adam's step size range, log scale (default "
                             "3e-4,1e-2); one number fixes it")
-    space.add_argument("--noise-factors", type=_float_tuple, default=None,
+    space.add_argument("--noise-factors", type=float_tuple, default=None,
                        metavar="N1,N2,...",
                        help="denoising: search the training noise among these")
     run = tune.add_argument_group("search")
@@ -326,72 +172,6 @@ def _add_tune_parser(commands):
                       help="results folder (created; an existing one must "
                            "hold the same search, which is then resumed)")
     tune.set_defaults(run=_tune)
-
-
-def _add_downstream_parsers(commands):
-    specs = {
-        "features": ("linear probe: classify the labels from the frozen codes",
-                     "Train a softmax classifier on the frozen encoder's codes "
-                     "of --train-images labeled images and report its test "
-                     "accuracy, against the same classifier on raw pixels and "
-                     "(for a .keras model) on the codes of the same encoder "
-                     "with random weights. Writes features.json.", _features),
-        "cluster": ("k-means on the codes, scored against the labels",
-                    "k-means on the codes of the test images, scored against "
-                    "the labels (adjusted Rand index, normalized mutual "
-                    "information), against k-means on raw pixels. Writes "
-                    "cluster.json and code_map.png (the codes in 2-D, PCA).",
-                    _cluster),
-        "anomaly": ("anomaly scores: reconstruction error and a threshold",
-                    "Learn a threshold on per-image reconstruction error from "
-                    "normal validation images, then score the test images "
-                    "with --anomaly-classes as the anomalies (ROC AUC, "
-                    "precision and recall at the threshold). Meaningful for "
-                    "a model trained without those classes. Writes "
-                    "anomaly.json and anomaly_scores.png.", _anomaly),
-        "generate": ("new images from the decoder",
-                     "Decode new codes: an interpolation between two test "
-                     "images' codes, and samples from a Gaussian fitted to "
-                     "the training codes. Needs a decoder that runs alone "
-                     "(not unpool). Writes interpolation.png, samples.png "
-                     "and generate.json.", _generate),
-    }
-    for name, (help_text, description, run) in specs.items():
-        command = commands.add_parser(name, help=help_text, description=description)
-        command.add_argument("model", metavar="MODEL",
-                             help="a trained model: MODEL.keras or an exported "
-                                  "model.onnx")
-        _add_data_options(command, images_help="the model's")
-        command.add_argument("--output", required=True, metavar="DIR",
-                             help="folder for the JSON and pictures")
-        command.add_argument("--seed", type=int, default=0)
-        if name == "features":
-            command.add_argument("--train-images", type=int, default=5000,
-                                 help="labeled training images the classifier "
-                                      "sees (default 5000: few labels)")
-        if name == "cluster":
-            command.add_argument("--max-images", type=int, default=10000,
-                                 help="test images to cluster (default 10000)")
-            command.add_argument("--clusters", type=int, default=None,
-                                 help="k (default: the number of classes)")
-        if name == "anomaly":
-            command.add_argument("--anomaly-classes", type=_name_tuple,
-                                 required=True, metavar="C1,C2,...",
-                                 help="the classes that are anomalies: label "
-                                      "numbers, or class folder names with "
-                                      "--images")
-            rule = command.add_mutually_exclusive_group()
-            rule.add_argument("--std", type=float, default=3.0,
-                              help="threshold = mean + STD standard deviations "
-                                   "of normal scores (default 3)")
-            rule.add_argument("--percentile", type=float, default=None,
-                              help="threshold = this percentile of normal scores")
-        if name == "generate":
-            command.add_argument("--count", type=int, default=16,
-                                 help="samples to draw (default 16)")
-            command.add_argument("--steps", type=int, default=8,
-                                 help="images in the interpolation (default 8)")
-        command.set_defaults(run=run)
 
 
 def _add_export_parser(commands):
@@ -417,7 +197,7 @@ def _add_export_parser(commands):
 
 
 def _formats(text):
-    formats = _name_tuple(text)
+    formats = name_tuple(text)
     unknown = sorted(set(formats) - {"saved_model", "onnx"})
     if unknown or not formats:
         raise argparse.ArgumentTypeError(
@@ -490,16 +270,16 @@ def _train(args):
     if args.image_size is not None:  # a size the model cannot take fails now,
         builder((*args.image_size, 1), **options)  # not after reading a folder
     keras.utils.set_random_seed(args.seed)  # before the pipelines: they draw on it
-    data = _load_data(args, batch_size=args.batch_size,
+    data = load_data(args, batch_size=args.batch_size,
                       noise_factor=args.noise_factor)
-    _say_data(data)
+    say_data(data)
 
     settings = {
         "model": args.model, "model_options": options,
         "image_shape": list(data.image_shape), "data": data.source,
         "batch_size": args.batch_size, "validation_split": args.validation_split,
         "noise_factor": args.noise_factor, "seed": args.seed, "xla": args.xla,
-        "mixed_precision": args.mixed_precision, **_image_settings(args),
+        "mixed_precision": args.mixed_precision, **image_settings(args),
     }
     learning_rate = (training.DEFAULT_LEARNING_RATE if args.learning_rate is None
                      else args.learning_rate)
@@ -525,7 +305,7 @@ def _train(args):
                                 f"{output}/loss_curves.png", title=model.name)
     metrics = {
         "test": test,
-        "data": _data_report(data),
+        "data": data_report(data),
         "preprocessing": data.preprocessing,
         "parameters": model.count_params(),
         "code_floats": keras_ae.code_floats(model),
@@ -551,24 +331,12 @@ def _train(args):
     return 0
 
 
-def _run_metrics(model_path):
-    """The metrics.json that ``train`` or ``tune`` wrote beside a .keras
-    model, or ``{}``."""
-    import json
-
-    path = os.path.join(os.path.dirname(model_path), "metrics.json")
-    if not os.path.exists(path):
-        return {}
-    with open(path) as f:
-        return json.load(f)
-
-
 def _export(args):
     from keras_ae import export
 
-    model = _load_keras_model(args.model)
+    model = cli_uses.load_keras_model(args.model)
     card = {"source": args.model}
-    metrics = _run_metrics(args.model)
+    metrics = run_metrics(args.model)
     if metrics:
         card["training"] = {key: metrics[key] for key in (
             "settings", "epochs_run", "train_images_per_second", "devices",
@@ -636,12 +404,12 @@ def _tune(args):
 
     started = time.time()
     keras.utils.set_random_seed(args.seed)
-    data = _load_data(args)
+    data = load_data(args)
     if data.validation is None:
         raise ValueError("--validation-split must be above 0: the search "
                          "compares trials by their validation MSE.")
     hypermodel = tuning.AutoencoderHyperModel(data.image_shape, **_search_space(args))
-    _say_data(data)
+    say_data(data)
     output = Path(args.output)
     result = tuning.search(
         data.train, data.validation, hypermodel=hypermodel, tuner=args.tuner,
@@ -650,7 +418,7 @@ def _tune(args):
         overwrite=args.overwrite, seed=args.seed,
         mixed_precision=_MIXED_PRECISION[args.mixed_precision],
         description={"source": data.source, "validation_split": args.validation_split,
-                     **_image_settings(args)},
+                     **image_settings(args)},
         verbose=args.verbose)
     if result.role == "worker":
         print(f"worker {os.environ.get('KERASTUNER_TUNER_ID')}: no trials left; "
@@ -663,7 +431,7 @@ def _tune(args):
                                         title=f"best trial {best['trial_id']}")
     tuning.save_trials_plot(result.trials, output / "trials.png")
     files.write_json(output / "metrics.json", {
-        "test": test, "data": _data_report(data),
+        "test": test, "data": data_report(data),
         "preprocessing": data.preprocessing, "parameters": best["parameters"],
         "code_floats": best["code_floats"], "epochs_run": best["epochs"],
         "best_trial": best,
@@ -684,188 +452,6 @@ def _tune(args):
           "trials.csv, metrics.json, trials.png, reconstructions.png")
     print(f"export it: keras-ae export {output}/best_model.keras --output "
           f"exported/{output.name}")
-    return 0
-
-
-# --- using what the encoder learned -----------------------------------------------
-
-def _open_model(path):
-    """A ``.keras`` model, or an exported ``.onnx`` one on onnxruntime."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no model file at {path}")
-    if path.endswith(".onnx"):
-        from keras_ae.serving import OnnxAutoencoder
-        return OnnxAutoencoder(path)
-    if not path.endswith(".keras"):
-        raise ValueError(f"{path} is neither a .keras model nor an exported .onnx one.")
-    return _load_keras_model(path)
-
-
-def _load_keras_model(path):
-    """A ``.keras`` file loaded uncompiled; a one-line error if it does not load."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no model file at {path}")
-    import keras
-
-    import keras_ae.layers  # noqa: F401 - registers the custom layers
-    try:
-        return keras.saving.load_model(path, compile=False)
-    except Exception as error:  # Keras raises many kinds here
-        raise ValueError(f"{path} is not a Keras model file that loads: {error}") from None
-
-
-def _labeled_splits(args, model, *splits, need_labels=True):
-    """The data (read as ``model`` takes images) and ``(images, labels)``
-    arrays of each split; labels ``None`` where the data has none and
-    ``need_labels`` is False."""
-    import numpy as np
-
-    from keras_ae import downstream
-
-    if hasattr(model, "can_encode"):  # OnnxAutoencoder
-        shape, recorded = model.input_shape, model.preprocessing
-    else:
-        shape = tuple(model.input_shape[1:])
-        recorded = _run_metrics(args.model).get("preprocessing")
-    data = _load_data(args, model_shape=shape, recorded=recorded)
-    print(f"data: {data.source}")
-    if not need_labels and data.class_names is None and data.source.startswith("images:"):
-        return data, [(np.concatenate([targets for _, targets in getattr(
-            data, split).as_numpy_iterator()]), None) for split in splits]
-    return data, [downstream.labeled_arrays(data.labeled(split), f"the {split} split")
-                  for split in splits]
-
-
-def _class_labels(tokens, data, known):
-    """``--anomaly-classes`` tokens (numbers or class names) as labels."""
-    names = list(data.class_names or ())
-    labels = []
-    for token in tokens:
-        if token in names:
-            labels.append(names.index(token))
-        elif token.isdigit() and int(token) in known:
-            labels.append(int(token))
-        else:
-            named = f"; class names: {', '.join(names)}" if names else ""
-            raise ValueError(
-                f"--anomaly-classes {token!r} is not a class of {data.source}: "
-                f"labels are {sorted(known)}{named}.")
-    return labels
-
-
-def _write_result(args, name, result):
-    from keras_ae import files
-
-    path = os.path.join(args.output, name)
-    files.write_json(path, {"model": args.model, **result})
-    return path
-
-
-def _features(args):
-    import numpy as np
-
-    from keras_ae import downstream
-
-    model = _open_model(args.model)
-    _, [(train_x, train_y), (test_x, test_y)] = _labeled_splits(
-        args, model, "train", "test")
-    chosen = np.random.default_rng(args.seed).permutation(len(train_x))[
-        :args.train_images]
-    train_x, train_y = train_x[chosen], train_y[chosen]
-    results = {"codes": downstream.linear_probe(model, (train_x, train_y),
-                                                (test_x, test_y)),
-               "raw_pixels": downstream.probe_features(
-                   downstream.flat_pixels(train_x), train_y,
-                   downstream.flat_pixels(test_x), test_y)}
-    if not hasattr(model, "can_encode"):  # a Keras model: same layers, new weights
-        import keras
-        keras.utils.set_random_seed(args.seed)
-        results["random_encoder"] = downstream.linear_probe(
-            keras.models.clone_model(model), (train_x, train_y), (test_x, test_y))
-    for name, result in results.items():
-        print(f"{name:<15} test accuracy {result['test_accuracy']:.4f} "
-              f"({result['features']} features, {result['train_images']} labeled "
-              "training images)")
-    print(f"wrote {_write_result(args, 'features.json', results)}")
-    return 0
-
-
-def _cluster(args):
-    from keras_ae import downstream
-
-    model = _open_model(args.model)
-    _, [(images, labels)] = _labeled_splits(args, model, "test")
-    images, labels = images[:args.max_images], labels[:args.max_images]
-    codes = downstream.encode(model, images)
-    results = {}
-    for name, features in (("codes", codes),
-                           ("raw_pixels", downstream.flat_pixels(images))):
-        result = downstream.cluster_features(features, labels,
-                                             clusters=args.clusters, seed=args.seed)
-        result.pop("assignments")
-        results[name] = result
-        print(f"{name:<11} adjusted Rand index {result['adjusted_rand_index']:.4f}, "
-              f"NMI {result['normalized_mutual_information']:.4f} "
-              f"({result['clusters']} clusters of {result['images']} images)")
-    picture = downstream.save_code_map(codes, labels,
-                                       os.path.join(args.output, "code_map.png"),
-                                       title=f"codes of {os.path.basename(args.model)}, PCA")
-    print(f"wrote {_write_result(args, 'cluster.json', results)}, {picture}")
-    return 0
-
-
-def _anomaly(args):
-    import numpy as np
-
-    from keras_ae import downstream
-
-    model = _open_model(args.model)
-    data, [(valid_x, valid_y), (test_x, test_y)] = _labeled_splits(
-        args, model, "validation", "test")
-    known = set(np.unique(test_y).tolist()) | set(np.unique(valid_y).tolist())
-    classes = _class_labels(args.anomaly_classes, data, known)
-    normal = ~np.isin(valid_y, classes)
-    if not normal.any():
-        raise ValueError(f"every validation image is of --anomaly-classes "
-                         f"{','.join(args.anomaly_classes)}: no normal images "
-                         f"to learn a threshold from.")
-    detector = downstream.AnomalyDetector.fit(
-        model, valid_x[normal], std=args.std, percentile=args.percentile)
-    anomalous = np.isin(test_y, classes)
-    result = detector.evaluate(test_x, anomalous)
-    result["anomaly_classes"] = classes
-    if data.class_names:
-        result["anomaly_class_names"] = [data.class_names[c] for c in classes]
-    picture = downstream.save_score_histogram(
-        detector.scores(test_x), anomalous, detector.threshold,
-        os.path.join(args.output, "anomaly_scores.png"))
-    print(f"threshold {result['threshold']:.5f} ({result['rule']}); ROC AUC "
-          f"{result['roc_auc']:.4f}, precision {result['precision']:.4f}, recall "
-          f"{result['recall']:.4f} ({result['flagged']} flagged, "
-          f"{result['anomalies']} anomalies in {result['images']} test images)")
-    print(f"wrote {_write_result(args, 'anomaly.json', result)}, {picture}")
-    return 0
-
-
-def _generate(args):
-    from keras_ae import downstream
-
-    model = _open_model(args.model)
-    downstream.check_decoder_runs_alone(model)  # before reading any data
-    _, [(train_x, _), (test_x, _)] = _labeled_splits(args, model, "train", "test",
-                                                     need_labels=False)
-    line = downstream.interpolate(model, test_x[0], test_x[1], steps=args.steps)
-    drawn = downstream.sample(model, train_x, args.count, seed=args.seed)
-    pictures = [
-        downstream.save_image_grid(line, os.path.join(args.output, "interpolation.png"),
-                                   columns=args.steps, title="interpolation"),
-        downstream.save_image_grid(drawn, os.path.join(args.output, "samples.png"),
-                                   title="samples from the training codes' Gaussian")]
-    result = {"interpolation": {"steps": args.steps, "between": "test images 0 and 1"},
-              "samples": {"count": args.count, "seed": args.seed,
-                          "fitted_to": f"{len(train_x)} training images' codes"}}
-    print(f"wrote {_write_result(args, 'generate.json', result)}, "
-          f"{', '.join(pictures)}")
     return 0
 
 

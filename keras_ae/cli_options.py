@@ -1,0 +1,192 @@
+"""Options and argument types that the ``keras-ae`` commands share.
+
+- Argument types: comma-separated lists (``int_tuple``, ``float_tuple``,
+  ``name_tuple``) and image sizes (``image_size_argument``, ``"64x64"``).
+- The data options (``add_data_options``): Fashion-MNIST, a
+  tensorflow-datasets name, IDX files, or a folder of your own images
+  (``--images``); ``load_data`` turns them into an ``ImageData``.
+- What a run records of its data: ``image_settings`` (run.json and
+  search.json, which a resume must match), ``data_report`` (metrics.json);
+  ``run_metrics`` reads the metrics.json beside a model.
+"""
+
+import argparse
+import os
+
+from keras_ae.images import RESIZE_MODES  # numpy only: cheap to import
+
+
+def numbers(kind, example):
+    """An argparse type: ``"16,4"`` -> ``(16, 4)`` with ``kind=int``."""
+    noun = "integers" if kind is int else "numbers"
+
+    def parse(text):
+        try:
+            values = tuple(kind(part) for part in text.split(",") if part.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated {noun} such as {example}; got {text!r}"
+            ) from None
+        if not values:
+            raise argparse.ArgumentTypeError(
+                f"expected at least one {noun[:-1]}; got {text!r}")
+        return values
+    return parse
+
+
+int_tuple = numbers(int, "16,4")
+float_tuple = numbers(float, "0.1,0.3")
+
+
+def name_tuple(text):
+    """An argparse type: ``"a, b"`` -> ``("a", "b")``."""
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def image_size_argument(text):
+    """An argparse type: ``"64x48"`` -> ``(64, 48)``, height x width."""
+    from keras_ae.images import parse_image_size
+
+    try:
+        return parse_image_size(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def add_data_options(parser, images_help="the images' own"):
+    """Adds the data options to a command's parser; returns the data group.
+
+    ``images_help`` says what ``--image-size`` defaults to (the downstream
+    commands read folders at ``"the model's"`` size and colour).
+    """
+    data = parser.add_argument_group(
+        "data (default: Fashion-MNIST, from the Debian copy when installed, "
+        "else tensorflow-datasets)")
+    data.add_argument("--dataset", default=None, metavar="NAME",
+                      help="tensorflow-datasets name with train and test "
+                           "splits of fixed-size uint8 images (mnist, "
+                           "fashion_mnist, cifar10, ...)")
+    data.add_argument("--data-dir", default=None, metavar="DIR",
+                      help="read IDX files (MNIST format) from DIR instead")
+    data.add_argument("--tfds-data-dir", default=None, metavar="DIR",
+                      help="tensorflow-datasets data_dir")
+    data.add_argument("--validation-split", type=float, default=0.1,
+                      help="fraction of training images held out (default 0.1)")
+    own = parser.add_argument_group(
+        "your own images (keras_ae.data.from_directory)")
+    own.add_argument("--images", default=None, metavar="DIR",
+                     help="a folder of image files (PNG, JPEG, BMP, GIF, WebP) "
+                          "of any size and colour; class subfolders give "
+                          "labels; train/ and test/ subfolders are used as "
+                          "given, else --test-split of the files is drawn")
+    own.add_argument("--image-size", type=image_size_argument, default=None,
+                     metavar="HxW",
+                     help="resize every image to HxW, height x width "
+                          f"(default: {images_help} size)")
+    own.add_argument("--resize", choices=RESIZE_MODES, default=None,
+                     help="how --image-size meets another aspect ratio: "
+                          "stretch (default: keeps every pixel, adds no "
+                          "border), crop (centre) or pad (black borders)")
+    own.add_argument("--color", choices=("grayscale", "rgb"), default=None,
+                     help=("default: the model's" if images_help == "the model's"
+                           else "default: grayscale when every image is "
+                                "grey, else rgb"))
+    own.add_argument("--test-split", type=float, default=None,
+                     help="fraction of the files held out for testing when "
+                          "the folder has no train/ and test/ (default 0.1)")
+    own.add_argument("--cache", default=None, metavar="WHERE",
+                     help="auto (default: in memory if the decoded images "
+                          "take at most a quarter of RAM, else decoded every "
+                          "epoch), memory, none, or a file prefix for "
+                          "tf.data's cache file")
+    own.add_argument("--skip-bad-images", action="store_true",
+                     help="leave out files that do not decode (counted in "
+                          "the report) instead of stopping")
+    return data
+
+
+def load_data(args, model_shape=None, recorded=None, **options):
+    """``ImageData`` from a command's data options.
+
+    ``model_shape`` and ``recorded`` (a model's input shape and the
+    preprocessing its training recorded) are what ``--images`` reads the
+    folder as, unless the flags say otherwise.
+    """
+    from keras_ae import data as data_lib
+    from keras_ae.images import DEFAULT_RESIZE
+
+    folder_flags = {"--image-size": args.image_size, "--resize": args.resize,
+                    "--color": args.color, "--test-split": args.test_split,
+                    "--cache": args.cache, "--skip-bad-images": args.skip_bad_images}
+    if args.images is None:
+        given = [flag for flag, value in folder_flags.items() if value]
+        if given:
+            verb = "applies" if len(given) == 1 else "apply"
+            raise ValueError(f"{', '.join(given)} {verb} to --images only.")
+        return data_lib.load(args.dataset, data_dir=args.data_dir,
+                             tfds_data_dir=args.tfds_data_dir,
+                             validation_split=args.validation_split,
+                             seed=args.seed, **options)
+    if args.dataset or args.data_dir:
+        raise ValueError("--images reads your own folder; leave out --dataset "
+                         "and --data-dir.")
+    image_size, color, resize = args.image_size, args.color, args.resize
+    if model_shape is not None:  # as the model takes its images
+        image_size = image_size or tuple(model_shape[:2])
+        color = color or {1: "grayscale", 3: "rgb"}.get(model_shape[2])
+        resize = resize or (recorded or {}).get("resize")
+    elif resize and image_size is None:
+        raise ValueError("--resize says how --image-size is reached; give "
+                         "--image-size HxW too.")
+    return data_lib.from_directory(
+        args.images, image_size=image_size, resize=resize or DEFAULT_RESIZE,
+        color_mode=color or "auto", validation_split=args.validation_split,
+        test_split=0.1 if args.test_split is None else args.test_split,
+        seed=args.seed, cache=args.cache or "auto",
+        skip_bad_images=args.skip_bad_images, **options)
+
+
+def image_settings(args):
+    """The ``--images`` flags that make a run's data what it is (for run.json
+    and search.json, which a resume must match); ``{}`` for other sources."""
+    if args.images is None:
+        return {}
+    return {"images": {
+        "directory": os.path.abspath(args.images),
+        "image_size": None if args.image_size is None else list(args.image_size),
+        "resize": args.resize, "color": args.color,
+        "test_split": args.test_split, "skip_bad_images": args.skip_bad_images}}
+
+
+def data_report(data):
+    """What metrics.json says of the data: counts, classes, sizing, skips."""
+    return {
+        "source": data.source,
+        "images": {"train": data.num_train, "validation": data.num_validation,
+                   "test": data.num_test},
+        "image_shape": list(data.image_shape),
+        "class_names": None if data.class_names is None else list(data.class_names),
+        "preprocessing": data.preprocessing,
+        "skipped_images": len(data.skipped),
+        "skipped_files": [{"path": path, "reason": reason}
+                          for path, reason in data.skipped[:100]],
+    }
+
+
+def say_data(data):
+    print(f"data: {data.source}, {data.num_train} train / {data.num_validation} "
+          f"validation / {data.num_test} test images of shape {data.image_shape}"
+          + (f"; skipped {len(data.skipped)} unreadable files" if data.skipped
+             else ""))
+
+
+def run_metrics(model_path):
+    """The metrics.json that ``train`` or ``tune`` wrote beside a .keras
+    model, or ``{}``."""
+    import json
+
+    path = os.path.join(os.path.dirname(model_path), "metrics.json")
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)

@@ -1,0 +1,258 @@
+"""``keras-ae features``, ``cluster``, ``anomaly`` and ``generate``: using
+what a trained model (``.keras``, or an exported ``.onnx`` on onnxruntime)
+learned. Each reads its data as the model takes images and writes JSON and
+pictures into ``--output``."""
+
+import os
+
+from keras_ae.cli_options import add_data_options, load_data, name_tuple, run_metrics
+
+
+def add_parsers(commands):
+    """Adds the four commands to the ``keras-ae`` subcommand parsers."""
+    specs = {
+        "features": ("linear probe: classify the labels from the frozen codes",
+                     "Train a softmax classifier on the frozen encoder's codes "
+                     "of --train-images labeled images and report its test "
+                     "accuracy, against the same classifier on raw pixels and "
+                     "(for a .keras model) on the codes of the same encoder "
+                     "with random weights. Writes features.json.", _features),
+        "cluster": ("k-means on the codes, scored against the labels",
+                    "k-means on the codes of the test images, scored against "
+                    "the labels (adjusted Rand index, normalized mutual "
+                    "information), against k-means on raw pixels. Writes "
+                    "cluster.json and code_map.png (the codes in 2-D, PCA).",
+                    _cluster),
+        "anomaly": ("anomaly scores: reconstruction error and a threshold",
+                    "Learn a threshold on per-image reconstruction error from "
+                    "normal validation images, then score the test images "
+                    "with --anomaly-classes as the anomalies (ROC AUC, "
+                    "precision and recall at the threshold). Meaningful for "
+                    "a model trained without those classes. Writes "
+                    "anomaly.json and anomaly_scores.png.", _anomaly),
+        "generate": ("new images from the decoder",
+                     "Decode new codes: an interpolation between two test "
+                     "images' codes, and samples from a Gaussian fitted to "
+                     "the training codes. Needs a decoder that runs alone "
+                     "(not unpool). Writes interpolation.png, samples.png "
+                     "and generate.json.", _generate),
+    }
+    for name, (help_text, description, run) in specs.items():
+        command = commands.add_parser(name, help=help_text, description=description)
+        command.add_argument("model", metavar="MODEL",
+                             help="a trained model: MODEL.keras or an exported "
+                                  "model.onnx")
+        add_data_options(command, images_help="the model's")
+        command.add_argument("--output", required=True, metavar="DIR",
+                             help="folder for the JSON and pictures")
+        command.add_argument("--seed", type=int, default=0,
+                             help="seeds the data splits (keep training's, so "
+                                  "that the test images are held-out ones) "
+                                  "and the fits (default 0)")
+        if name == "features":
+            command.add_argument("--train-images", type=int, default=5000,
+                                 help="labeled training images the classifier "
+                                      "sees (default 5000: few labels)")
+        if name == "cluster":
+            command.add_argument("--max-images", type=int, default=10000,
+                                 help="test images to cluster (default 10000)")
+            command.add_argument("--clusters", type=int, default=None,
+                                 help="k (default: the number of classes)")
+        if name == "anomaly":
+            command.add_argument("--anomaly-classes", type=name_tuple,
+                                 required=True, metavar="C1,C2,...",
+                                 help="the classes that are anomalies: label "
+                                      "numbers, or class folder names with "
+                                      "--images")
+            rule = command.add_mutually_exclusive_group()
+            rule.add_argument("--std", type=float, default=3.0,
+                              help="threshold = mean + STD standard deviations "
+                                   "of normal scores (default 3)")
+            rule.add_argument("--percentile", type=float, default=None,
+                              help="threshold = this percentile of normal scores")
+        if name == "generate":
+            command.add_argument("--count", type=int, default=16,
+                                 help="samples to draw (default 16)")
+            command.add_argument("--steps", type=int, default=8,
+                                 help="images in the interpolation (default 8)")
+        command.set_defaults(run=run)
+
+
+def _open_model(path):
+    """A ``.keras`` model, or an exported ``.onnx`` one on onnxruntime."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no model file at {path}")
+    if path.endswith(".onnx"):
+        from keras_ae.serving import OnnxAutoencoder
+        return OnnxAutoencoder(path)
+    if not path.endswith(".keras"):
+        raise ValueError(f"{path} is neither a .keras model nor an exported .onnx one.")
+    return load_keras_model(path)
+
+
+def load_keras_model(path):
+    """A ``.keras`` file loaded uncompiled; a one-line error if it does not load."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no model file at {path}")
+    import keras
+
+    import keras_ae.layers  # noqa: F401 - registers the custom layers
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except Exception as error:  # Keras raises many kinds here
+        raise ValueError(f"{path} is not a Keras model file that loads: {error}") from None
+
+
+def _labeled_splits(args, model, *splits, need_labels=True):
+    """The data (read as ``model`` takes images) and ``(images, labels)``
+    arrays of each split; labels ``None`` where the data has none and
+    ``need_labels`` is False."""
+    import numpy as np
+
+    from keras_ae import downstream
+
+    if hasattr(model, "can_encode"):  # OnnxAutoencoder
+        shape, recorded = model.input_shape, model.preprocessing
+    else:
+        shape = tuple(model.input_shape[1:])
+        recorded = run_metrics(args.model).get("preprocessing")
+    data = load_data(args, model_shape=shape, recorded=recorded)
+    print(f"data: {data.source}")
+    if not need_labels and data.class_names is None and data.source.startswith("images:"):
+        return data, [(np.concatenate([targets for _, targets in getattr(
+            data, split).as_numpy_iterator()]), None) for split in splits]
+    return data, [downstream.labeled_arrays(data.labeled(split), f"the {split} split")
+                  for split in splits]
+
+
+def _class_labels(tokens, data, known):
+    """``--anomaly-classes`` tokens (numbers or class names) as labels."""
+    names = list(data.class_names or ())
+    labels = []
+    for token in tokens:
+        if token in names:
+            labels.append(names.index(token))
+        elif token.isdigit() and int(token) in known:
+            labels.append(int(token))
+        else:
+            named = f"; class names: {', '.join(names)}" if names else ""
+            raise ValueError(
+                f"--anomaly-classes {token!r} is not a class of {data.source}: "
+                f"labels are {sorted(known)}{named}.")
+    return labels
+
+
+def _write_result(args, name, result):
+    from keras_ae import files
+
+    path = os.path.join(args.output, name)
+    files.write_json(path, {"model": args.model, **result})
+    return path
+
+
+def _features(args):
+    import numpy as np
+
+    from keras_ae import downstream
+
+    model = _open_model(args.model)
+    _, [(train_x, train_y), (test_x, test_y)] = _labeled_splits(
+        args, model, "train", "test")
+    chosen = np.random.default_rng(args.seed).permutation(len(train_x))[
+        :args.train_images]
+    train_x, train_y = train_x[chosen], train_y[chosen]
+    results = {"codes": downstream.linear_probe(model, (train_x, train_y),
+                                                (test_x, test_y)),
+               "raw_pixels": downstream.probe_features(
+                   downstream.flat_pixels(train_x), train_y,
+                   downstream.flat_pixels(test_x), test_y)}
+    if not hasattr(model, "can_encode"):  # a Keras model: same layers, new weights
+        import keras
+        keras.utils.set_random_seed(args.seed)
+        results["random_encoder"] = downstream.linear_probe(
+            keras.models.clone_model(model), (train_x, train_y), (test_x, test_y))
+    for name, result in results.items():
+        print(f"{name:<15} test accuracy {result['test_accuracy']:.4f} "
+              f"({result['features']} features, {result['train_images']} labeled "
+              "training images)")
+    print(f"wrote {_write_result(args, 'features.json', results)}")
+    return 0
+
+
+def _cluster(args):
+    from keras_ae import downstream
+
+    model = _open_model(args.model)
+    _, [(images, labels)] = _labeled_splits(args, model, "test")
+    images, labels = images[:args.max_images], labels[:args.max_images]
+    codes = downstream.encode(model, images)
+    results = {}
+    for name, features in (("codes", codes),
+                           ("raw_pixels", downstream.flat_pixels(images))):
+        result = downstream.cluster_features(features, labels,
+                                             clusters=args.clusters, seed=args.seed)
+        result.pop("assignments")
+        results[name] = result
+        print(f"{name:<11} adjusted Rand index {result['adjusted_rand_index']:.4f}, "
+              f"NMI {result['normalized_mutual_information']:.4f} "
+              f"({result['clusters']} clusters of {result['images']} images)")
+    picture = downstream.save_code_map(codes, labels,
+                                       os.path.join(args.output, "code_map.png"),
+                                       title=f"codes of {os.path.basename(args.model)}, PCA")
+    print(f"wrote {_write_result(args, 'cluster.json', results)}, {picture}")
+    return 0
+
+
+def _anomaly(args):
+    import numpy as np
+
+    from keras_ae import downstream
+
+    model = _open_model(args.model)
+    data, [(valid_x, valid_y), (test_x, test_y)] = _labeled_splits(
+        args, model, "validation", "test")
+    known = set(np.unique(test_y).tolist()) | set(np.unique(valid_y).tolist())
+    classes = _class_labels(args.anomaly_classes, data, known)
+    normal = ~np.isin(valid_y, classes)
+    if not normal.any():
+        raise ValueError(f"every validation image is of --anomaly-classes "
+                         f"{','.join(args.anomaly_classes)}: no normal images "
+                         f"to learn a threshold from.")
+    detector = downstream.AnomalyDetector.fit(
+        model, valid_x[normal], std=args.std, percentile=args.percentile)
+    anomalous = np.isin(test_y, classes)
+    result = detector.evaluate(test_x, anomalous)
+    result["anomaly_classes"] = classes
+    if data.class_names:
+        result["anomaly_class_names"] = [data.class_names[c] for c in classes]
+    picture = downstream.save_score_histogram(
+        detector.scores(test_x), anomalous, detector.threshold,
+        os.path.join(args.output, "anomaly_scores.png"))
+    print(f"threshold {result['threshold']:.5f} ({result['rule']}); ROC AUC "
+          f"{result['roc_auc']:.4f}, precision {result['precision']:.4f}, recall "
+          f"{result['recall']:.4f} ({result['flagged']} flagged, "
+          f"{result['anomalies']} anomalies in {result['images']} test images)")
+    print(f"wrote {_write_result(args, 'anomaly.json', result)}, {picture}")
+    return 0
+
+
+def _generate(args):
+    from keras_ae import downstream
+
+    model = _open_model(args.model)
+    downstream.check_decoder_runs_alone(model)  # before reading any data
+    _, [(train_x, _), (test_x, _)] = _labeled_splits(args, model, "train", "test",
+                                                     need_labels=False)
+    line = downstream.interpolate(model, test_x[0], test_x[1], steps=args.steps)
+    drawn = downstream.sample(model, train_x, args.count, seed=args.seed)
+    pictures = [
+        downstream.save_image_grid(line, os.path.join(args.output, "interpolation.png"),
+                                   columns=args.steps, title="interpolation"),
+        downstream.save_image_grid(drawn, os.path.join(args.output, "samples.png"),
+                                   title="samples from the training codes' Gaussian")]
+    result = {"interpolation": {"steps": args.steps, "between": "test images 0 and 1"},
+              "samples": {"count": args.count, "seed": args.seed,
+                          "fitted_to": f"{len(train_x)} training images' codes"}}
+    print(f"wrote {_write_result(args, 'generate.json', result)}, "
+          f"{', '.join(pictures)}")
+    return 0
