@@ -10,7 +10,7 @@ from PIL import Image
 
 import keras_ae
 from keras_ae import data, evaluation, images
-from tests.conftest import load_tool, write_blob_idx
+from conftest import load_tool, write_blob_idx
 
 
 def write_pngs(folder, names, size=(8, 8), mode="L", seed=0):
