@@ -186,7 +186,7 @@ def build_conv_autoencoder(input_shape=(28, 28, 1), filters=(32, 4),
     of the image's height and width with 4 channels, so colour images are
     compressed 12x at any size (1,024 floats at 64x64, 4,096 at 128x128).
     On colour photos at 64x64 and 128x128 these defaults reconstructed
-    better, and trained about twice as fast, as one stage more with the
+    better, and trained about 1.4 times as fast, as one stage more with the
     same code (``filters=(32, 64, 16)``) or with a code four times smaller
     (``filters=(32, 64, 4)``), in docs/benchmarks.md
     (``tools/benchmark_images.py``). Pass more stages, or ``code_size``,
