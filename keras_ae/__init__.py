@@ -9,7 +9,8 @@ Builders return uncompiled Keras models made of a nested ``encoder`` and
 """
 
 import importlib
-import sys
+
+from keras_ae import registration as _registration
 
 __version__ = "0.1.0"
 
@@ -18,9 +19,11 @@ __version__ = "0.1.0"
 # loads TensorFlow by importing this package.
 _EXPORTS = {
     "DECODERS": "keras_ae.builders",
+    "POOLINGS": "keras_ae.builders",
     "build_conv_autoencoder": "keras_ae.builders",
     "build_dense_autoencoder": "keras_ae.builders",
     "code_floats": "keras_ae.builders",
+    "AverageUnpooling2D": "keras_ae.layers",
     "MaxPoolingWithArgmax2D": "keras_ae.layers",
     "MaxUnpooling2D": "keras_ae.layers",
 }
@@ -38,7 +41,6 @@ def __dir__():
     return sorted(set(globals()) | set(_EXPORTS))
 
 
-# Where Keras is loaded already, register the custom layers now, so that
-# `import keras_ae` is enough for keras.models.load_model to find them.
-if "keras" in sys.modules or "tensorflow" in sys.modules:
-    importlib.import_module("keras_ae.layers")
+# `import keras_ae` is enough for keras.models.load_model to find the custom
+# layers, in either import order, without loading TensorFlow here.
+_registration.register_when_keras_loads()

@@ -10,9 +10,14 @@ chosen by name (see ``DECODERS``):
 
 - ``"transpose"``: a learned ``Conv2DTranspose`` (kernel 2, stride 2);
 - ``"upsample"``: ``UpSampling2D`` (nearest neighbour), then a convolution;
-- ``"unpool"``: ``MaxUnpooling2D`` puts each value back where the encoder's
-  max pooling found it, then a convolution (SegNet). The encoder then also
-  returns its argmax indices and the decoder takes them.
+- ``"unpool"``: the encoder's pooling undone, then a convolution. After max
+  pooling (SegNet), ``MaxUnpooling2D`` puts each value back where the
+  pooling found it and leaves the rest at zero; the encoder then also
+  returns its argmax indices and the decoder takes them. After average
+  pooling, ``AverageUnpooling2D`` copies each value into its window.
+
+The encoder's pooling is chosen by name too (see ``POOLINGS``): ``"max"``
+(the default) or ``"average"``.
 
 Layers are named by stage: ``encoder_stage1_conv``, ``encoder_stage1_pool``,
 ``decoder_stage1_unpool``, ``decoder_stage1_conv``, ... Decoder stages are
@@ -26,7 +31,9 @@ import keras
 
 from keras_ae import shapes
 from keras_ae._validation import positive_int
-from keras_ae.layers import MaxPoolingWithArgmax2D, MaxUnpooling2D
+from keras_ae.errors import InputError
+from keras_ae.layers import (AverageUnpooling2D, MaxPoolingWithArgmax2D,
+                             MaxUnpooling2D)
 
 POOL = 2  # every stage halves height and width (odd sizes round up)
 
@@ -35,14 +42,14 @@ def _positive_ints(name, values, allow_empty):
     try:
         values = tuple(values)
     except TypeError:
-        raise ValueError(
+        raise InputError(
             f"{name} must be a sequence of positive integers, got {values!r}."
         ) from None
     if not values and not allow_empty:
-        raise ValueError(f"{name} must not be empty, got {values!r}.")
+        raise InputError(f"{name} must not be empty, got {values!r}.")
     if any(isinstance(v, bool) or not isinstance(v, int) or v < 1
            for v in values):
-        raise ValueError(
+        raise InputError(
             f"{name} must be a sequence of positive integers, got {values!r}.")
     return values
 
@@ -50,7 +57,7 @@ def _positive_ints(name, values, allow_empty):
 def _image_shape(input_shape):
     shape = _positive_ints("input_shape", input_shape, allow_empty=False)
     if len(shape) != 3:
-        raise ValueError(
+        raise InputError(
             f"input_shape must be (height, width, channels), got {input_shape!r}.")
     return shape
 
@@ -129,19 +136,39 @@ def _upsample_stage(x, stage, filters, indices, size):
 def _unpool_stage(x, stage, filters, indices, size):
     del filters
     # output_size settles what "same" pooling made ambiguous (29 and 30 both
-    # pool to 15), so no cropping is needed.
-    return MaxUnpooling2D(POOL, name=f"decoder_stage{stage}_unpool")(
-        x, indices, output_size=size)
+    # pool to 15), so no cropping is needed. No indices: average pooling.
+    name = f"decoder_stage{stage}_unpool"
+    if indices is None:
+        return AverageUnpooling2D(POOL, name=name)(x, output_size=size)
+    return MaxUnpooling2D(POOL, name=name)(x, indices, output_size=size)
 
 
 # Each decoder kind is one function that undoes one pooling:
-# (x, stage, filters, argmax indices or None, (H, W) to reach) -> x.
+# (x, stage, filters, max pooling's argmax indices or None, (H, W) to reach) -> x.
 # The stage's convolutions follow it (none after a transposed convolution
 # unless convs_per_stage > 1: it is a learned convolution itself).
 DECODERS = {
     "transpose": _transpose_stage,
     "upsample": _upsample_stage,
     "unpool": _unpool_stage,
+}
+
+
+def _max_pool_stage(x, stage):
+    return keras.layers.MaxPooling2D(POOL, padding="same",
+                                     name=f"encoder_stage{stage}_pool")(x)
+
+
+def _average_pool_stage(x, stage):
+    return keras.layers.AveragePooling2D(POOL, padding="same",
+                                         name=f"encoder_stage{stage}_pool")(x)
+
+
+# Each pooling kind is one function: (x, stage) -> x. Max pooling feeding an
+# "unpool" decoder uses MaxPoolingWithArgmax2D instead, to keep its indices.
+POOLINGS = {
+    "max": _max_pool_stage,
+    "average": _average_pool_stage,
 }
 
 
@@ -156,11 +183,11 @@ def _crop_to(x, size, stage):
 
 def build_conv_autoencoder(input_shape=(28, 28, 1), filters=(32, 4),
                            decoder="transpose", kernel_size=3, code_size=None,
-                           convs_per_stage=2, name=None):
+                           convs_per_stage=2, pooling="max", name=None):
     """A convolutional autoencoder with a mirrored decoder.
 
     Encoder: per entry of ``filters``, ``convs_per_stage`` ``Conv2D`` layers
-    (same padding, ReLU) then 2x2 max pooling, so the code of the default
+    (same padding, ReLU) then 2x2 pooling (max or average), so the code of the default
     ``(32, 4)`` on 28x28 images is 7x7x4 = 196 floats (4x compression). The
     code is linear, as the dense builder's is: the convolution that makes it
     has no ReLU, which would zero about half its values. An optional
@@ -200,17 +227,20 @@ def build_conv_autoencoder(input_shape=(28, 28, 1), filters=(32, 4),
         code_size: length of a dense code between encoder and decoder, or
             ``None`` to use the last feature map itself as the code.
         convs_per_stage: convolutions in each encoder and decoder stage.
+        pooling: the encoder's pooling, ``"max"`` or ``"average"``; the
+            ``"unpool"`` decoder undoes it in kind.
         name: name of the returned model; defaults to
-            ``"conv_<decoder>_autoencoder"``.
+            ``"conv_<decoder>_autoencoder"``, ``"conv_<decoder>_average_autoencoder"``
+            with average pooling.
 
     Returns:
         An uncompiled ``keras.Model`` with nested models ``encoder`` and
-        ``decoder``. With ``decoder="unpool"`` the encoder returns
-        ``[code, indices_stage1, ..., indices_stageN]`` and the decoder takes
-        the same list.
+        ``decoder``. With ``decoder="unpool"`` and max pooling the encoder
+        returns ``[code, indices_stage1, ..., indices_stageN]`` and the
+        decoder takes the same list.
 
     Raises:
-        ValueError: for an unknown decoder, empty filters, non-positive
+        ValueError: for an unknown decoder or pooling, empty filters, non-positive
             sizes, or an input smaller than ``2 ** len(filters)``.
 
     Example:
@@ -221,8 +251,11 @@ def build_conv_autoencoder(input_shape=(28, 28, 1), filters=(32, 4),
     (None, 32, 32, 3)
     """
     if decoder not in DECODERS:
-        raise ValueError(
+        raise InputError(
             f"decoder must be one of {sorted(DECODERS)}, got {decoder!r}.")
+    if pooling not in POOLINGS:
+        raise InputError(
+            f"pooling must be one of {sorted(POOLINGS)}, got {pooling!r}.")
     input_shape = _image_shape(input_shape)
     filters = _positive_ints("filters", filters, allow_empty=False)
     kernel_size = positive_int("kernel_size", kernel_size)
@@ -231,21 +264,22 @@ def build_conv_autoencoder(input_shape=(28, 28, 1), filters=(32, 4),
         code_size = positive_int("code_size", code_size)
     smallest = POOL ** len(filters)
     if min(input_shape[:2]) < smallest:
-        raise ValueError(
+        raise InputError(
             f"input_shape {input_shape} is too small for {len(filters)} "
             f"pooling stages: height and width must be at least {smallest}.")
 
     heights = shapes.pooled_sizes(input_shape[0], len(filters), POOL)
     widths = shapes.pooled_sizes(input_shape[1], len(filters), POOL)
     sizes = list(zip(heights, widths))  # sizes[i]: input of encoder stage i+1
-    with_indices = decoder == "unpool"
+    with_indices = decoder == "unpool" and pooling == "max"
 
     encoder = _conv_encoder(input_shape, filters, kernel_size, convs_per_stage,
-                            code_size, with_indices)
+                            code_size, pooling, with_indices)
     decoder_model = _conv_decoder(encoder, input_shape[2], filters, kernel_size,
                                   convs_per_stage, sizes, decoder, code_size)
-    return _join(encoder, decoder_model, input_shape,
-                 name or f"conv_{decoder}_autoencoder")
+    default_name = (f"conv_{decoder}_autoencoder" if pooling == "max"
+                    else f"conv_{decoder}_{pooling}_autoencoder")
+    return _join(encoder, decoder_model, input_shape, name or default_name)
 
 
 def _convs(x, prefix, filters, kernel_size, count, linear_last=False):
@@ -261,7 +295,7 @@ def _convs(x, prefix, filters, kernel_size, count, linear_last=False):
 
 
 def _conv_encoder(input_shape, filters, kernel_size, convs_per_stage, code_size,
-                  with_indices):
+                  pooling, with_indices):
     image = keras.Input(input_shape, name="image")
     x, indices = image, []
     for stage, n in enumerate(filters, start=1):
@@ -275,8 +309,7 @@ def _conv_encoder(input_shape, filters, kernel_size, convs_per_stage, code_size,
                 POOL, name=f"encoder_stage{stage}_pool")(x)
             indices.append(argmax)
         else:
-            x = keras.layers.MaxPooling2D(POOL, padding="same",
-                                          name=f"encoder_stage{stage}_pool")(x)
+            x = POOLINGS[pooling](x, stage)
     if code_size is not None:
         x = keras.layers.Flatten(name="encoder_flatten")(x)
         x = keras.layers.Dense(code_size, name="encoder_code")(x)
@@ -299,7 +332,7 @@ def _conv_decoder(encoder, channels, filters, kernel_size, convs_per_stage,
                                name="decoder_dense")(x)
         x = keras.layers.Reshape((h, w, filters[-1]), name="decoder_reshape")(x)
 
-    unpool = decoder == "unpool"
+    unpool = bool(index_inputs)  # max unpooling: positions come along
     # a transposed convolution is the stage's first convolution
     convs = convs_per_stage - 1 if decoder == "transpose" else convs_per_stage
     depth = len(filters)

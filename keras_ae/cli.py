@@ -36,6 +36,8 @@ from keras_ae import cli_uses
 from keras_ae.cli_options import (add_data_options, data_report, float_tuple,
                                   image_settings, int_tuple, load_data, name_tuple,
                                   run_metrics, say_data)
+from keras_ae.errors import InputError
+from keras_ae.quiet import start_tensorflow
 
 # --mixed-precision's choices, as keras_ae.training.configure_devices takes them
 _MIXED_PRECISION = {"auto": "auto", "on": True, "off": False}
@@ -53,7 +55,8 @@ def _parser():
     summary = commands.add_parser(
         "summary", help="build every autoencoder kind and summarize it",
         description="Build the dense autoencoder and the conv autoencoder "
-                    "with each decoder; print layers, parameters and code sizes.")
+                    "with each decoder and pooling; print layers, parameters "
+                    "and code sizes.")
     summary.add_argument("--input-shape", type=int_tuple, default=(28, 28, 1),
                          metavar="H,W,C", help="image shape (default 28,28,1)")
     summary.add_argument("--filters", type=int_tuple, default=None,
@@ -76,6 +79,10 @@ def _parser():
     _add_predict_parser(commands)
     _add_tune_parser(commands)
     cli_uses.add_parsers(commands)
+    for name, command in commands.choices.items():
+        if name != "tune":  # tune's --verbose takes a level
+            command.add_argument("--verbose", action="store_true",
+                                 help="show TensorFlow's start-up log too")
     return parser
 
 
@@ -93,6 +100,9 @@ def _add_train_parser(commands):
     model.add_argument("--model", choices=("conv", "dense"), default="conv")
     model.add_argument("--decoder", default=None,
                        help="conv decoder: transpose, upsample or unpool")
+    model.add_argument("--pooling", default=None,
+                       help="conv pooling: max or average (unpool undoes it "
+                            "in kind)")
     model.add_argument("--filters", type=int_tuple, default=None,
                        metavar="F1,F2,...")
     model.add_argument("--kernel-size", type=int, default=None)
@@ -141,6 +151,9 @@ def _add_tune_parser(commands):
                        metavar="D1,D2,...",
                        help="conv decoders: transpose, upsample, unpool "
                             "(default all three)")
+    space.add_argument("--poolings", type=name_tuple, default=None,
+                       metavar="P1,P2", help="conv poolings: max, average "
+                                             "(default max)")
     space.add_argument("--stages", type=int_tuple, default=None,
                        metavar="FEWEST,MOST", help="conv pooling stages (default 2,3)")
     space.add_argument("--filters", type=int_tuple, default=None,
@@ -167,7 +180,9 @@ def _add_tune_parser(commands):
     run.add_argument("--overwrite", action="store_true",
                      help="delete an earlier search in --output and start over")
     run.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1,
-                     help="0 quiet, 1 a line per trial (default), 2 also epochs")
+                     nargs="?", const=2,
+                     help="0 quiet, 1 a line per trial (default), 2 (or the "
+                          "flag alone) also epochs and TensorFlow's own log")
     tune.add_argument("--output", required=True, metavar="DIR",
                       help="results folder (created; an existing one must "
                            "hold the same search, which is then resumed)")
@@ -230,16 +245,17 @@ def _add_predict_parser(commands):
 
 def _model_options(args):
     """The builder arguments the user gave; the rest keep the builders' defaults."""
-    names = (["decoder", "filters", "kernel_size", "convs_per_stage", "code_size"]
+    names = (["decoder", "pooling", "filters", "kernel_size", "convs_per_stage",
+              "code_size"]
              if args.model == "conv" else ["code_size", "hidden_units"])
     given = {name: getattr(args, name) for name in names
              if getattr(args, name) is not None}
-    wrong = [name for name in ("decoder", "filters", "kernel_size",
+    wrong = [name for name in ("decoder", "pooling", "filters", "kernel_size",
                                "convs_per_stage", "hidden_units")
              if name not in names and getattr(args, name) is not None]
     if wrong:
         flags = ", ".join("--" + name.replace("_", "-") for name in wrong)
-        raise ValueError(f"{flags} do not apply to --model {args.model}.")
+        raise InputError(f"{flags} do not apply to --model {args.model}.")
     return given
 
 
@@ -386,8 +402,8 @@ def _predict(args):
 def _search_space(args):
     """The ``AutoencoderHyperModel`` arguments the user gave."""
     space = {name: getattr(args, name) for name in (
-        "code_size", "families", "decoders", "stages", "filters", "batch_sizes",
-        "learning_rate", "noise_factors") if getattr(args, name) is not None}
+        "code_size", "families", "decoders", "poolings", "stages", "filters",
+        "batch_sizes", "learning_rate", "noise_factors") if getattr(args, name) is not None}
     for name in ("stages", "learning_rate"):  # one value fixes it
         if name in space and len(space[name]) == 1:
             space[name] = space[name][0]
@@ -406,7 +422,7 @@ def _tune(args):
     keras.utils.set_random_seed(args.seed)
     data = load_data(args)
     if data.validation is None:
-        raise ValueError("--validation-split must be above 0: the search "
+        raise InputError("--validation-split must be above 0: the search "
                          "compares trials by their validation MSE.")
     hypermodel = tuning.AutoencoderHyperModel(data.image_shape, **_search_space(args))
     say_data(data)
@@ -465,9 +481,10 @@ def _summary(args):
     given = {name: getattr(args, name) for name in
              ("filters", "kernel_size", "convs_per_stage", "code_size")
              if getattr(args, name) is not None}
-    for decoder in sorted(keras_ae.DECODERS):
-        models.append(keras_ae.build_conv_autoencoder(
-            args.input_shape, decoder=decoder, **given))
+    for pooling in keras_ae.POOLINGS:  # max first
+        for decoder in sorted(keras_ae.DECODERS):
+            models.append(keras_ae.build_conv_autoencoder(
+                args.input_shape, decoder=decoder, pooling=pooling, **given))
 
     pixels = math.prod(args.input_shape)
     batch = np.random.default_rng(0).random((2, *args.input_shape), "float32")
@@ -494,8 +511,9 @@ def _summary(args):
 def main(argv=None):
     """Entry point of the ``keras-ae`` console script; returns an exit code."""
     args = _parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TF's C++ chatter
     try:
+        if args.command != "predict":  # predict runs on onnxruntime alone
+            start_tensorflow(verbose=args.verbose is True or args.verbose == 2)
         return args.run(args)
     except Exception as error:
         if not _is_user_error(error):
@@ -505,9 +523,12 @@ def main(argv=None):
 
 
 def _is_user_error(error):
-    """Bad input the user can fix: reported in one line, no traceback."""
-    if isinstance(error, (ValueError, FileNotFoundError)):
+    """Bad input the user can fix: reported in one line, no traceback.
+    Anything else is a bug in keras_ae or below it and keeps its traceback."""
+    if isinstance(error, InputError):
         return True
+    if isinstance(error, OSError) and error.filename is not None:
+        return True  # missing, unreadable or misplaced files, named by the OS
     data = sys.modules.get("keras_ae.data")  # loaded if it could have raised
     return data is not None and isinstance(error, data.DatasetUnavailableError)
 

@@ -13,6 +13,7 @@
 import argparse
 import os
 
+from keras_ae.errors import InputError
 from keras_ae.images import RESIZE_MODES  # numpy only: cheap to import
 
 
@@ -122,13 +123,13 @@ def load_data(args, model_shape=None, recorded=None, **options):
         given = [flag for flag, value in folder_flags.items() if value]
         if given:
             verb = "applies" if len(given) == 1 else "apply"
-            raise ValueError(f"{', '.join(given)} {verb} to --images only.")
+            raise InputError(f"{', '.join(given)} {verb} to --images only.")
         return data_lib.load(args.dataset, data_dir=args.data_dir,
                              tfds_data_dir=args.tfds_data_dir,
                              validation_split=args.validation_split,
                              seed=args.seed, **options)
     if args.dataset or args.data_dir:
-        raise ValueError("--images reads your own folder; leave out --dataset "
+        raise InputError("--images reads your own folder; leave out --dataset "
                          "and --data-dir.")
     image_size, color, resize = args.image_size, args.color, args.resize
     if model_shape is not None:  # as the model takes its images
@@ -136,7 +137,7 @@ def load_data(args, model_shape=None, recorded=None, **options):
         color = color or {1: "grayscale", 3: "rgb"}.get(model_shape[2])
         resize = resize or (recorded or {}).get("resize")
     elif resize and image_size is None:
-        raise ValueError("--resize says how --image-size is reached; give "
+        raise InputError("--resize says how --image-size is reached; give "
                          "--image-size HxW too.")
     return data_lib.from_directory(
         args.images, image_size=image_size, resize=resize or DEFAULT_RESIZE,

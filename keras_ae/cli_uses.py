@@ -6,6 +6,7 @@ pictures into ``--output``."""
 import os
 
 from keras_ae.cli_options import add_data_options, load_data, name_tuple, run_metrics
+from keras_ae.errors import InputError
 
 
 def add_parsers(commands):
@@ -86,7 +87,7 @@ def _open_model(path):
         from keras_ae.serving import OnnxAutoencoder
         return OnnxAutoencoder(path)
     if not path.endswith(".keras"):
-        raise ValueError(f"{path} is neither a .keras model nor an exported .onnx one.")
+        raise InputError(f"{path} is neither a .keras model nor an exported .onnx one.")
     return load_keras_model(path)
 
 
@@ -94,13 +95,12 @@ def load_keras_model(path):
     """A ``.keras`` file loaded uncompiled; a one-line error if it does not load."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no model file at {path}")
-    import keras
+    import keras  # import keras_ae registered the custom layers (registration)
 
-    import keras_ae.layers  # noqa: F401 - registers the custom layers
     try:
         return keras.saving.load_model(path, compile=False)
     except Exception as error:  # Keras raises many kinds here
-        raise ValueError(f"{path} is not a Keras model file that loads: {error}") from None
+        raise InputError(f"{path} is not a Keras model file that loads: {error}") from None
 
 
 def _labeled_splits(args, model, *splits, need_labels=True):
@@ -136,7 +136,7 @@ def _class_labels(tokens, data, known):
             labels.append(int(token))
         else:
             named = f"; class names: {', '.join(names)}" if names else ""
-            raise ValueError(
+            raise InputError(
                 f"--anomaly-classes {token!r} is not a class of {data.source}: "
                 f"labels are {sorted(known)}{named}.")
     return labels
@@ -215,7 +215,7 @@ def _anomaly(args):
     classes = _class_labels(args.anomaly_classes, data, known)
     normal = ~np.isin(valid_y, classes)
     if not normal.any():
-        raise ValueError(f"every validation image is of --anomaly-classes "
+        raise InputError(f"every validation image is of --anomaly-classes "
                          f"{','.join(args.anomaly_classes)}: no normal images "
                          f"to learn a threshold from.")
     detector = downstream.AnomalyDetector.fit(

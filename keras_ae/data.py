@@ -47,6 +47,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_ae import files
+from keras_ae.errors import InputError
 from keras_ae.folders import from_directory
 from keras_ae.pipelines import (ImageData, Split, array_split, assemble,
                                 check_options, validation_size)
@@ -97,11 +98,11 @@ class DatasetUnavailableError(RuntimeError):
     """tensorflow-datasets could neither find nor download a dataset."""
 
 
-class MissingDataError(FileNotFoundError, ValueError):
+class MissingDataError(FileNotFoundError, InputError):
     """A folder lacks an IDX file that it should hold.
 
-    Both a ``FileNotFoundError`` and a ``ValueError``, so either ``except``
-    catches it.
+    Both a ``FileNotFoundError`` and a ``ValueError`` (``InputError``), so
+    either ``except`` catches it.
     """
 
 
@@ -141,13 +142,13 @@ def read_idx(path):
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError, zlib.error) as err:
-            raise ValueError(f"{path} is not a valid gzip file: {err}.") from err
+            raise InputError(f"{path} is not a valid gzip file: {err}.") from err
     dtype, shape, offset = _idx_header(raw, path)
     expected = math.prod(shape) * dtype.itemsize
     got = len(raw) - offset
     if got != expected:
         problem = "truncated" if got < expected else "too long"
-        raise ValueError(
+        raise InputError(
             f"{path} is {problem}: its header says shape {shape} of "
             f"{dtype.name}, which is {expected} bytes of data, got {got} bytes.")
     array = np.frombuffer(raw, dtype, offset=offset).reshape(shape)
@@ -157,14 +158,14 @@ def read_idx(path):
 def _idx_header(raw, path):
     """``(dtype, shape, data offset)`` from the start of an IDX file."""
     if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] not in _IDX_DTYPES:
-        raise ValueError(
+        raise InputError(
             f"{path} is not an IDX file: expected a magic number 00 00 TT NN "
             f"with type TT in {sorted(hex(t) for t in _IDX_DTYPES)}, got "
             f"{raw[:4].hex(' ') or 'an empty file'}.")
     ndim = raw[3]
     offset = 4 + 4 * ndim
     if len(raw) < offset:
-        raise ValueError(
+        raise InputError(
             f"{path} is truncated: its header needs {offset} bytes for "
             f"{ndim} dimensions, got {len(raw)} bytes.")
     shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", ndim, offset=4))
@@ -200,11 +201,11 @@ def write_idx(path, array):
     array = np.asarray(array)
     code = _IDX_CODES.get((array.dtype.kind, array.dtype.itemsize))
     if code is None:
-        raise ValueError(
+        raise InputError(
             f"write_idx stores uint8, int8, int16, int32, float32 or float64 "
             f"arrays, got dtype {array.dtype}.")
     if not 1 <= array.ndim <= 255:
-        raise ValueError(
+        raise InputError(
             f"write_idx needs an array with 1 to 255 dimensions, got shape "
             f"{array.shape}.")
     header = bytes([0, 0, code, array.ndim]) + np.asarray(
@@ -273,15 +274,15 @@ def load_idx_folder(directory):
 def _read_split(images_path, labels_path):
     images, labels = read_idx(images_path), read_idx(labels_path)
     if images.dtype != np.uint8 or images.ndim != 3:
-        raise ValueError(
+        raise InputError(
             f"{images_path} should hold uint8 images of shape (N, H, W), got "
             f"{images.dtype} of shape {images.shape}.")
     if labels.ndim != 1 or labels.dtype.kind not in "iu":
-        raise ValueError(
+        raise InputError(
             f"{labels_path} should hold integer labels of shape (N,), got "
             f"{labels.dtype} of shape {labels.shape}.")
     if len(labels) != len(images):
-        raise ValueError(
+        raise InputError(
             f"{labels_path} holds {len(labels)} labels but {images_path} "
             f"holds {len(images)} images; expected one label per image.")
     return images[..., np.newaxis], labels
@@ -293,7 +294,7 @@ def _check_images(name, images):
     """uint8 or float32 images with a channel axis, floats in [0, 1]."""
     images = np.asarray(images)
     if images.ndim not in (3, 4) or not images.shape[0]:
-        raise ValueError(
+        raise InputError(
             f"{name} must be a non-empty array of shape (N, H, W) or "
             f"(N, H, W, C), got shape {images.shape}.")
     if images.ndim == 3:
@@ -301,15 +302,15 @@ def _check_images(name, images):
     if images.dtype == np.uint8:
         return images
     if images.dtype.kind != "f":
-        raise ValueError(
+        raise InputError(
             f"{name} must be uint8 (0-255) or float in [0, 1], got dtype "
             f"{images.dtype}.")
     if not np.isfinite(images).all():
-        raise ValueError(
+        raise InputError(
             f"{name} must be float in [0, 1], got NaN or infinite values.")
     low, high = images.min(), images.max()
     if low < 0 or high > 1:
-        raise ValueError(
+        raise InputError(
             f"{name} must be float in [0, 1], got values from {low} to {high}; "
             f"scale them first (uint8 images are divided by 255 for you).")
     return images.astype(np.float32, copy=False)
@@ -320,11 +321,11 @@ def _check_labels(name, labels, num_images):
         return None
     labels = np.asarray(labels)
     if labels.ndim != 1 or len(labels) != num_images:
-        raise ValueError(
+        raise InputError(
             f"{name} must hold one label per image, shape ({num_images},), "
             f"got shape {labels.shape}.")
     if len(labels) and labels.dtype.kind not in "iu":
-        raise ValueError(f"{name} must be integers, got dtype {labels.dtype}.")
+        raise InputError(f"{name} must be integers, got dtype {labels.dtype}.")
     return labels.astype(np.int64)
 
 
@@ -382,7 +383,7 @@ def from_arrays(train_images, test_images, *, train_labels=None,
     train_images = _check_images("train_images", train_images)
     test_images = _check_images("test_images", test_images)
     if train_images.shape[1:] != test_images.shape[1:]:
-        raise ValueError(
+        raise InputError(
             f"train_images and test_images must have the same (H, W, C), got "
             f"{train_images.shape[1:]} and {test_images.shape[1:]}.")
     train_labels = _check_labels("train_labels", train_labels,
@@ -489,7 +490,7 @@ def from_tfds(name, *, data_dir=None, batch_size=256, validation_split=0.1,
               for split, spec in specs.items()}
     if any(not split.count for split in splits.values()):
         counts = {key: split.count for key, split in splits.items()}
-        raise ValueError(
+        raise InputError(
             f"tensorflow-datasets {name!r} with validation_split="
             f"{validation_split} gives split sizes {counts}; expected at "
             f"least one image in each.")
@@ -499,7 +500,7 @@ def from_tfds(name, *, data_dir=None, batch_size=256, validation_split=0.1,
 
 def _tfds_builder(tfds, name, data_dir):
     if not isinstance(name, str) or not name:
-        raise ValueError(
+        raise InputError(
             f"name must be a tensorflow-datasets name such as 'mnist', got "
             f"{name!r}.")
     try:
@@ -509,7 +510,7 @@ def _tfds_builder(tfds, name, data_dir):
         close = difflib.get_close_matches(name.split(":")[0].split("/")[0],
                                           known, n=3)
         hint = f"; did you mean {', '.join(map(repr, close))}?" if close else "."
-        raise ValueError(
+        raise InputError(
             f"tensorflow-datasets has no dataset named {name!r}{hint}") from err
 
 
@@ -557,7 +558,7 @@ def _tfds_split_specs(builder, name, validation_split):
     known = builder.info.splits  # empty when unknown (e.g. under mock_data)
     for split in ("train", "test"):
         if known and split not in known:
-            raise ValueError(
+            raise InputError(
                 f"tensorflow-datasets {name!r} has no {split!r} split; it has "
                 f"{sorted(known)}, expected 'train' and 'test'.")
     if not validation_split:
@@ -577,7 +578,7 @@ def _tfds_split(builder, name, spec):
     image = features.get("image") if isinstance(features, dict) else None
     if (image is None or image.dtype != tf.uint8 or image.shape.rank != 3
             or not image.shape.is_fully_defined()):
-        raise ValueError(
+        raise InputError(
             f"tensorflow-datasets {name!r} must have an 'image' feature of "
             f"fixed-size uint8 (H, W, C) images, got features {features}.")
     count = int(examples.cardinality())

@@ -52,6 +52,8 @@ import time
 import keras
 import tensorflow as tf
 
+from keras_ae.errors import InputError
+
 EXPECTED_TF_CONFIG = ('{"cluster": {"worker": ["host:port", ...]}, '
                       '"task": {"type": "worker", "index": 0}}')
 
@@ -95,39 +97,39 @@ def multi_worker_strategy():
 def _check_tf_config(text):
     """Validates ``TF_CONFIG`` before TensorFlow reads it (and fails obscurely)."""
     if not text or not text.strip():
-        raise ValueError(
+        raise InputError(
             f"TF_CONFIG must be set to a JSON object like {EXPECTED_TF_CONFIG}, "
             f"got {text!r}.")
     try:
         config = json.loads(text)
     except json.JSONDecodeError as error:
-        raise ValueError(
+        raise InputError(
             f"TF_CONFIG must be JSON like {EXPECTED_TF_CONFIG}, got {text!r} "
             f"({error}).") from None
     cluster = config.get("cluster") if isinstance(config, dict) else None
     task = config.get("task") if isinstance(config, dict) else None
     if not isinstance(cluster, dict) or not isinstance(task, dict):
-        raise ValueError(
+        raise InputError(
             "TF_CONFIG must have a 'cluster' and a 'task' object, like "
             f"{EXPECTED_TF_CONFIG}, got {text!r}.")
     if "worker" not in cluster and "chief" not in cluster:
-        raise ValueError(
+        raise InputError(
             "TF_CONFIG's cluster must list 'worker' (or 'chief') addresses, "
             f"like {EXPECTED_TF_CONFIG}, got cluster {cluster!r}.")
     for job, addresses in cluster.items():
         if (not isinstance(addresses, list) or not addresses
                 or not all(_is_host_port(a) for a in addresses)):
-            raise ValueError(
+            raise InputError(
                 f"TF_CONFIG's cluster[{job!r}] must be a non-empty list of "
                 f"'host:port' strings, got {addresses!r}.")
     kind, index = task.get("type"), task.get("index")
     if kind not in cluster:
-        raise ValueError(
+        raise InputError(
             f"TF_CONFIG's task type must be one of the cluster's jobs "
             f"{sorted(cluster)}, got task {task!r}.")
     if (isinstance(index, bool) or not isinstance(index, int)
             or not 0 <= index < len(cluster[kind])):
-        raise ValueError(
+        raise InputError(
             f"TF_CONFIG's task index must be an integer in "
             f"[0, {len(cluster[kind])}) for the {len(cluster[kind])} "
             f"{kind!r} addresses, got task {task!r}.")
@@ -216,7 +218,7 @@ def fit_distributed(build_model, make_dataset, *, strategy, epochs,
     with strategy.scope():
         model = build_model()
         if not isinstance(model, keras.Model):
-            raise ValueError(
+            raise InputError(
                 f"build_model must return a keras.Model, got {model!r}.")
         optimizer = keras.optimizers.Adam(learning_rate)
         # Built now, so that a checkpoint restores its slots at once.
@@ -243,30 +245,30 @@ def _check_arguments(build_model, make_dataset, strategy, epochs,
     for name, value in (("build_model", build_model),
                         ("make_dataset", make_dataset)):
         if not callable(value):
-            raise ValueError(f"{name} must be callable, got {value!r}.")
+            raise InputError(f"{name} must be callable, got {value!r}.")
     if not isinstance(strategy, tf.distribute.Strategy):
-        raise ValueError(
+        raise InputError(
             f"strategy must be a tf.distribute.Strategy, got {strategy!r}.")
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be a positive integer, got {epochs!r}.")
+        raise InputError(f"epochs must be a positive integer, got {epochs!r}.")
     if (isinstance(learning_rate, bool)
             or not isinstance(learning_rate, (int, float))
             or not learning_rate > 0):
-        raise ValueError(
+        raise InputError(
             f"learning_rate must be a positive number, got {learning_rate!r}.")
     if steps_per_epoch is not None and (
             isinstance(steps_per_epoch, bool)
             or not isinstance(steps_per_epoch, int) or steps_per_epoch < 1):
-        raise ValueError(
+        raise InputError(
             "steps_per_epoch must be None or a positive integer, got "
             f"{steps_per_epoch!r}.")
     if verbose not in (0, 1):
-        raise ValueError(f"verbose must be 0 or 1, got {verbose!r}.")
+        raise InputError(f"verbose must be 0 or 1, got {verbose!r}.")
 
 
 def _check_pairs(element_spec):
     if not isinstance(element_spec, tuple) or len(element_spec) != 2:
-        raise ValueError(
+        raise InputError(
             "make_dataset must return a dataset of (input, target) pairs, got "
             f"elements {element_spec!r}.")
 
@@ -309,7 +311,7 @@ def _take(iterator, steps, number):
             # across workers on whether data is left.
             yield next(iterator)
         except StopIteration:
-            raise ValueError(
+            raise InputError(
                 f"make_dataset's dataset ran out after {step} of "
                 f"steps_per_epoch={steps} steps in epoch {number}; expected "
                 "a dataset that lasts, e.g. one ending in .repeat().") from None
@@ -411,7 +413,7 @@ def _check_same_epoch(strategy, epoch, checkpoint_dir):
     mean = strategy.reduce(mean_op, value, axis=None)
     spread = float(strategy.reduce(mean_op, tf.square(value - mean), axis=None))
     if spread > 0:
-        raise ValueError(
+        raise InputError(
             f"workers restored different epochs from checkpoint_dir "
             f"{checkpoint_dir!r} (this one: {epoch}, mean of all: "
             f"{float(mean):g}); expected the same on all, so checkpoint_dir "

@@ -26,6 +26,9 @@ dataset of ``(images, labels)`` batches such as
 
 import numpy as np
 
+from keras_ae import pixels
+from keras_ae.errors import InputError
+
 DEFAULT_BATCH = 256
 
 
@@ -58,27 +61,27 @@ def labeled_arrays(data, name="data"):
     elif _is_dataset(data):
         spec = data.element_spec
         if not (isinstance(spec, tuple) and len(spec) == 2):
-            raise ValueError(
+            raise InputError(
                 f"{name} must yield (images, labels) batches, got elements "
                 f"{spec}: the labels are missing. Use ImageData.labeled(split).")
         parts = list(data.as_numpy_iterator())
         if not parts:
-            raise ValueError(f"{name} holds no images.")
+            raise InputError(f"{name} holds no images.")
         images = np.concatenate([p[0] for p in parts])
         labels = np.concatenate([p[1] for p in parts])
     else:
-        raise ValueError(
+        raise InputError(
             f"{name} must be (images, labels) arrays or a tf.data.Dataset of "
             f"(images, labels) batches, got {type(data).__name__}: the labels "
             f"are needed.")
     if images.ndim == 3:
         images = images[..., np.newaxis]
     if labels.ndim != 1 or len(labels) != len(images) or not len(images):
-        raise ValueError(
+        raise InputError(
             f"{name} must hold one label per image: {len(images)} images of "
             f"shape {images.shape[1:]}, labels of shape {labels.shape}.")
     if labels.dtype.kind not in "iu":
-        raise ValueError(f"{name}'s labels must be integers, got {labels.dtype}.")
+        raise InputError(f"{name}'s labels must be integers, got {labels.dtype}.")
     return images, labels.astype(np.int64)
 
 
@@ -86,13 +89,6 @@ def _is_dataset(value):
     import sys
     tf = sys.modules.get("tensorflow")  # a dataset implies TensorFlow is loaded
     return tf is not None and isinstance(value, tf.data.Dataset)
-
-
-def _unit_float(images):
-    images = np.asarray(images)
-    if images.dtype == np.uint8:
-        return images.astype(np.float32) / 255.0
-    return images.astype(np.float32, copy=False)
 
 
 # --- codes --------------------------------------------------------------------
@@ -121,20 +117,20 @@ def encode(model, images, batch_size=DEFAULT_BATCH):
     """
     images = _images(images)
     if not hasattr(model, "can_encode") and not hasattr(model, "get_layer"):
-        raise ValueError(
+        raise InputError(
             f"model {model!r} is not an autoencoder; expected one from "
             "keras_ae's builders or an OnnxAutoencoder.")
     _check_shape(model, images)
     if _is_onnx(model):
         if not model.can_encode:
-            raise ValueError(f"{model!r} was exported without encoder.onnx; "
+            raise InputError(f"{model!r} was exported without encoder.onnx; "
                              "export the model again to get its codes.")
         codes = model.encode(images, batch_size=batch_size)
     else:
         try:
             encoder = model.get_layer("encoder")
         except ValueError:
-            raise ValueError(
+            raise InputError(
                 f"model {getattr(model, 'name', model)!r} has no nested 'encoder' "
                 "model; expected an autoencoder from keras_ae's builders or an "
                 "OnnxAutoencoder.") from None
@@ -146,7 +142,7 @@ def encode(model, images, batch_size=DEFAULT_BATCH):
 
 def flat_pixels(images):
     """Raw pixels as features: ``(N, H * W * C)`` float32 in [0, 1]."""
-    images = _unit_float(images)
+    images = pixels.to_unit_float(images)
     return images.reshape(len(images), -1)
 
 
@@ -187,11 +183,11 @@ def probe_features(train_features, train_labels, test_features, test_labels, *,
     train_features = np.asarray(train_features, np.float32)
     test_features = np.asarray(test_features, np.float32)
     if train_features.ndim != 2 or test_features.shape[1:] != train_features.shape[1:]:
-        raise ValueError(
+        raise InputError(
             f"features must be (N, D) with the same D for train and test, got "
             f"{train_features.shape} and {test_features.shape}.")
     if len(np.unique(train_labels)) < 2:
-        raise ValueError("the training labels hold fewer than two classes.")
+        raise InputError("the training labels hold fewer than two classes.")
     probe = make_pipeline(StandardScaler(),
                           LogisticRegression(C=regularization, max_iter=max_iter))
     with warnings.catch_warnings(record=True) as caught:
@@ -262,7 +258,7 @@ def cluster_features(features, labels, *, clusters=None, seed=0):
     features = np.asarray(features, np.float32)
     k = int(clusters or len(np.unique(labels)))
     if not 2 <= k <= len(features):
-        raise ValueError(
+        raise InputError(
             f"clusters must be between 2 and the number of images "
             f"({len(features)}), got {k}.")
     assignments = KMeans(n_clusters=k, n_init=4, random_state=seed).fit_predict(features)
@@ -339,7 +335,7 @@ def _is_onnx(model):
 
 
 def _images(images):
-    images = _unit_float(images)
+    images = pixels.to_unit_float(images)
     return images[..., np.newaxis] if images.ndim == 3 else images
 
 
@@ -349,7 +345,7 @@ def _check_shape(model, images):
     except (AttributeError, ValueError):  # a subclassed model: no fixed shape
         return
     if tuple(images.shape[1:]) != expected:
-        raise ValueError(
+        raise InputError(
             f"{getattr(model, 'name', model)!r} takes images of shape {expected}, "
             f"got images of shape {tuple(images.shape[1:])}.")
 
@@ -367,8 +363,7 @@ def reconstruct(model, images, batch_size=DEFAULT_BATCH):
 def reconstruction_errors(model, images, batch_size=DEFAULT_BATCH):
     """Per-image MSE of the reconstructions: the anomaly score, ``(N,)``."""
     images = _images(images)
-    difference = reconstruct(model, images, batch_size).astype(np.float64) - images
-    return np.mean(difference ** 2, axis=tuple(range(1, images.ndim)))
+    return pixels.per_image_mse(reconstruct(model, images, batch_size), images)
 
 
 def check_decoder_runs_alone(model):
@@ -380,11 +375,11 @@ def check_decoder_runs_alone(model):
         inputs = len(model.get_layer("decoder").inputs)
         alone, why = inputs == 1, f"its decoder takes {inputs} inputs"
     if not alone:
-        raise ValueError(
+        raise InputError(
             f"{getattr(model, 'name', model)!r} has no decoder that runs alone "
-            f"({why}): an unpool decoder needs the encoder's pooling "
-            "positions, which only an image gives. Generate with a transpose, "
-            "upsample or dense model.")
+            f"({why}): an unpool decoder after max pooling needs the "
+            "encoder's pooling positions, which only an image gives. Generate "
+            "with a transpose, upsample, average-pooling or dense model.")
 
 
 def _decode(model, codes, batch_size=DEFAULT_BATCH):
@@ -424,7 +419,7 @@ class AnomalyDetector:
 
     def __init__(self, model, threshold, rule="given"):
         if not np.isfinite(threshold) or threshold < 0:
-            raise ValueError(f"threshold must be a finite number >= 0, got {threshold!r}.")
+            raise InputError(f"threshold must be a finite number >= 0, got {threshold!r}.")
         self.model, self.threshold, self.rule = model, float(threshold), rule
 
     @classmethod
@@ -451,11 +446,11 @@ class AnomalyDetector:
         scores = reconstruction_errors(model, normal_images, batch_size)
         if percentile is not None:
             if not 0 < percentile < 100:
-                raise ValueError(f"percentile must be in (0, 100), got {percentile!r}.")
+                raise InputError(f"percentile must be in (0, 100), got {percentile!r}.")
             return cls(model, float(np.percentile(scores, percentile)),
                        f"percentile {percentile:g} of {len(scores)} normal images")
         if not std >= 0:
-            raise ValueError(f"std must be a number >= 0, got {std!r}.")
+            raise InputError(f"std must be a number >= 0, got {std!r}.")
         return cls(model, float(scores.mean() + std * scores.std()),
                    f"mean + {std:g} std of {len(scores)} normal images")
 
@@ -489,7 +484,7 @@ class AnomalyDetector:
         anomalous = np.asarray(anomalous, bool)
         scores = self.scores(images, batch_size)
         if anomalous.shape != scores.shape or anomalous.all() or not anomalous.any():
-            raise ValueError(
+            raise InputError(
                 f"anomalous must hold one flag per image ({len(scores)}) and "
                 f"mark some images but not all, got shape {anomalous.shape} "
                 f"with {int(anomalous.sum())} marked.")
@@ -510,16 +505,13 @@ class AnomalyDetector:
 def add_noise(images, noise_factor, seed=0):
     """Gaussian noise of standard deviation ``noise_factor``, clipped to [0, 1]
     (as ``keras_ae.data`` adds it), seeded."""
-    images = _images(images)
-    noise = np.random.default_rng(seed).normal(0.0, 1.0, images.shape)
-    return np.clip(images + noise_factor * noise, 0.0, 1.0).astype(np.float32)
+    return pixels.add_noise(_images(images), noise_factor, seed)
 
 
 def psnr(images, targets):
     """Mean over images of ``10 * log10(1 / MSE)`` in dB (pixels in [0, 1]),
     as ``keras_ae.evaluation.evaluate`` reports it."""
-    difference = _images(images).astype(np.float64) - _images(targets)
-    mse = np.mean(difference ** 2, axis=tuple(range(1, difference.ndim)))
+    mse = pixels.per_image_mse(_images(images), _images(targets))
     with np.errstate(divide="ignore"):
         return float(np.mean(10 * np.log10(1.0 / mse)))
 
@@ -567,7 +559,7 @@ def interpolate(model, first, second, steps=8, batch_size=DEFAULT_BATCH):
         ValueError: for a decoder that cannot run alone, or ``steps < 2``.
     """
     if steps < 2:
-        raise ValueError(f"steps must be at least 2, got {steps!r}.")
+        raise InputError(f"steps must be at least 2, got {steps!r}.")
     check_decoder_runs_alone(model)
     codes = encode(model, np.stack([_single(first), _single(second)]), batch_size)
     weights = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]

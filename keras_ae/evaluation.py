@@ -42,6 +42,8 @@ import tensorflow as tf
 
 from keras_ae import files
 from keras_ae._validation import positive_int
+from keras_ae.errors import InputError
+from keras_ae.pixels import per_image_mse
 
 SSIM_FILTER_SIZE = 11  # tf.image.ssim's default Gaussian window
 CELL_INCHES = 1.2  # width of one image in a grid: a digit's strokes show
@@ -55,11 +57,11 @@ def _checked_images(what, images):
     try:
         images = np.asarray(images, dtype=np.float32)
     except (TypeError, ValueError):
-        raise ValueError(
+        raise InputError(
             f"{what} must be numeric image arrays, got {type(images).__name__}."
         ) from None
     if images.ndim != 4:
-        raise ValueError(
+        raise InputError(
             f"{what} must be batches of images shaped (batch, height, width, "
             f"channels), got shape {images.shape}. (Batch a tf.data.Dataset; "
             f"give grey images a channel axis with images[..., None].)")
@@ -67,7 +69,7 @@ def _checked_images(what, images):
     if images.size and not (images.min() >= 0.0 and images.max() <= 1.0):
         found = ("NaN" if np.isnan(images).any()
                  else f"values from {images.min():g} to {images.max():g}")
-        raise ValueError(
+        raise InputError(
             f"{what} must have values in [0, 1], got {found}. "
             f"(Scale 8-bit images by 1/255.)")
     return images
@@ -77,7 +79,7 @@ def _checked_pair(inputs, targets):
     targets = _checked_images("targets", targets)
     inputs = _checked_images("inputs", inputs)
     if len(inputs) != len(targets):
-        raise ValueError(
+        raise InputError(
             f"inputs and targets must hold the same number of images, got "
             f"{len(inputs)} inputs and {len(targets)} targets.")
     return inputs, targets
@@ -91,7 +93,7 @@ def _dataset_pair(element):
         elif len(element) == 2:
             return _checked_pair(*element)
         else:
-            raise ValueError(
+            raise InputError(
                 f"dataset elements must be (input, target) pairs or images, "
                 f"got a tuple of {len(element)} items.")
     return _checked_pair(element, element)
@@ -109,19 +111,19 @@ def _batches(data, batch_size):
         return
     if isinstance(data, tuple):
         if len(data) != 2:
-            raise ValueError(
+            raise InputError(
                 f"data as a tuple must be (inputs, targets), got a tuple of "
                 f"{len(data)} items.")
         inputs, targets = data
     elif isinstance(data, (np.ndarray, list, tf.Tensor)):
         inputs = targets = data
     else:
-        raise ValueError(
+        raise InputError(
             f"data must be a tf.data.Dataset, a tuple (inputs, targets) of "
             f"arrays, or an array of images, got {type(data).__name__}.")
     inputs, targets = np.asarray(inputs), np.asarray(targets)
     if len(inputs) != len(targets):
-        raise ValueError(
+        raise InputError(
             f"inputs and targets must hold the same number of images, got "
             f"{len(inputs)} inputs and {len(targets)} targets.")
     for start in range(0, len(targets), batch_size):
@@ -140,7 +142,7 @@ def _static_shape(model, attribute):
     if not tensors:
         return None
     if attribute == "outputs" and len(tensors) != 1:
-        raise ValueError(
+        raise InputError(
             f"the model must have one output, the reconstruction, got "
             f"{len(tensors)} outputs.")
     return tuple(tensors[0].shape[1:]) if len(tensors) == 1 else None
@@ -152,7 +154,7 @@ def _check_shape(what, model_shape, data_shape):
         return
     if len(model_shape) != len(data_shape) or any(
             m is not None and m != d for m, d in zip(model_shape, data_shape)):
-        raise ValueError(
+        raise InputError(
             f"the model {what} images of shape {model_shape}, but the data's "
             f"images have shape {tuple(data_shape)}.")
 
@@ -164,7 +166,7 @@ def _predict(model, inputs):
     else:  # a layer or any callable
         output = model(inputs)
     if isinstance(output, (list, tuple, dict)):
-        raise ValueError(
+        raise InputError(
             f"the model must return one array, the reconstruction, got a "
             f"{type(output).__name__} of {len(output)}.")
     # float32 even when the model computes (or returns) float16
@@ -189,12 +191,7 @@ def _reconstructions(model, data, batch_size):
         images += len(targets)
         yield inputs, targets, reconstructions
     if not images:
-        raise ValueError("data must hold at least one image, got none.")
-
-
-def _per_image_mse(reconstructions, targets):
-    diff = reconstructions.astype(np.float64) - targets
-    return np.mean(diff.reshape(len(diff), -1) ** 2, axis=1)
+        raise InputError("data must hold at least one image, got none.")
 
 
 def _ssim(reconstructions, targets):
@@ -238,7 +235,7 @@ def reconstruction_errors(model, data, batch_size=256):
     >>> reconstruction_errors(half, images).tolist()
     [0.25, 0.0625]
     """
-    errors = [_per_image_mse(reconstructions, targets)
+    errors = [per_image_mse(reconstructions, targets)
               for _, targets, reconstructions in
               _reconstructions(model, data, batch_size)]
     return np.concatenate(errors)
@@ -370,13 +367,13 @@ def save_reconstruction_grid(model, data, path, n=10, title=None):
     inputs, targets, reconstructions = _first_images(model, data, n)
     height, width, channels = targets.shape[1:]
     if channels not in (1, 3):
-        raise ValueError(
+        raise InputError(
             f"a grid can show grey (1 channel) or RGB (3 channel) images, got "
             f"{channels} channels.")
     noisy = inputs.shape != targets.shape or not np.array_equal(inputs, targets)
     rows = [targets, inputs, reconstructions] if noisy else [targets, reconstructions]
     labels = ROWS if noisy else (ROWS[0], ROWS[2])
-    errors = _per_image_mse(reconstructions, targets)
+    errors = per_image_mse(reconstructions, targets)
 
     from matplotlib.figure import Figure
 
@@ -435,16 +432,16 @@ def _history_logs(history):
     elif isinstance(history, dict):
         logs = history
     else:
-        raise ValueError(
+        raise InputError(
             f"history must be a keras History, a dict of lists or a CSVLogger "
             f"CSV path, got {type(history).__name__}.")
     if "loss" not in logs:
-        raise ValueError(
+        raise InputError(
             f"history must have a 'loss' entry, got keys {sorted(logs)}.")
     logs = {name: _values(name, values) for name, values in logs.items()}
     count = len(logs["loss"])
     if not count:
-        raise ValueError("history must cover at least one epoch, got none.")
+        raise InputError("history must cover at least one epoch, got none.")
     if epochs is None or len(epochs) != count:
         epochs = range(1, count + 1)
     return np.asarray(epochs, dtype=np.float64), logs
@@ -454,7 +451,7 @@ def _values(name, values):
     try:
         return np.asarray(values, dtype=np.float64).reshape(-1)
     except (TypeError, ValueError):
-        raise ValueError(
+        raise InputError(
             f"history[{name!r}] must be a list of numbers, got {values!r}."
         ) from None
 

@@ -19,8 +19,9 @@ largest absolute difference is over ``PARITY_TOLERANCE``, and returns the
 figures. Writes go to a temporary name and are renamed into place at the end,
 so a failed or interrupted export leaves any earlier export as it was.
 
-The ``"unpool"`` decoder needs the encoder's argmax indices, so it never runs
-alone: it gets no ``decode`` signature and no ``decoder.onnx``.
+The ``"unpool"`` decoder after max pooling needs the encoder's argmax
+indices, so it never runs alone: it gets no ``decode`` signature and no
+``decoder.onnx``. After average pooling it runs alone like the others.
 """
 
 import json
@@ -35,8 +36,10 @@ import tensorflow as tf
 
 import keras_ae
 from keras_ae import files
+from keras_ae.errors import InputError
 from keras_ae.images import check_preprocessing
-from keras_ae.layers import MaxUnpooling2D
+from keras_ae.layers import (AverageUnpooling2D, MaxPoolingWithArgmax2D,
+                             MaxUnpooling2D)
 
 PARITY_TOLERANCE = 1e-5
 PARITY_BATCHES = (1, 7)
@@ -65,8 +68,9 @@ def describe(model):
         A dict: ``name``, ``input_shape`` ``[H, W, C]``, ``code_shape`` and
         ``code_size`` (``None`` without an ``encoder``), ``decoder`` (kind:
         ``"transpose"``, ``"upsample"``, ``"unpool"``, ``"dense"`` or
-        ``"custom"``), ``decoder_runs_alone``, ``parameters`` and
-        ``value_range`` ``[0, 1]``.
+        ``"custom"``), ``pooling`` (``"max"``, ``"average"`` or ``None``
+        where the model does not pool), ``decoder_runs_alone``,
+        ``parameters`` and ``value_range`` ``[0, 1]``.
 
     Raises:
         ValueError: for a model that is not an image-to-image autoencoder.
@@ -86,6 +90,7 @@ def describe(model):
         "code_shape": code_shape,
         "code_size": None if code_shape is None else math.prod(code_shape),
         "decoder": _decoder_kind(model),
+        "pooling": _pooling_kind(model),
         "decoder_runs_alone": decoder is not None and len(decoder.inputs) == 1,
         "parameters": int(model.count_params()),
         "value_range": [0, 1],
@@ -96,18 +101,18 @@ def _image_input_shape(model):
     if not isinstance(model, keras.Model):
         raise TypeError(f"expected a keras.Model, got {type(model).__name__}.")
     if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise ValueError(
+        raise InputError(
             f"expected an autoencoder with one image input and one image output; "
             f"{model.name} has {len(model.inputs)} inputs and "
             f"{len(model.outputs)} outputs.")
     shape = tuple(model.inputs[0].shape[1:])
     if len(shape) != 3 or None in shape:
-        raise ValueError(
+        raise InputError(
             f"expected images of a fixed shape (H, W, C); {model.name} takes "
             f"{(None, *shape)}.")
     out = tuple(model.outputs[0].shape[1:])
     if out != shape:
-        raise ValueError(
+        raise InputError(
             f"expected an output of the input's shape {shape}; {model.name} "
             f"returns {out}.")
     return shape
@@ -131,7 +136,7 @@ def _all_layers(model):
 
 def _decoder_kind(model):
     kinds = {type(layer) for layer in _all_layers(model)}
-    if MaxUnpooling2D in kinds:
+    if kinds & {MaxUnpooling2D, AverageUnpooling2D}:
         return "unpool"
     if keras.layers.Conv2DTranspose in kinds:
         return "transpose"
@@ -140,6 +145,15 @@ def _decoder_kind(model):
     if not kinds & {keras.layers.Conv2D, keras.layers.Conv2DTranspose}:
         return "dense" if keras.layers.Dense in kinds else "custom"
     return "custom"
+
+
+def _pooling_kind(model):
+    kinds = {type(layer) for layer in _all_layers(model)}
+    if kinds & {keras.layers.AveragePooling2D}:
+        return "average"
+    if kinds & {keras.layers.MaxPooling2D, MaxPoolingWithArgmax2D}:
+        return "max"
+    return None
 
 
 def _unpool_layers(model):
@@ -389,7 +403,7 @@ def _images_for(model, images):
         return parity_images(shape)
     images = np.asarray(images, dtype="float32")
     if images.ndim != 4 or images.shape[1:] != shape or len(images) < max(PARITY_BATCHES):
-        raise ValueError(
+        raise InputError(
             f"parity images must be ({max(PARITY_BATCHES)} or more, *{shape}); "
             f"got {images.shape}.")
     return images
@@ -456,10 +470,10 @@ def export_onnx(model, path, opset=DEFAULT_OPSET, *, images=None,
     facts = {**describe(model), "preprocessing": preprocessing}
     path = Path(path)
     if path.suffix != ".onnx":
-        raise ValueError(f"expected a path ending in .onnx, got {str(path)!r}.")
+        raise InputError(f"expected a path ending in .onnx, got {str(path)!r}.")
     names = {part: ONNX_FILES[part] or path.name for part in endpoints}
     if len(set(names.values())) != len(names):
-        raise ValueError(f"{path.name} is the name of a part file; choose another.")
+        raise InputError(f"{path.name} is the name of a part file; choose another.")
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".onnx-export-") as tmp:
@@ -491,11 +505,11 @@ def export_onnx(model, path, opset=DEFAULT_OPSET, *, images=None,
 def _check_opset(model, opset):
     if isinstance(opset, bool) or not isinstance(opset, int) or not (
             MIN_OPSET <= opset <= MAX_OPSET):
-        raise ValueError(
+        raise InputError(
             f"opset must be an integer from {MIN_OPSET} to {MAX_OPSET} (what "
             f"tf2onnx converts), got {opset!r}.")
     if opset < UNPOOL_MIN_OPSET and _unpool_layers(model):
-        raise ValueError(
+        raise InputError(
             f"{model.name} has MaxUnpooling2D layers, which need opset "
             f"{UNPOOL_MIN_OPSET} or later (ONNX ScatterND with reduction='add', "
             f"so that positions two pooling windows picked are summed as in "
@@ -527,6 +541,7 @@ def _add_metadata(proto, part, facts, names):
         "code_shape": facts["code_shape"],
         "code_size": facts["code_size"],
         "decoder": facts["decoder"],
+        "pooling": facts["pooling"],
         "model_name": facts["name"],
     }
     if part == "autoencoder":
@@ -586,7 +601,7 @@ def export_model(model, directory, *, opset=DEFAULT_OPSET, saved_model=True,
     ['decoder_onnx', 'encoder_onnx', 'onnx']
     """
     if not (saved_model or onnx):
-        raise ValueError("nothing to export: saved_model and onnx are both False.")
+        raise InputError("nothing to export: saved_model and onnx are both False.")
     preprocessing = check_preprocessing(preprocessing)
     facts = describe(model)
     float32 = float32_model(model)  # rebuilt once here, not in each export

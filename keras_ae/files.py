@@ -12,6 +12,8 @@ import secrets
 import shutil
 from pathlib import Path
 
+from keras_ae.errors import InputError
+
 
 def write_atomically(path, write):
     """Calls ``write(temporary_path)``, then renames the result to ``path``.
@@ -84,7 +86,7 @@ def replace_folder(directory, write):
     """
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
-        raise ValueError(f"{directory} exists and is not a folder.")
+        raise InputError(f"{directory} exists and is not a folder.")
     directory.parent.mkdir(parents=True, exist_ok=True)
     token = secrets.token_hex(4)
     temporary = directory.with_name(f".{directory.name}.{token}.tmp")
@@ -99,3 +101,55 @@ def replace_folder(directory, write):
         shutil.rmtree(temporary, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
     return result
+
+
+def claim_folder(folder, settings_file, settings, *, kind, remedy, ignore=(),
+                 allow_different=False):
+    """Checks, before anything is written, that ``folder`` may take a run.
+
+    A run (a training run, a search) keeps what it was asked for in
+    ``folder/settings_file``; the same settings there mean the same run, to
+    be resumed. Nothing here writes or deletes.
+
+    Args:
+        folder: the run's folder.
+        settings_file: the file name of its settings, e.g. ``"run.json"``.
+        settings: the JSON-serialisable settings of the run to start.
+        kind: what a run is called in messages (``"keras-ae run"``).
+        remedy: the sentence that ends the error for other settings.
+        ignore: setting names that may differ (a resume may change epochs).
+        allow_different: return ``"different"`` (the caller starts over)
+            rather than raise for other settings.
+
+    Returns:
+        ``"new"`` (missing or empty), ``"same"`` or ``"different"``.
+
+    Raises:
+        InputError: if ``folder`` is a file, holds files but no
+            ``settings_file``, or holds other settings (unless
+            ``allow_different``); the message lists the differences.
+    """
+    folder = Path(folder)
+    settings = json.loads(json.dumps(settings))  # as stored: tuples are lists
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{str(folder)!r} exists and is not a folder.")
+    settings_path = folder / settings_file
+    if settings_path.exists():
+        previous = json.loads(settings_path.read_text())
+        keys = sorted((set(previous) | set(settings)) - set(ignore))
+        differences = [f"{key}: {previous.get(key)!r} before, "
+                       f"{settings.get(key)!r} now"
+                       for key in keys if previous.get(key) != settings.get(key)]
+        if not differences:
+            return "same"
+        if allow_different:
+            return "different"
+        raise InputError(
+            f"{str(folder)!r} holds a different {kind} "
+            f"({'; '.join(differences)}). {remedy}")
+    if folder.exists() and any(folder.iterdir()):
+        raise InputError(
+            f"{str(folder)!r} is not empty and holds no {settings_file}: it is "
+            f"not a {kind}, and nothing in it is deleted. Choose an empty or "
+            f"new folder.")
+    return "new"

@@ -32,6 +32,7 @@ import tensorflow as tf
 
 from keras_ae import images as recipe
 from keras_ae import pipelines
+from keras_ae.errors import InputError
 
 __all__ = ["COLOR_MODES", "find_images", "from_directory"]
 
@@ -113,7 +114,7 @@ def find_images(directory):
     if not os.path.exists(directory):
         raise FileNotFoundError(f"no folder at {directory}")
     if not os.path.isdir(directory):
-        raise ValueError(f"{directory} is a file; expected a folder of images.")
+        raise InputError(f"{directory} is a file; expected a folder of images.")
     given = all(os.path.isdir(os.path.join(directory, s)) for s in ("train", "test"))
     roots = ({s: os.path.join(directory, s) for s in ("train", "test")} if given
              else {"all": directory})
@@ -123,10 +124,10 @@ def find_images(directory):
         others += other
         classes[split] = _classes(root, splits[split])
     if not any(splits.values()):
-        raise ValueError(_no_images_message(directory, others))
+        raise InputError(_no_images_message(directory, others))
     for split, paths in splits.items():
         if not paths:
-            raise ValueError(
+            raise InputError(
                 f"{roots[split]} holds no images; a folder with train/ and "
                 f"test/ needs images in both.")
     names = sorted({c for labels in classes.values() if labels for c in labels})
@@ -181,7 +182,7 @@ def _draw_splits(found, test_split, validation_split, seed):
 def _drawn_count(num, share, name):
     count = round(num * share)
     if not 0 < count < num:
-        raise ValueError(
+        raise InputError(
             f"{name}={share} of {num} images leaves {count} test and "
             f"{num - count} training images; expected at least one of each. "
             f"Add images, change {name}, or give the folder train/ and test/ "
@@ -307,7 +308,7 @@ def _common_size(directory, paths, found):
         f"{paths[min(where)]})" for size, where in ranked[:_SHOWN])
     more = (f", and {len(ranked) - _SHOWN} more sizes" if len(ranked) > _SHOWN
             else "")
-    raise ValueError(
+    raise InputError(
         f"the images in {directory} differ in size (height x width): {shown}"
         f"{more}. Pass image_size=(H, W) (--image-size HxW) to resize them "
         f"all to one size.")
@@ -333,7 +334,7 @@ def _cache_kind(cache, image_bytes):
         return "memory" if fits else None
     if isinstance(cache, (str, os.PathLike)):
         return os.fspath(cache)
-    raise ValueError(
+    raise InputError(
         f"cache must be 'auto', 'memory', 'none' (or True/False/None) or a "
         f"cache-file path, got {cache!r}.")
 
@@ -469,11 +470,11 @@ def from_directory(directory, *, image_size=None, resize=recipe.DEFAULT_RESIZE,
     image_size = recipe.check_image_size(image_size)
     recipe.check_resize(resize)
     if color_mode not in COLOR_MODES:
-        raise ValueError(
+        raise InputError(
             f"color_mode must be one of {', '.join(map(repr, COLOR_MODES))}, "
             f"got {color_mode!r}.")
     if not pipelines.is_real(test_split) or not 0 < test_split < 1:
-        raise ValueError(f"test_split must be a number in (0, 1), got {test_split!r}.")
+        raise InputError(f"test_split must be a number in (0, 1), got {test_split!r}.")
     _cache_kind(cache, 0)  # checks the value before any file is read
     directory = os.fspath(directory)
 
@@ -486,12 +487,12 @@ def from_directory(directory, *, image_size=None, resize=recipe.DEFAULT_RESIZE,
     skipped = ()
     if bad:
         if not skip_bad_images:
-            raise ValueError(_bad_files_message(directory, paths, bad, len(paths)))
+            raise InputError(_bad_files_message(directory, paths, bad, len(paths)))
         skipped = tuple((paths[i], _error_reason(paths[i])) for i in bad)
         parts = {s: idx[np.isin(idx, bad, invert=True)] for s, idx in parts.items()}
         for split in ("train", "test"):
             if not len(parts[split]):
-                raise ValueError(
+                raise InputError(
                     f"every image of the {split} split of {directory} is unreadable.")
     size = image_size or _common_size(directory, paths, probed)
     if color_mode == "auto":

@@ -49,6 +49,8 @@ import os
 
 import numpy as np
 
+from keras_ae.errors import InputError
+
 __all__ = ["COLOR_MODES", "DEFAULT_RESIZE", "GRAY_WEIGHTS", "IMAGE_EXTENSIONS",
            "RESIZE_MODES", "check_image_size", "check_preprocessing",
            "check_resize", "describe_size", "parse_image_size", "read_image",
@@ -94,7 +96,7 @@ def parse_image_size(text):
     if len(size) == 1:
         size = size * 2
     if len(size) != 2 or min(size) < 1:
-        raise ValueError(
+        raise InputError(
             f"expected an image size HxW (height x width) such as 32x32, or "
             f"one number for a square; got {text!r}")
     return size
@@ -112,7 +114,7 @@ def check_image_size(image_size):
         size = ()
     if len(size) != 2 or any(not isinstance(d, numbers.Integral)
                              or isinstance(d, bool) or d < 1 for d in size):
-        raise ValueError(
+        raise InputError(
             f"image_size must be (height, width), two positive integers, or "
             f"None to keep the images' own size; got {image_size!r}.")
     return tuple(int(d) for d in size)
@@ -121,7 +123,7 @@ def check_image_size(image_size):
 def check_resize(resize):
     """``resize`` if it is one of ``RESIZE_MODES``; else ValueError."""
     if resize not in RESIZE_MODES:
-        raise ValueError(
+        raise InputError(
             f"resize must be one of {', '.join(map(repr, RESIZE_MODES))}, got "
             f"{resize!r}.")
     return resize
@@ -150,13 +152,13 @@ def check_preprocessing(preprocessing):
     if preprocessing is None:
         return None
     if not isinstance(preprocessing, dict):
-        raise ValueError(
+        raise InputError(
             f"preprocessing must be a dict such as {{'resize': 'stretch'}}, got "
             f"{preprocessing!r}.")
     size = check_image_size(preprocessing.get("image_size"))
     color_mode = preprocessing.get("color_mode")
     if color_mode is not None and color_mode not in COLOR_MODES:
-        raise ValueError(
+        raise InputError(
             f"preprocessing color_mode must be one of {COLOR_MODES}, got "
             f"{color_mode!r}.")
     return {"image_size": None if size is None else list(size),
@@ -245,7 +247,7 @@ def _as_pixels(source):
         except (OSError, SyntaxError, ValueError) as error:
             # Pillow says "cannot identify image file" or "image file is
             # truncated"; either way the file is named.
-            raise ValueError(f"{path} is not an image Pillow can read: "
+            raise InputError(f"{path} is not an image Pillow can read: "
                              f"{error}") from None
     if isinstance(source, Image.Image):
         return _pixels(source)
@@ -257,19 +259,19 @@ def _array_pixels(array):
     if array.ndim == 2:
         array = array[..., None]
     if array.ndim != 3 or array.shape[-1] not in (1, 2, 3, 4) or not array.size:
-        raise ValueError(
+        raise InputError(
             f"an image array must be (H, W) or (H, W, C) with C 1 to 4, got "
             f"shape {array.shape}.")
     if array.dtype == np.uint8:
         pixels = array.astype(np.float32)
     elif array.dtype.kind == "f":
         if not np.isfinite(array).all() or array.min() < 0 or array.max() > 1:
-            raise ValueError(
+            raise InputError(
                 "a float image array must hold finite values in [0, 1]; "
                 "pass 8-bit images as uint8.")
         pixels = array.astype(np.float32) * np.float32(255)
     else:
-        raise ValueError(
+        raise InputError(
             f"an image array must be uint8 (0 to 255) or float (0 to 1), got "
             f"dtype {array.dtype}.")
     return pixels[..., :1] if pixels.shape[-1] < 3 else pixels[..., :3]
@@ -329,7 +331,7 @@ def read_image(source, shape, resize=DEFAULT_RESIZE):
     """
     height, width, channels = shape
     if channels not in (1, 3):
-        raise ValueError(
+        raise InputError(
             f"images are read as grey (1 channel) or RGB (3 channels); the "
             f"model takes {channels}.")
     if resize is not None:
@@ -338,7 +340,7 @@ def read_image(source, shape, resize=DEFAULT_RESIZE):
     if pixels.shape[:2] != (height, width):
         if resize is None:
             what = source if isinstance(source, (str, os.PathLike)) else "the image"
-            raise ValueError(
+            raise InputError(
                 f"{what} is {describe_size(*pixels.shape[:2])} (height x "
                 f"width); the model takes {describe_size(height, width)}. "
                 f"Resize it (resize=..., --resize).")

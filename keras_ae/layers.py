@@ -1,11 +1,12 @@
-"""Max pooling that remembers where the maxima were, and its inverse.
+"""Max pooling that remembers where the maxima were, and the two unpoolings.
 
 ``MaxPoolingWithArgmax2D`` pools like ``keras.layers.MaxPooling2D`` and also
 returns the flat position of each maximum. ``MaxUnpooling2D`` puts values
 back at those positions and leaves every other pixel at zero, which is how a
-SegNet-style decoder mirrors the encoder's pooling.
+SegNet-style decoder mirrors the encoder's pooling. ``AverageUnpooling2D``
+mirrors average pooling: it copies each value into its window.
 
-Both layers work on NHWC tensors with a dynamic batch size, inside
+All three layers work on NHWC tensors with a dynamic batch size, inside
 ``tf.function`` and under XLA (``jit_compile=True``), and are registered for
 ``.keras`` serialization.
 
@@ -29,10 +30,8 @@ Example:
 import keras
 import tensorflow as tf
 
-from keras_ae import shapes
-
-_PADDINGS = ("same", "valid")
-
+from keras_ae import compat, shapes
+from keras_ae.errors import InputError
 
 def _pair(value, name):
     """``2`` -> ``(2, 2)``; ``(2, 3)`` stays; anything else is an error."""
@@ -44,37 +43,10 @@ def _pair(value, name):
         pair = ()
     if len(pair) != 2 or any(v < 1 for v in pair) or any(
             isinstance(v, bool) for v in value):
-        raise ValueError(
+        raise InputError(
             f"{name} must be a positive integer or a pair of them, got {value!r}."
         )
     return pair
-
-
-def _padding(value):
-    """Accepts Keras' ``"same"``/``"valid"`` and TF's ``"SAME"``/``"VALID"``."""
-    if not isinstance(value, str) or value.lower() not in _PADDINGS:
-        raise ValueError(
-            f"padding must be one of {_PADDINGS} (any case), got {value!r}."
-        )
-    return value.lower()
-
-
-def _in_xla_context():
-    """Whether the op being traced will be compiled by XLA.
-
-    ``MaxPoolWithArgmax`` has no XLA kernel, so under ``jit_compile=True`` the
-    pooling layer switches to an equivalent made of XLA-supported ops. TF
-    offers no public way to ask; if its private helper ever moves, we use
-    the portable path everywhere, which is exact but slower.
-    """
-    try:
-        from tensorflow.python.ops import control_flow_util
-    except ImportError:  # pragma: no cover - depends on TF internals
-        return True
-    if tf.executing_eagerly():
-        return False
-    return control_flow_util.GraphOrParentsInXlaContext(
-        tf.compat.v1.get_default_graph())
 
 
 def _same_padding(size, window, stride):
@@ -178,11 +150,11 @@ class MaxPoolingWithArgmax2D(keras.layers.Layer):
         self.pool_size = _pair(pool_size, "pool_size")
         self.strides = self.pool_size if strides is None else _pair(
             strides, "strides")
-        self.padding = _padding(padding)
+        self.padding = shapes.padding_name(padding)
         self.input_spec = keras.layers.InputSpec(ndim=4)
 
     def call(self, inputs):
-        if _in_xla_context():
+        if compat.in_xla_context():
             return max_pool_with_argmax_portable(
                 inputs, self.pool_size, self.strides, self.padding)
         return tf.nn.max_pool_with_argmax(
@@ -266,7 +238,7 @@ class MaxUnpooling2D(keras.layers.Layer):
         self.pool_size = _pair(pool_size, "pool_size")
         self.strides = self.pool_size if strides is None else _pair(
             strides, "strides")
-        self.padding = _padding(padding)
+        self.padding = shapes.padding_name(padding)
 
     def _unpooled_size(self, pooled, axis, output_size):
         """Static output length along ``axis`` (0: rows, 1: columns)."""
@@ -275,7 +247,7 @@ class MaxUnpooling2D(keras.layers.Layer):
             size = output_size[axis]
             if pooled is not None and shapes.conv_output_size(
                     size, window, stride, self.padding) != pooled:
-                raise ValueError(
+                raise InputError(
                     f"output_size={tuple(output_size)} cannot have been pooled "
                     f"to {pooled} along axis {axis + 1} with pool_size="
                     f"{self.pool_size}, strides={self.strides}, padding="
@@ -289,7 +261,7 @@ class MaxUnpooling2D(keras.layers.Layer):
 
     def _output_shape(self, updates_shape, mask_shape, output_size):
         if len(updates_shape) != 4 or tuple(updates_shape) != tuple(mask_shape):
-            raise ValueError(
+            raise InputError(
                 "updates and mask must be 4D tensors of the same shape "
                 f"(batch, height, width, channels), got {tuple(updates_shape)} "
                 f"and {tuple(mask_shape)}.")
@@ -298,7 +270,7 @@ class MaxUnpooling2D(keras.layers.Layer):
             if len(output_size) != 2 or any(
                     not isinstance(s, int) or isinstance(s, bool) or s < 1
                     for s in output_size):
-                raise ValueError(
+                raise InputError(
                     f"output_size must be a pair of positive integers (H, W), "
                     f"got {output_size!r}.")
         batch, height, width, channels = updates_shape
@@ -340,4 +312,114 @@ class MaxUnpooling2D(keras.layers.Layer):
         config = super().get_config()
         config.update(pool_size=self.pool_size, strides=self.strides,
                       padding=self.padding)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_ae")
+class AverageUnpooling2D(keras.layers.Layer):
+    """Copies each pooled value into its whole window: average pooling undone.
+
+    The lecture notes' average unpooling: the average of a window stands in
+    for every pixel of it, so average-pooling the output gives the input back.
+    Windows do not overlap (the step is the window), as in the encoder's
+    ``keras.layers.AveragePooling2D(pool_size, padding=...)``.
+
+    Args:
+        pool_size: the pooling's window and step, an int or a pair. Default 2.
+        padding: the pooling's padding, ``"same"`` or ``"valid"`` (any case).
+
+    Call arguments:
+        inputs: float tensor ``(batch, h, w, C)``, the pooled values.
+        output_size: optional ``(H, W)`` of the tensor before pooling. Needed
+            when pooling made the size ambiguous (``"same"`` pooling by 2 takes
+            both 29 and 30 rows to 15) or, for ``"valid"``, dropped rows.
+
+    Input shape:
+        4D tensor ``(batch, h, w, C)``.
+
+    Output shape:
+        ``(batch, H, W, C)``: ``output_size`` when given, else
+        ``(h * kh, w * kw)``.
+
+    Limits:
+        With ``"same"`` padding, a window that TF's pooling padded (the last
+        one of an odd size, by 2) is copied only where it has pixels, exactly
+        where the pooling averaged them. With ``"valid"``, the rows and
+        columns the pooling dropped stay at zero.
+
+    Example:
+
+    >>> x = np.array([[[[1.0], [2.0]]]], "float32")  # 1 x 2
+    >>> np.asarray(AverageUnpooling2D()(x))[0, :, :, 0].tolist()
+    [[1.0, 1.0, 2.0, 2.0], [1.0, 1.0, 2.0, 2.0]]
+    >>> np.asarray(AverageUnpooling2D()(x, output_size=(1, 3)))[0, :, :, 0].tolist()
+    [[1.0, 1.0, 2.0]]
+    """
+
+    def __init__(self, pool_size=2, padding="same", **kwargs):
+        super().__init__(**kwargs)
+        self.pool_size = _pair(pool_size, "pool_size")
+        self.padding = shapes.padding_name(padding)
+        self.input_spec = keras.layers.InputSpec(ndim=4)
+
+    def _unpooled_size(self, pooled, axis, output_size):
+        window = self.pool_size[axis]
+        if output_size is None:
+            return None if pooled is None else pooled * window
+        size = output_size[axis]
+        if pooled is not None and shapes.conv_output_size(
+                size, window, window, self.padding) != pooled:
+            raise InputError(
+                f"output_size={tuple(output_size)} cannot have been pooled to "
+                f"{pooled} along axis {axis + 1} with pool_size="
+                f"{self.pool_size}, padding={self.padding!r}.")
+        return size
+
+    def _output_shape(self, input_shape, output_size):
+        if len(input_shape) != 4:
+            raise InputError(
+                f"inputs must be a 4D tensor (batch, height, width, channels), "
+                f"got shape {tuple(input_shape)}.")
+        if output_size is not None:
+            output_size = tuple(output_size)
+            if len(output_size) != 2 or any(
+                    not isinstance(s, int) or isinstance(s, bool) or s < 1
+                    for s in output_size):
+                raise InputError(
+                    f"output_size must be a pair of positive integers (H, W), "
+                    f"got {output_size!r}.")
+        batch, height, width, channels = input_shape
+        return (batch, self._unpooled_size(height, 0, output_size),
+                self._unpooled_size(width, 1, output_size), channels)
+
+    def call(self, inputs, output_size=None):
+        _, height, width, _ = self._output_shape(inputs.shape, output_size)
+        x = keras.ops.repeat(inputs, self.pool_size[0], axis=1)
+        x = keras.ops.repeat(x, self.pool_size[1], axis=2)
+        if output_size is None:
+            return x
+        top, left = self._offset(height, 0), self._offset(width, 1)
+        x = x[:, top:top + height, left:left + width]
+        # "valid" pooling dropped the last rows and columns: zeros there
+        missing_h, missing_w = height - x.shape[1], width - x.shape[2]
+        if missing_h or missing_w:
+            x = keras.ops.pad(x, [[0, 0], [0, missing_h], [0, missing_w], [0, 0]])
+        return x
+
+    def _offset(self, size, axis):
+        """Rows (or columns) of padding TF's "same" pooling put before the
+        first window: the copies start that far before the output."""
+        if self.padding != "same":
+            return 0
+        window = self.pool_size[axis]
+        total = -(-size // window) * window - size
+        return total // 2
+
+    def compute_output_spec(self, inputs, output_size=None):
+        return keras.KerasTensor(self._output_shape(inputs.shape, output_size),
+                                 dtype=inputs.dtype)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(pool_size=self.pool_size, padding=self.padding)
         return config

@@ -15,8 +15,11 @@ from typing import Callable
 
 import tensorflow as tf
 
+from keras_ae.errors import InputError
+from keras_ae.pixels import add_noise, to_unit_float
+
 __all__ = ["ImageData", "Split", "array_split", "assemble", "check_batch_size",
-           "check_options", "is_int", "is_real", "to_unit_float",
+           "check_options", "is_int", "is_real",
            "validation_size"]
 
 SPLITS = ("train", "validation", "test")
@@ -135,16 +138,16 @@ class ImageData:
         batch_size = check_batch_size(
             self.batch_size if batch_size is None else batch_size)
         if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got {split!r}.")
+            raise InputError(f"split must be one of {SPLITS}, got {split!r}.")
         if split not in self._splits:
-            raise ValueError(
+            raise InputError(
                 f"{self.source} has no {split!r} split: it was made with "
                 f"validation_split=0; expected one of {tuple(self._splits)}.")
         labeled = self._splits[split].labeled
         if labeled is None:
             hint = (" Labels come from class folders: DIR/<class>/image.png."
                     if self.source.startswith("images:") else "")
-            raise ValueError(
+            raise InputError(
                 f"{self.source} has no labels for the {split!r} split.{hint}")
         return (labeled.batch(batch_size)
                 .map(lambda x, y: (to_unit_float(x), y),
@@ -167,7 +170,7 @@ def is_real(value):
 def check_batch_size(batch_size):
     """``batch_size`` as an int if it is a positive integer; else ValueError."""
     if not is_int(batch_size) or batch_size < 1:
-        raise ValueError(
+        raise InputError(
             f"batch_size must be a positive integer, got {batch_size!r}.")
     return int(batch_size)
 
@@ -176,16 +179,16 @@ def check_options(batch_size, validation_split, noise_factor, seed, cache):
     """The options every route shares, as plain Python numbers."""
     batch_size = check_batch_size(batch_size)
     if not is_real(validation_split) or not 0 <= validation_split < 1:
-        raise ValueError(
+        raise InputError(
             f"validation_split must be a number in [0, 1), got "
             f"{validation_split!r}.")
     if not is_real(noise_factor) or not 0 <= noise_factor < math.inf:
-        raise ValueError(
+        raise InputError(
             f"noise_factor must be a finite number >= 0, got {noise_factor!r}.")
     if not is_int(seed) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}.")
+        raise InputError(f"seed must be an integer >= 0, got {seed!r}.")
     if not isinstance(cache, bool):
-        raise ValueError(f"cache must be True or False, got {cache!r}.")
+        raise InputError(f"cache must be True or False, got {cache!r}.")
     return dict(batch_size=batch_size, validation_split=float(validation_split),
                 noise_factor=float(noise_factor), seed=int(seed), cache=cache)
 
@@ -194,7 +197,7 @@ def validation_size(num, validation_split, what):
     """Images to hold out; rounds to the closest count, as tfds slicing does."""
     count = round(num * validation_split)
     if validation_split and not 0 < count < num:
-        raise ValueError(
+        raise InputError(
             f"validation_split={validation_split} of {num} {what} leaves "
             f"{count} validation and {num - count} training images; expected "
             f"at least one of each (or validation_split=0).")
@@ -202,13 +205,6 @@ def validation_size(num, validation_split, what):
 
 
 # --- pipelines -------------------------------------------------------------
-
-def to_unit_float(images):
-    """uint8 -> float32 / 255; float images are in [0, 1] already."""
-    if images.dtype == tf.uint8:
-        return tf.cast(images, tf.float32) / 255.0
-    return tf.cast(images, tf.float32)
-
 
 def array_split(images, labels):
     """A ``Split`` of images (and optional labels) held in memory."""
@@ -218,11 +214,6 @@ def array_split(images, labels):
                else tf.data.Dataset.from_tensor_slices((images_t, labels)))
     return Split(tf.data.Dataset.from_tensor_slices(images_t), labeled,
                  len(images), in_memory=images_t)
-
-
-def _noisy(clean, noise_factor, seed):
-    noise = tf.random.stateless_normal(tf.shape(clean), seed=seed)
-    return tf.clip_by_value(clean + noise_factor * noise, 0.0, 1.0)
 
 
 def _pipeline(split, *, train, noise_offset, batch_size, noise_factor, seed,
@@ -277,7 +268,7 @@ def _batches(split, *, train, batch_size, seed, cache):
 def _noisy_pair(images, noise_factor, seed):
     clean = to_unit_float(images)
     seed = tf.stack([tf.cast(s, tf.int64) for s in seed])
-    return _noisy(clean, noise_factor, seed), clean
+    return add_noise(clean, noise_factor, seed), clean
 
 
 def assemble(splits, image_shape, source, options, **details):

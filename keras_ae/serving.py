@@ -47,6 +47,8 @@ import onnxruntime as ort
 
 from keras_ae import images as recipe
 from keras_ae._validation import positive_int
+from keras_ae.errors import InputError
+from keras_ae.pixels import per_image_mse, to_unit_float
 
 MODEL_FILE = "model.onnx"
 METADATA_PREFIX = "keras_ae."
@@ -138,7 +140,7 @@ def _shape_from_metadata(metadata, key):
         dims = ()
     if not dims or any(isinstance(d, bool) or not isinstance(d, int) or d < 1
                        for d in dims):
-        raise ValueError(
+        raise InputError(
             f"metadata {METADATA_PREFIX}{key} must be a list of positive "
             f"integers, got {value!r}.")
     return dims
@@ -161,12 +163,12 @@ def _check_io(session, path, role, input_name, output_name):
         hint = (f" Its metadata says it is the {found_role}; pass the folder or "
                 f"its {MODEL_FILE}." if role == "autoencoder" and found_role
                 not in (None, "autoencoder") else "")
-        raise ValueError(
+        raise InputError(
             f"{path} is not a keras_ae {role}: expected one input "
             f"{input_name!r} and an output {output_name!r}, found "
             f"{_describe_io(session)}.{hint}")
     if inputs[0].type != "tensor(float)" or len(inputs[0].shape) < 2:
-        raise ValueError(
+        raise InputError(
             f"{path}: input {input_name!r} must be a float32 batch, found "
             f"{inputs[0].type} of shape {inputs[0].shape}.")
 
@@ -175,30 +177,23 @@ def _as_array(what, values):
     try:
         return np.asarray(values)
     except (TypeError, ValueError) as error:
-        raise ValueError(f"{what} must be an array of numbers: {error}") from None
+        raise InputError(f"{what} must be an array of numbers: {error}") from None
 
 
 def _value_range(what, array):
     """``(min, max)`` of a float array with finite values; else ValueError."""
     if array.dtype not in FLOAT_DTYPES:
-        raise ValueError(
+        raise InputError(
             f"{what} must be float16, float32 or float64, got dtype {array.dtype}.")
     if not array.size:
         return 0.0, 0.0
     # min and max are NaN or infinite where any value is: no full-size mask.
     low, high = float(array.min()), float(array.max())
     if not (math.isfinite(low) and math.isfinite(high)):
-        raise ValueError(
+        raise InputError(
             f"{what} must be finite, got {np.isnan(array).sum()} NaN and "
             f"{np.isinf(array).sum()} infinite values.")
     return low, high
-
-
-def _as_float32(chunk):
-    """A chunk of checked images or codes as float32; uint8 is divided by 255."""
-    if chunk.dtype == np.uint8:
-        return chunk.astype(np.float32) / np.float32(255)
-    return chunk.astype(np.float32, copy=False)
 
 
 def _batch_shape(shape):
@@ -235,6 +230,8 @@ class OnnxAutoencoder:
         code_size: number of floats in one code (``None`` likewise).
         decoder_kind: ``"transpose"``, ``"upsample"``, ``"unpool"``,
             ``"dense"`` or ``"custom"``; ``None`` where the metadata has none.
+        pooling: the encoder's pooling, ``"max"`` or ``"average"``; ``None``
+            where the model does not pool or the metadata does not say.
         version: the keras_ae version that exported the model, or ``None``.
         metadata: every ``keras_ae.*`` metadata property of ``model.onnx``,
             keys as in the file, values parsed from JSON.
@@ -285,6 +282,7 @@ class OnnxAutoencoder:
         self.metadata = self._metadata_of(session)
         self.version = self.metadata.get(METADATA_PREFIX + "version")
         self.decoder_kind = self.metadata.get(METADATA_PREFIX + "decoder")
+        self.pooling = self.metadata.get(METADATA_PREFIX + "pooling")
         self._encoder_path = self._part_path("encoder_file")
         self._decoder_path = self._part_path("decoder_file")
         self.input_shape = self._find_input_shape(session)
@@ -294,7 +292,7 @@ class OnnxAutoencoder:
             self.preprocessing = recipe.check_preprocessing(
                 self.metadata.get(METADATA_PREFIX + "preprocessing"))
         except ValueError as error:
-            raise ValueError(f"{self.path}: metadata {METADATA_PREFIX}"
+            raise InputError(f"{self.path}: metadata {METADATA_PREFIX}"
                              f"preprocessing: {error}") from None
         self.resize_mode = (self.preprocessing or {}).get(
             "resize", recipe.DEFAULT_RESIZE)
@@ -307,7 +305,7 @@ class OnnxAutoencoder:
                 str(path), sess_options=session_options(self._intra_op_threads),
                 providers=self._providers)
         except _LOAD_ERRORS as error:
-            raise ValueError(
+            raise InputError(
                 f"{path} is not an ONNX model that onnxruntime "
                 f"{ort.__version__} can load: {error}") from error
 
@@ -328,19 +326,19 @@ class OnnxAutoencoder:
         graph_dims = _static_dims(session.get_inputs()[0].shape)
         metadata_dims = _shape_from_metadata(self.metadata, "input_shape")
         if metadata_dims is None and graph_dims is None:
-            raise ValueError(
+            raise InputError(
                 f"{self.path}: cannot tell the image shape: no "
                 f"{METADATA_PREFIX}input_shape metadata and input {IMAGE!r} "
                 f"has shape {session.get_inputs()[0].shape}.")
         if metadata_dims is not None and graph_dims is not None \
                 and metadata_dims != graph_dims:
-            raise ValueError(
+            raise InputError(
                 f"{self.path}: metadata {METADATA_PREFIX}input_shape "
                 f"{list(metadata_dims)} contradicts input {IMAGE!r} of shape "
                 f"{session.get_inputs()[0].shape}.")
         shape = metadata_dims or graph_dims
         if len(shape) != 3:
-            raise ValueError(
+            raise InputError(
                 f"{self.path}: images must be (height, width, channels), the "
                 f"model says {list(shape)}.")
         return shape
@@ -359,7 +357,7 @@ class OnnxAutoencoder:
         if self.code_shape is not None:
             size_from_shape = math.prod(self.code_shape)
             if size is not None and size != size_from_shape:
-                raise ValueError(
+                raise InputError(
                     f"{self.path}: metadata {METADATA_PREFIX}code_size {size!r} "
                     f"does not match code_shape {list(self.code_shape)}.")
             return size_from_shape
@@ -388,9 +386,9 @@ class OnnxAutoencoder:
     def _decoder(self):
         if self._decoder_path is None:
             if self.decoder_kind == "unpool":
-                reason = ("the 'unpool' decoder needs the encoder's argmax "
-                          "indices (where each max was pooled from), so it "
-                          "cannot run alone from a code")
+                reason = ("an 'unpool' decoder after max pooling needs the "
+                          "encoder's argmax indices (where each max was "
+                          "pooled from), so it cannot run alone from a code")
             else:
                 reason = (f"it was exported without decoder.onnx "
                           f"({METADATA_PREFIX}decoder_file is absent; decoder "
@@ -429,7 +427,7 @@ class OnnxAutoencoder:
         """``x``, checked, as an ``(N, H, W, C)`` batch, and how it came.
 
         Returns ``(batch, shape, single)``: the batch in ``x``'s own dtype
-        (``_as_float32`` scales it chunk by chunk, so that no float32 copy of
+        (``keras_ae.pixels.to_unit_float`` scales it chunk by chunk, so that no float32 copy of
         a large uint8 batch is made), the shape ``x`` was given in, and
         whether it was one image rather than a batch.
         """
@@ -447,19 +445,19 @@ class OnnxAutoencoder:
         else:
             accepted = " or ".join(str(s) for s in image_shapes)
             batches = " or ".join(_batch_shape(s) for s in image_shapes)
-            raise ValueError(
+            raise InputError(
                 f"x must be one image shaped {accepted}, or a batch shaped "
                 f"{batches}; got shape {x.shape}.")
 
         if x.dtype in FLOAT_DTYPES:
             low, high = _value_range("x", x)
             if low < 0 or high > 1:
-                raise ValueError(
+                raise InputError(
                     f"float images must have values in [0, 1], got values from "
                     f"{low:g} to {high:g}. (Pass 8-bit images as uint8, or "
                     f"divide them by 255.)")
         elif x.dtype != np.uint8:
-            raise ValueError(
+            raise InputError(
                 f"x must be uint8 (0 to 255) or float16/32/64 (0 to 1), got "
                 f"dtype {x.dtype}.")
         return x.reshape((-1,) + self.input_shape), x.shape, single
@@ -476,7 +474,7 @@ class OnnxAutoencoder:
         elif z.shape[1:] == self.code_shape:
             single = False
         else:
-            raise ValueError(
+            raise InputError(
                 f"z must be one code shaped {self.code_shape} or a batch shaped "
                 f"{_batch_shape(self.code_shape)}; got shape {z.shape}.")
         _value_range("z", z)
@@ -518,7 +516,7 @@ class OnnxAutoencoder:
             isinstance(x, np.ndarray) and x.ndim == 4)
         items = [x] if single else list(x)
         if not items:
-            raise ValueError("x must hold at least one image, got none.")
+            raise InputError("x must hold at least one image, got none.")
         batch = np.stack([recipe.read_image(item, self.input_shape, mode)
                           for item in items])
         return batch[0] if single else batch
@@ -539,12 +537,12 @@ class OnnxAutoencoder:
     def _run(session, input_name, output_name, batch, out_shape, batch_size):
         """Runs ``session`` on ``batch`` in chunks into one ``(N, *out_shape)`` array.
 
-        Each chunk is made float32 (``_as_float32``) just before its run.
+        Each chunk is made float32 (``to_unit_float``) just before its run.
         """
         batch_size = positive_int("batch_size", batch_size)
         result = np.empty((len(batch),) + tuple(out_shape), dtype=np.float32)
         for rows in _batch_slices(len(batch), batch_size):
-            chunk = np.ascontiguousarray(_as_float32(batch[rows]))
+            chunk = np.ascontiguousarray(to_unit_float(batch[rows]))
             (out,) = session.run([output_name], {input_name: chunk})
             if out.shape != result[rows].shape:
                 raise RuntimeError(
@@ -687,9 +685,8 @@ class OnnxAutoencoder:
         errors = np.empty(len(images), dtype=np.float32)
         # Chunk by chunk, so that no reconstruction of the whole batch is held.
         for rows in _batch_slices(len(images), batch_size):
-            chunk = _as_float32(images[rows])
+            chunk = to_unit_float(images[rows])
             out = self._run(self._model_session, IMAGE, RECONSTRUCTION, chunk,
                             self.input_shape, batch_size)
-            squared = (out.astype(np.float64) - chunk) ** 2
-            errors[rows] = squared.reshape(len(chunk), -1).mean(axis=1)
+            errors[rows] = per_image_mse(out, chunk)
         return errors[0] if single else errors

@@ -23,20 +23,29 @@ Example:
 import math
 
 from keras_ae._validation import positive_int
+from keras_ae.errors import InputError
 
 PADDINGS = ("valid", "same")
 
 
+def padding_name(padding):
+    """Keras' ``"same"``/``"valid"``, from any case (TF spells them upper-case).
+
+    Raises:
+        ValueError: for anything else, naming what was given.
+    """
+    if not isinstance(padding, str) or padding.lower() not in PADDINGS:
+        raise InputError(
+            f"padding must be one of {PADDINGS} (any case), got {padding!r}.")
+    return padding.lower()
+
+
 def _check_padding(padding):
+    """A padding name (see ``padding_name``) or a non-negative integer ``P``."""
     if isinstance(padding, str):
-        if padding.lower() not in PADDINGS:
-            raise ValueError(
-                f"padding must be one of {PADDINGS} or a non-negative integer, "
-                f"got {padding!r}."
-            )
-        return padding.lower()
+        return padding_name(padding)
     if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
-        raise ValueError(
+        raise InputError(
             f"padding must be one of {PADDINGS} or a non-negative integer, "
             f"got {padding!r}."
         )
@@ -76,7 +85,7 @@ def conv_output_size(size, kernel_size, stride=1, padding="valid", dilation=1):
         return math.ceil(size / stride)
     pad = 0 if padding == "valid" else padding
     if size + 2 * pad < span:
-        raise ValueError(
+        raise InputError(
             f"kernel spanning {span} pixels does not fit in an input of {size} "
             f"pixels with padding {pad} on each side."
         )
@@ -117,7 +126,7 @@ def conv_transpose_output_size(size, kernel_size, stride=1, padding="valid",
         positive_int(name, value)
     padding = _check_padding(padding)
     if isinstance(padding, int):
-        raise ValueError(
+        raise InputError(
             f"padding must be 'valid' or 'same' for a transposed convolution, "
             f"got {padding!r}."
         )

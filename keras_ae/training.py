@@ -20,14 +20,14 @@ resumes from its last finished epoch. On a GPU, training uses mixed precision
 
 import csv
 import dataclasses
-import json
 import time
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 
-from keras_ae.files import write_atomically, write_json
+from keras_ae.errors import InputError
+from keras_ae.files import claim_folder, write_atomically, write_json
 
 DEFAULT_LEARNING_RATE = 3e-3  # best of 1e-3, 2e-3, 3e-3 in 10 epochs (docs/benchmarks.md)
 RUN_FILE = "run.json"
@@ -67,7 +67,7 @@ def configure_devices(mixed_precision="auto"):
         ValueError: for a ``mixed_precision`` other than those three.
     """
     if mixed_precision not in ("auto", True, False):
-        raise ValueError(
+        raise InputError(
             f"mixed_precision must be 'auto', True or False, got {mixed_precision!r}.")
     gpus = len(tf.config.list_physical_devices("GPU"))
     use_mixed = bool(gpus) if mixed_precision == "auto" else mixed_precision
@@ -102,7 +102,7 @@ def compile_autoencoder(model, learning_rate=DEFAULT_LEARNING_RATE,
 
 def _check_learning_rate(learning_rate):
     if not learning_rate > 0:
-        raise ValueError(f"learning_rate must be positive, got {learning_rate!r}.")
+        raise InputError(f"learning_rate must be positive, got {learning_rate!r}.")
 
 
 # --- the run folder ------------------------------------------------------------
@@ -125,34 +125,12 @@ def prepare_run_folder(output_dir, settings):
     Raises:
         ValueError: if the folder holds a different run or unrelated files.
     """
-    output = Path(output_dir)
-    settings = json.loads(json.dumps(settings))  # compare as stored: tuples are lists
-    if output.exists() and not output.is_dir():
-        raise ValueError(f"output {str(output)!r} exists and is not a folder.")
-    run_file = output / RUN_FILE
-    if run_file.exists():
-        previous = json.loads(run_file.read_text())
-        differences = _differences(previous, settings, ignore={"epochs"})
-        if differences:
-            raise ValueError(
-                f"output folder {str(output)!r} holds a different run "
-                f"({'; '.join(differences)}). Choose another output folder, or "
-                "delete this one to start over.")
-        write_json(run_file, settings)
-        return True
-    if output.exists() and any(output.iterdir()):
-        raise ValueError(
-            f"output folder {str(output)!r} is not empty and holds no "
-            f"{RUN_FILE}: it is not a keras-ae run. Choose an empty or new folder.")
-    output.mkdir(parents=True, exist_ok=True)
-    write_json(run_file, settings)
-    return False
-
-
-def _differences(old, new, ignore):
-    keys = sorted((set(old) | set(new)) - ignore)
-    return [f"{key}: {old.get(key)!r} before, {new.get(key)!r} now"
-            for key in keys if old.get(key) != new.get(key)]
+    state = claim_folder(
+        output_dir, RUN_FILE, settings, kind="run", ignore={"epochs"},
+        remedy="Choose another output folder, or delete this one to start over.")
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    write_json(Path(output_dir) / RUN_FILE, settings)  # epochs may have changed
+    return state == "same"
 
 
 def save_model(model, path):
@@ -306,7 +284,7 @@ def train(build_model, data, output_dir, *, epochs=10,
         result = train(lambda: keras_ae.build_conv_autoencoder(), data, "runs/ae")
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be a positive integer, got {epochs!r}.")
+        raise InputError(f"epochs must be a positive integer, got {epochs!r}.")
     _check_learning_rate(learning_rate)  # before the folder is claimed
     settings = dict(settings or {}, epochs=epochs, learning_rate=learning_rate)
     devices = configure_devices(mixed_precision)
@@ -338,7 +316,7 @@ def train(build_model, data, output_dir, *, epochs=10,
 def _check_shapes(model, data):
     expected = tuple(model.input_shape[1:])
     if expected != tuple(data.image_shape):
-        raise ValueError(
+        raise InputError(
             f"model {model.name!r} takes images of shape {expected}, but the "
             f"data holds images of shape {tuple(data.image_shape)}.")
 

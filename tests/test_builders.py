@@ -241,3 +241,44 @@ def test_dense_builder_errors(kwargs, words):
 def test_smallest_allowed_input_works():
     model = keras_ae.build_conv_autoencoder((4, 5, 2), filters=(4, 4), decoder="unpool")
     assert np.asarray(model(batch((4, 5, 2)))).shape == (3, 4, 5, 2)
+
+
+# --- average pooling ------------------------------------------------------------
+
+@pytest.mark.parametrize("shape", [(28, 28, 1), (29, 30, 3)], ids=str)
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_average_pooling_builds_every_decoder(decoder, shape):
+    model = keras_ae.build_conv_autoencoder(shape, decoder=decoder,
+                                            pooling="average")
+    assert model.name == f"conv_{decoder}_average_autoencoder"
+    encoder = model.get_layer("encoder")
+    assert isinstance(encoder.get_layer("encoder_stage1_pool"),
+                      keras.layers.AveragePooling2D)
+    assert len(encoder.outputs) == 1  # no argmax indices to pass on
+    assert np.asarray(model(batch(shape))).shape == (3, *shape)
+
+
+def test_average_pooling_unpool_decoder_copies_values_into_windows():
+    model = keras_ae.build_conv_autoencoder((29, 30, 1), decoder="unpool",
+                                            pooling="average")
+    decoder = model.get_layer("decoder")
+    unpool = decoder.get_layer("decoder_stage1_unpool")
+    assert isinstance(unpool, keras_ae.AverageUnpooling2D)
+    assert len(decoder.inputs) == 1  # it decodes a code alone
+    # stage 1 undoes the deepest pooling: 15x15 -> 8x8 back to 15x15
+    assert tuple(unpool.output.shape) == (None, 15, 15, 4)  # the code's channels
+
+
+def test_unknown_pooling_lists_the_choices():
+    with pytest.raises(ValueError, match=r"pooling must be one of \['average', "
+                                         r"'max'\], got 'mean'"):
+        keras_ae.build_conv_autoencoder(pooling="mean")
+
+
+def test_average_pooling_model_round_trips_through_a_keras_file(tmp_path):
+    model = keras_ae.build_conv_autoencoder((16, 16, 3), decoder="unpool",
+                                            pooling="average")
+    model.save(tmp_path / "m.keras")
+    again = keras.models.load_model(tmp_path / "m.keras")
+    x = batch((16, 16, 3))
+    np.testing.assert_array_equal(again(x), model(x))

@@ -7,12 +7,13 @@ import pytest
 
 import keras_ae
 from keras_ae import (builders, data, downstream, export, files, folders, images,
-                      layers, pipelines, shapes, training, tuning)
+                      layers, pipelines, pixels, shapes, training)
+from keras_ae.tuning import reports, space, trial_data
 
 
 @pytest.mark.parametrize("module", [shapes, layers, builders, data, folders, images,
-                                    pipelines, training, files, export, tuning,
-                                    downstream],
+                                    pipelines, pixels, training, files, export,
+                                    space, trial_data, reports, downstream],
                          ids=lambda m: m.__name__)
 def test_docstring_examples(module):
     result = doctest.testmod(module, extraglobs={"np": np, "keras_ae": keras_ae, **{

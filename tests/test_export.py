@@ -26,6 +26,7 @@ BUILDERS = {
     "transpose": lambda: conv("transpose"),
     "upsample": lambda: conv("upsample"),
     "unpool": lambda: conv("unpool"),
+    "unpool-average": lambda: conv("unpool", pooling="average"),
     "dense": lambda: keras_ae.build_dense_autoencoder(code_size=16),
 }
 
@@ -48,11 +49,13 @@ def metadata(path):
 @pytest.mark.parametrize("kind", sorted(BUILDERS))
 def test_describe_names_the_decoder_and_code(kind):
     facts = export.describe(BUILDERS[kind]())
-    assert facts["decoder"] == kind
+    assert facts["decoder"] == kind.split("-")[0]
+    assert facts["pooling"] == ("average" if "average" in kind else
+                                None if kind == "dense" else "max")
     assert facts["input_shape"] == [28, 28, 1]
     assert facts["code_shape"] == ([16] if kind == "dense" else [7, 7, 4])
     assert facts["code_size"] == (16 if kind == "dense" else 196)
-    assert facts["decoder_runs_alone"] is (kind != "unpool")
+    assert facts["decoder_runs_alone"] is (kind != "unpool")  # max unpooling
 
 
 def test_describe_refuses_what_is_not_an_image_autoencoder():
@@ -156,7 +159,7 @@ def test_onnx_files_names_metadata_and_parity(kind, tmp_path):
     meta = metadata(tmp_path / "model.onnx")
     assert meta["keras_ae.input_shape"] == [28, 28, 1]
     assert meta["keras_ae.value_range"] == [0, 1]
-    assert meta["keras_ae.decoder"] == kind
+    assert meta["keras_ae.decoder"] == kind.split("-")[0]
     assert meta["keras_ae.code_size"] == (16 if kind == "dense" else 196)
     assert meta["keras_ae.version"] == keras_ae.__version__
     assert meta["keras_ae.role"] == "autoencoder"
@@ -360,3 +363,16 @@ def test_cli_export_bad_input_is_one_line(args, message, run_folder, tmp_path,
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "x").exists()
+
+
+def test_average_unpool_at_an_odd_size_exports_with_parity(tmp_path):
+    # 29x31: "same" pooling pads the last window, which unpooling must crop
+    model = keras_ae.build_conv_autoencoder((29, 31, 3), decoder="unpool",
+                                            pooling="average", **SMALL)
+    figures = export.export_onnx(model, tmp_path / "model.onnx")
+    assert set(figures) == {"model", "encoder", "decoder"}
+    assert max(figures.values()) <= export.PARITY_TOLERANCE
+    x = images(3, (29, 31, 3))
+    np.testing.assert_allclose(run_onnx(tmp_path / "model.onnx", "image", x),
+                               model(x), atol=1e-5)
+    assert metadata(tmp_path / "model.onnx")["keras_ae.pooling"] == "average"

@@ -7,6 +7,7 @@ import tensorflow as tf
 
 import keras
 from keras_ae.layers import (
+    AverageUnpooling2D,
     MaxPoolingWithArgmax2D,
     MaxUnpooling2D,
     max_pool_with_argmax_portable,
@@ -339,3 +340,58 @@ def test_output_size_inconsistent_with_pooling():
         MaxUnpooling2D()(inputs, mask, output_size=(20, 20))
     with pytest.raises(ValueError, match="pair of positive integers"):
         MaxUnpooling2D()(inputs, mask, output_size=(14, 14, 1))
+
+
+# --- average unpooling ----------------------------------------------------------
+
+def test_average_unpool_copies_each_value_into_its_window():
+    x = np.array([[1.0, 2.0], [3.0, 4.0]], "float32").reshape(1, 2, 2, 1)
+    out = np.asarray(AverageUnpooling2D(2)(x))[0, :, :, 0]
+    assert out.tolist() == [[1, 1, 2, 2], [1, 1, 2, 2], [3, 3, 4, 4], [3, 3, 4, 4]]
+
+
+def test_average_unpool_odd_size_keeps_the_pixels_pooling_averaged():
+    # "same" pooling of 3 columns by 2: windows [0, 1] and [2] (padded after)
+    x = np.array([[[[1.0], [2.0]]]], "float32")
+    out = np.asarray(AverageUnpooling2D(2)(x, output_size=(1, 3)))
+    assert out[0, :, :, 0].tolist() == [[1.0, 1.0, 2.0]]
+
+
+def test_average_unpool_window_of_3_starts_where_same_padding_puts_it():
+    # 7 rows pooled by 3 with "same": padding 1 before, so the windows are
+    # rows [-1, 0, 1], [2, 3, 4], [5, 6, 7]: row 0 belongs to the first.
+    x = np.array([10.0, 20.0, 30.0], "float32").reshape(1, 3, 1, 1)
+    out = np.asarray(AverageUnpooling2D((3, 1))(x, output_size=(7, 1)))
+    assert out[0, :, 0, 0].tolist() == [10, 10, 20, 20, 20, 30, 30]
+
+
+@pytest.mark.parametrize("shape,pool,padding", [
+    ((2, 8, 8, 3), 2, "same"), ((2, 7, 9, 2), 2, "same"),
+    ((1, 7, 7, 1), 3, "same"), ((2, 9, 10, 2), (2, 3), "same"),
+    ((2, 8, 6, 1), 2, "valid")])
+def test_average_pooling_of_the_unpooled_gives_the_pooled_back(shape, pool, padding):
+    x = np.random.default_rng(3).random(shape, "float32")
+    pooled = keras.layers.AveragePooling2D(pool, padding=padding)(x)
+    unpooled = AverageUnpooling2D(pool, padding=padding)(pooled,
+                                                           output_size=shape[1:3])
+    assert tuple(unpooled.shape) == shape
+    again = keras.layers.AveragePooling2D(pool, padding=padding)(unpooled)
+    np.testing.assert_allclose(again, pooled, atol=1e-6)
+
+
+def test_average_unpool_valid_leaves_dropped_rows_at_zero():
+    x = np.array([[[[4.0]]]], "float32")
+    out = np.asarray(AverageUnpooling2D(2, padding="valid")(x, output_size=(3, 3)))
+    assert out[0, :, :, 0].tolist() == [[4, 4, 0], [4, 4, 0], [0, 0, 0]]
+
+
+def test_average_unpool_config_round_trip_and_bad_arguments():
+    layer = AverageUnpooling2D((2, 3), padding="SAME", name="up")
+    again = AverageUnpooling2D.from_config(layer.get_config())
+    assert (again.pool_size, again.padding, again.name) == ((2, 3), "same", "up")
+    with pytest.raises(ValueError, match="pool_size"):
+        AverageUnpooling2D(0)
+    with pytest.raises(ValueError, match="padding"):
+        AverageUnpooling2D(2, padding="full")
+    with pytest.raises(ValueError, match=r"cannot have been pooled to 2"):
+        AverageUnpooling2D(2)(np.zeros((1, 2, 2, 1), "float32"), output_size=(6, 4))

@@ -1,0 +1,90 @@
+"""Small jobs on pixel values, each done in one place: scaling to [0, 1],
+Gaussian noise, and each image's reconstruction error.
+
+Each function takes numpy arrays and, where it says so, TensorFlow tensors
+too (inside ``tf.data`` pipelines). No TensorFlow is imported here unless a
+tensor is given: serving code uses this module.
+"""
+
+import numpy as np
+
+
+def _is_tensor(values):
+    return not isinstance(values, (np.ndarray, np.generic, list, tuple))
+
+
+def to_unit_float(images):
+    """Images as float32 in [0, 1]: uint8 divided by 255, floats as they are.
+
+    Args:
+        images: a numpy array or a TensorFlow tensor.
+
+    Returns:
+        The same kind, float32.
+
+    Example:
+
+    >>> to_unit_float(np.array([0, 51, 255], np.uint8)).tolist()
+    [0.0, 0.20000000298023224, 1.0]
+    """
+    if _is_tensor(images):
+        import tensorflow as tf
+
+        if images.dtype == tf.uint8:
+            return tf.cast(images, tf.float32) / 255.0
+        return tf.cast(images, tf.float32)
+    images = np.asarray(images)
+    if images.dtype == np.uint8:
+        return images.astype(np.float32) / np.float32(255)
+    return images.astype(np.float32, copy=False)
+
+
+def add_noise(clean, noise_factor, seed):
+    """Gaussian noise of standard deviation ``noise_factor``, clipped to [0, 1]:
+    a denoising autoencoder's input.
+
+    Args:
+        clean: float images in [0, 1], a numpy array or a TensorFlow tensor.
+        noise_factor: the noise's standard deviation.
+        seed: for arrays, an int or a ``numpy.random.Generator``; for
+            tensors, a shape ``[2]`` integer tensor (``tf.random``'s stateless
+            seed, so a pipeline draws the same noise for the same seed), or
+            ``None`` for fresh noise at every call.
+
+    Returns:
+        The noisy images, float32, of the same kind.
+
+    Example:
+
+    >>> noisy = add_noise(np.full((2, 2), 0.5, np.float32), 0.1, seed=0)
+    >>> noisy.dtype, bool(((noisy >= 0) & (noisy <= 1)).all())
+    (dtype('float32'), True)
+    """
+    if _is_tensor(clean):
+        import tensorflow as tf
+
+        noise = (tf.random.normal(tf.shape(clean)) if seed is None else
+                 tf.random.stateless_normal(tf.shape(clean), seed=seed))
+        return tf.clip_by_value(clean + noise_factor * noise, 0.0, 1.0)
+    clean = np.asarray(clean, np.float32)
+    noise = np.random.default_rng(seed).normal(0.0, 1.0, clean.shape)
+    return np.clip(clean + noise_factor * noise, 0.0, 1.0).astype(np.float32)
+
+
+def per_image_mse(reconstructions, targets):
+    """Mean squared error of each image, over all its pixels and channels.
+
+    Args:
+        reconstructions, targets: numpy arrays ``(N, ...)`` of one shape.
+
+    Returns:
+        float64 ``(N,)``, computed in float64.
+
+    Example:
+
+    >>> per_image_mse(np.zeros((2, 2, 2)), np.array([[[0, 0], [0, 0]], [[1, 1], [0, 0]]]))
+    array([0. , 0.5])
+    """
+    difference = (np.asarray(reconstructions, np.float64)
+                  - np.asarray(targets, np.float64))
+    return np.mean(difference.reshape(len(difference), -1) ** 2, axis=1)
