@@ -525,7 +525,7 @@ def main(argv=None):
 def _is_user_error(error):
     """Bad input the user can fix: reported in one line, no traceback.
     Anything else is a bug in keras_ae or below it and keeps its traceback."""
-    if isinstance(error, InputError):
+    if isinstance(error, (InputError, FileNotFoundError)):
         return True
     if isinstance(error, OSError) and error.filename is not None:
         return True  # missing, unreadable or misplaced files, named by the OS

@@ -115,7 +115,7 @@ def claim_folder(folder, settings_file, settings, *, kind, remedy, ignore=(),
         folder: the run's folder.
         settings_file: the file name of its settings, e.g. ``"run.json"``.
         settings: the JSON-serialisable settings of the run to start.
-        kind: what a run is called in messages (``"keras-ae run"``).
+        kind: what a run is called in messages (``"run"``, ``"search"``).
         remedy: the sentence that ends the error for other settings.
         ignore: setting names that may differ (a resume may change epochs).
         allow_different: return ``"different"`` (the caller starts over)
@@ -150,6 +150,6 @@ def claim_folder(folder, settings_file, settings, *, kind, remedy, ignore=(),
     if folder.exists() and any(folder.iterdir()):
         raise InputError(
             f"{str(folder)!r} is not empty and holds no {settings_file}: it is "
-            f"not a {kind}, and nothing in it is deleted. Choose an empty or "
-            f"new folder.")
+            f"not a keras-ae {kind}, and nothing in it is deleted. Choose an "
+            f"empty or new folder.")
     return "new"

@@ -94,7 +94,7 @@ def _claim_check(project_dir, settings, overwrite, role):
     if role == "worker" and (overwrite or not (project_dir / SEARCH_FILE).exists()):
         return False  # the chief claims the folder (and may start it over)
     state = claim_folder(
-        project_dir, SEARCH_FILE, settings, kind="keras-ae search",
+        project_dir, SEARCH_FILE, settings, kind="search",
         allow_different=overwrite and role != "worker",
         remedy="Choose another folder, or pass overwrite=True (--overwrite) "
                "to delete it and start over.")
