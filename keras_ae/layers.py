@@ -49,6 +49,31 @@ def _pair(value, name):
     return pair
 
 
+def _check_output_size(output_size):
+    """An unpooling's ``output_size``: ``None`` or a pair of positive ints."""
+    if output_size is None:
+        return None
+    output_size = tuple(output_size)
+    if len(output_size) != 2 or any(
+            not isinstance(s, int) or isinstance(s, bool) or s < 1
+            for s in output_size):
+        raise InputError(
+            f"output_size must be a pair of positive integers (H, W), "
+            f"got {output_size!r}.")
+    return output_size
+
+
+def _given_size(output_size, axis, pooled, window, stride, padding, pooling):
+    """``output_size[axis]``, if pooling it gives ``pooled`` back."""
+    size = output_size[axis]
+    if pooled is not None and shapes.conv_output_size(
+            size, window, stride, padding) != pooled:
+        raise InputError(
+            f"output_size={output_size} cannot have been pooled to {pooled} "
+            f"along axis {axis + 1} with {pooling}.")
+    return size
+
+
 def _same_padding(size, window, stride):
     """Padding before and after that TF's ``SAME`` adds along one axis."""
     out = -(-size // stride)
@@ -244,15 +269,9 @@ class MaxUnpooling2D(keras.layers.Layer):
         """Static output length along ``axis`` (0: rows, 1: columns)."""
         window, stride = self.pool_size[axis], self.strides[axis]
         if output_size is not None:
-            size = output_size[axis]
-            if pooled is not None and shapes.conv_output_size(
-                    size, window, stride, self.padding) != pooled:
-                raise InputError(
-                    f"output_size={tuple(output_size)} cannot have been pooled "
-                    f"to {pooled} along axis {axis + 1} with pool_size="
-                    f"{self.pool_size}, strides={self.strides}, padding="
-                    f"{self.padding!r}.")
-            return size
+            return _given_size(output_size, axis, pooled, window, stride,
+                               self.padding, f"pool_size={self.pool_size}, "
+                               f"strides={self.strides}, padding={self.padding!r}")
         if pooled is None:
             return None
         if self.padding == "same":
@@ -265,14 +284,7 @@ class MaxUnpooling2D(keras.layers.Layer):
                 "updates and mask must be 4D tensors of the same shape "
                 f"(batch, height, width, channels), got {tuple(updates_shape)} "
                 f"and {tuple(mask_shape)}.")
-        if output_size is not None:
-            output_size = tuple(output_size)
-            if len(output_size) != 2 or any(
-                    not isinstance(s, int) or isinstance(s, bool) or s < 1
-                    for s in output_size):
-                raise InputError(
-                    f"output_size must be a pair of positive integers (H, W), "
-                    f"got {output_size!r}.")
+        output_size = _check_output_size(output_size)
         batch, height, width, channels = updates_shape
         return (batch,
                 self._unpooled_size(height, 0, output_size),
@@ -366,28 +378,16 @@ class AverageUnpooling2D(keras.layers.Layer):
         window = self.pool_size[axis]
         if output_size is None:
             return None if pooled is None else pooled * window
-        size = output_size[axis]
-        if pooled is not None and shapes.conv_output_size(
-                size, window, window, self.padding) != pooled:
-            raise InputError(
-                f"output_size={tuple(output_size)} cannot have been pooled to "
-                f"{pooled} along axis {axis + 1} with pool_size="
-                f"{self.pool_size}, padding={self.padding!r}.")
-        return size
+        return _given_size(output_size, axis, pooled, window, window,
+                           self.padding, f"pool_size={self.pool_size}, "
+                           f"padding={self.padding!r}")
 
     def _output_shape(self, input_shape, output_size):
         if len(input_shape) != 4:
             raise InputError(
                 f"inputs must be a 4D tensor (batch, height, width, channels), "
                 f"got shape {tuple(input_shape)}.")
-        if output_size is not None:
-            output_size = tuple(output_size)
-            if len(output_size) != 2 or any(
-                    not isinstance(s, int) or isinstance(s, bool) or s < 1
-                    for s in output_size):
-                raise InputError(
-                    f"output_size must be a pair of positive integers (H, W), "
-                    f"got {output_size!r}.")
+        output_size = _check_output_size(output_size)
         batch, height, width, channels = input_shape
         return (batch, self._unpooled_size(height, 0, output_size),
                 self._unpooled_size(width, 1, output_size), channels)
