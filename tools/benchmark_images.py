@@ -46,7 +46,7 @@ import keras  # noqa: E402
 import keras_ae  # noqa: E402
 from keras_ae import data as data_lib  # noqa: E402
 from keras_ae import evaluation, training  # noqa: E402
-from benchmark_report import machine, write_section  # noqa: E402
+from benchmark_report import machine, publish_section  # noqa: E402
 from make_image_folders import write_fashion_tree, write_photo_crops  # noqa: E402
 
 START, END = "<!-- benchmark_images:start -->", "<!-- benchmark_images:end -->"
@@ -341,9 +341,7 @@ def main(argv=None):
     memory = peak_memory(args, paths)
     text = section(args, command, time.time() - started, fashion_rows, same_model,
                    photo_rows, memory)
-    write_section(args.output, START, END, text)
-    print("\n" + text)
-    print(f"wrote {args.output}")
+    publish_section(args.output, START, END, text)
     return 0
 
 

@@ -42,3 +42,10 @@ def write_section(path, start, end, text):
     else:
         new = old.rstrip("\n") + "\n\n" + text
     files.write_atomically(path, lambda tmp: Path(tmp).write_text(new))
+
+
+def publish_section(path, start, end, text):
+    """``write_section``, then the section and where it went on the terminal."""
+    write_section(path, start, end, text)
+    print("\n" + text)
+    print(f"wrote {path}")

@@ -35,7 +35,7 @@ import tensorflow as tf  # noqa: E402
 import keras_ae  # noqa: E402
 from keras_ae import data as data_lib  # noqa: E402
 from keras_ae import evaluation, training  # noqa: E402
-from benchmark_report import machine, write_section  # noqa: E402
+from benchmark_report import machine, publish_section, write_section  # noqa: E402
 
 MODELS = {
     "dense32": ("dense autoencoder, code 32",
@@ -200,9 +200,7 @@ def main(argv=None):
                 rows, None, args, command, time.time() - started, data))
     overhead = data_overhead(data, args.overhead_steps) if args.overhead_steps else None
     text = section(rows, overhead, args, command, time.time() - started, data)
-    write_section(args.output, START, END, text)
-    print("\n" + text)
-    print(f"wrote {args.output}")
+    publish_section(args.output, START, END, text)
     return 0
 
 
