@@ -187,10 +187,11 @@ def build_conv_autoencoder(input_shape=(28, 28, 1), filters=(32, 4),
     """A convolutional autoencoder with a mirrored decoder.
 
     Encoder: per entry of ``filters``, ``convs_per_stage`` ``Conv2D`` layers
-    (same padding, ReLU) then 2x2 pooling (max or average), so the code of the default
-    ``(32, 4)`` on 28x28 images is 7x7x4 = 196 floats (4x compression). The
-    code is linear, as the dense builder's is: the convolution that makes it
-    has no ReLU, which would zero about half its values. An optional
+    (same padding, ReLU) then 2x2 pooling (max or average), so the code of
+    the default ``(32, 4)`` on 28x28 images is 7x7x4 = 196 floats (4x
+    compression). The code is linear, as the dense builder's is: the
+    convolution that makes it has no ReLU, which would zero about half its
+    values. An optional
     ``code_size`` adds a linear ``Dense`` bottleneck instead. Decoder: one
     stage per encoder stage, of the kind named by ``decoder``, then a
     convolution with a sigmoid and as many channels as the input.
@@ -201,9 +202,9 @@ def build_conv_autoencoder(input_shape=(28, 28, 1), filters=(32, 4),
     runs 1->16->4 in the encoder and 4->16->16->1 in the decoder. That is also
     what each unpooling needs: the channel count its encoder stage pooled.
 
-    The defaults were chosen on Fashion-MNIST (docs/benchmarks.md): with
-    ``keras_ae.training``'s default learning rate they reach a test MSE under
-    0.006 in 10 epochs. ``filters=(16, 4), convs_per_stage=1`` is the smaller,
+    The defaults were chosen on Fashion-MNIST (docs/benchmarks.md): compiled
+    with ``keras_ae.training.compile_autoencoder`` and trained 10 epochs at
+    batch 256, they reach a test MSE under 0.006. ``filters=(16, 4), convs_per_stage=1`` is the smaller,
     faster model of the TensorFlow tutorials.
 
     Any height and width of at least ``2 ** len(filters)`` comes back at its
@@ -230,8 +231,8 @@ def build_conv_autoencoder(input_shape=(28, 28, 1), filters=(32, 4),
         pooling: the encoder's pooling, ``"max"`` or ``"average"``; the
             ``"unpool"`` decoder undoes it in kind.
         name: name of the returned model; defaults to
-            ``"conv_<decoder>_autoencoder"``, ``"conv_<decoder>_average_autoencoder"``
-            with average pooling.
+            ``"conv_<decoder>_autoencoder"``, or
+            ``"conv_<decoder>_average_autoencoder"`` with average pooling.
 
     Returns:
         An uncompiled ``keras.Model`` with nested models ``encoder`` and
@@ -240,8 +241,8 @@ def build_conv_autoencoder(input_shape=(28, 28, 1), filters=(32, 4),
         decoder takes the same list.
 
     Raises:
-        ValueError: for an unknown decoder or pooling, empty filters, non-positive
-            sizes, or an input smaller than ``2 ** len(filters)``.
+        ValueError: for an unknown decoder or pooling, empty filters,
+            non-positive sizes, or an input smaller than ``2 ** len(filters)``.
 
     Example:
 

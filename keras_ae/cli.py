@@ -280,6 +280,9 @@ def _train(args):
     from keras_ae import evaluation, files, training
 
     started = time.time()
+    # First: under a TF_CONFIG cluster, TensorFlow must set up its collective
+    # ops before anything else runs.
+    devices = training.configure_devices(_MIXED_PRECISION[args.mixed_precision])
     options = _model_options(args)
     builder = (keras_ae.build_conv_autoencoder if args.model == "conv"
                else keras_ae.build_dense_autoencoder)
@@ -311,6 +314,10 @@ def _train(args):
     else:
         print(f"devices: {result.devices.description}"
               + (" (resumed an interrupted run)" if result.resumed else ""))
+    if devices.workers > 1 and not result.finished_before:
+        print(f"{devices.task}: weights fingerprint {result.weights_fingerprint}")
+    if not devices.chief:  # the chief writes the run folder
+        return 0
 
     model, output = result.model, args.output
     test = evaluation.evaluate(model, data.test)

@@ -142,7 +142,7 @@ def encode(model, images, batch_size=DEFAULT_BATCH):
 
 def flat_pixels(images):
     """Raw pixels as features: ``(N, H * W * C)`` float32 in [0, 1]."""
-    images = pixels.to_unit_float(images)
+    images = pixels.to_unit_float(np.asarray(images))
     return images.reshape(len(images), -1)
 
 
@@ -327,7 +327,6 @@ def save_code_map(features, labels, path, title="Codes, PCA", class_names=None):
     return save_png(figure, path)
 
 
-
 # --- models of both kinds: Keras and onnxruntime --------------------------------
 
 def _is_onnx(model):
@@ -335,7 +334,7 @@ def _is_onnx(model):
 
 
 def _images(images):
-    images = pixels.to_unit_float(images)
+    images = pixels.to_unit_float(np.asarray(images))
     return images[..., np.newaxis] if images.ndim == 3 else images
 
 

@@ -149,7 +149,7 @@ def _decoder_kind(model):
 
 def _pooling_kind(model):
     kinds = {type(layer) for layer in _all_layers(model)}
-    if kinds & {keras.layers.AveragePooling2D}:
+    if keras.layers.AveragePooling2D in kinds:
         return "average"
     if kinds & {keras.layers.MaxPooling2D, MaxPoolingWithArgmax2D}:
         return "max"

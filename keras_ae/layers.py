@@ -412,8 +412,7 @@ class AverageUnpooling2D(keras.layers.Layer):
         if self.padding != "same":
             return 0
         window = self.pool_size[axis]
-        total = -(-size // window) * window - size
-        return total // 2
+        return _same_padding(size, window, window)[0]
 
     def compute_output_spec(self, inputs, output_size=None):
         return keras.KerasTensor(self._output_shape(inputs.shape, output_size),

@@ -6,11 +6,15 @@ too (inside ``tf.data`` pipelines). No TensorFlow is imported here unless a
 tensor is given: serving code uses this module.
 """
 
+import sys
+
 import numpy as np
 
 
 def _is_tensor(values):
-    return not isinstance(values, (np.ndarray, np.generic, list, tuple))
+    """A TensorFlow tensor (eager or traced); anything else is an array."""
+    tf = sys.modules.get("tensorflow")  # a tensor implies TensorFlow is loaded
+    return tf is not None and tf.is_tensor(values)
 
 
 def to_unit_float(images):

@@ -15,17 +15,26 @@ squared error, not a cross-entropy. A run writes into one folder::
 Started again with the same settings, an interrupted run (even by kill -9)
 resumes from its last finished epoch. On a GPU, training uses mixed precision
 (float16 compute, float32 output) and ``MirroredStrategy`` over all local GPUs;
-``jit_compile=True`` adds XLA. Several machines: see ``keras_ae.distributed``.
+``jit_compile=True`` adds XLA.
+
+Several machines: where ``TF_CONFIG`` names a cluster, the same ``train`` call
+(the same ``keras-ae train`` command) on every machine trains one model under
+``MultiWorkerMirroredStrategy`` with the custom loop of ``keras_ae.cluster``.
+The chief writes the run folder as above; every worker keeps its own per-epoch
+checkpoints in ``backup/<task>/`` to resume from, and EarlyStopping stops all
+workers at the same epoch.
 """
 
 import csv
 import dataclasses
+import shutil
 import time
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 
+from keras_ae import cluster
 from keras_ae.errors import InputError
 from keras_ae.files import claim_folder, write_atomically, write_json
 
@@ -42,13 +51,21 @@ class DeviceSetup:
     strategy: tf.distribute.Strategy
     gpus: int
     mixed_precision: bool
+    workers: int = 1      # processes of the cluster in TF_CONFIG; 1 without
+    chief: bool = True    # this process writes the run folder
+    task: str = ""        # this process in the cluster, e.g. "worker_1"
 
     @property
     def description(self):
-        if not self.gpus:
-            return "CPU"
-        precision = "mixed_float16" if self.mixed_precision else "float32"
-        return f"{self.gpus} GPU(s), {type(self.strategy).__name__}, {precision}"
+        local = "CPU"
+        if self.gpus:
+            precision = "mixed_float16" if self.mixed_precision else "float32"
+            local = (f"{self.gpus} GPU(s), {type(self.strategy).__name__}, "
+                     f"{precision}")
+        if self.workers > 1:
+            return (f"{self.task} of {self.workers} workers, "
+                    f"MultiWorkerMirroredStrategy, {local} each")
+        return local
 
 
 def configure_devices(mixed_precision="auto"):
@@ -59,18 +76,32 @@ def configure_devices(mixed_precision="auto"):
             ``False``. Mixed precision computes in float16 on GPUs' tensor
             cores; keras_ae's builders keep the sigmoid output in float32.
 
+    Under a cluster (``TF_CONFIG`` set), call it first thing, before loading
+    data or building a model: TensorFlow sets up the cluster's collective ops
+    only at program start. Later calls return the same strategy.
+
     Returns:
-        A ``DeviceSetup``: ``MirroredStrategy`` over every local GPU when there
-        are several, otherwise the default strategy.
+        A ``DeviceSetup``: ``MultiWorkerMirroredStrategy`` where ``TF_CONFIG``
+        names a cluster; else ``MirroredStrategy`` over every local GPU when
+        there are several; else the default strategy.
 
     Raises:
-        ValueError: for a ``mixed_precision`` other than those three.
+        InputError: for a ``mixed_precision`` other than those three, a
+            malformed ``TF_CONFIG``, or a cluster asked for too late.
     """
     if mixed_precision not in ("auto", True, False):
         raise InputError(
             f"mixed_precision must be 'auto', True or False, got {mixed_precision!r}.")
+    config = cluster.tf_config()
     gpus = len(tf.config.list_physical_devices("GPU"))
     use_mixed = bool(gpus) if mixed_precision == "auto" else mixed_precision
+    if config is not None:
+        strategy = cluster.multi_worker_strategy()
+        count = sum(len(addresses) for job, addresses
+                    in config["cluster"].items() if job in ("chief", "worker"))
+        return DeviceSetup(strategy, gpus, use_mixed, workers=count,
+                           chief=cluster.is_chief(strategy),
+                           task=cluster.task_name(strategy))
     strategy = (tf.distribute.MirroredStrategy() if gpus > 1
                 else tf.distribute.get_strategy())
     return DeviceSetup(strategy, gpus, use_mixed)
@@ -244,6 +275,7 @@ class TrainResult:
     devices: DeviceSetup
     train_images_per_second: float  # epochs run here, after the first; nan if none
     finished_before: bool = False  # the folder held this run, finished: loaded, not trained
+    weights_fingerprint: str = ""  # on a cluster: a hash of the weights, equal on all workers
 
 
 def train(build_model, data, output_dir, *, epochs=10,
@@ -251,6 +283,13 @@ def train(build_model, data, output_dir, *, epochs=10,
           patience=None, jit_compile=False, mixed_precision="auto",
           settings=None, callbacks=(), verbose="auto"):
     """Trains an autoencoder with Adam and MSE into a resumable run folder.
+
+    On one machine this is ``model.fit``. Where ``TF_CONFIG`` names a
+    cluster, every worker makes this same call: they train one model under
+    ``MultiWorkerMirroredStrategy`` with ``keras_ae.cluster.fit_on_cluster``,
+    the chief writes the run folder, and each worker keeps its own backup in
+    ``output_dir/backup/<task>/`` (call ``configure_devices()`` first, before
+    loading data).
 
     Args:
         build_model: a function of no arguments returning an uncompiled
@@ -271,6 +310,8 @@ def train(build_model, data, output_dir, *, epochs=10,
 
     Returns:
         A ``TrainResult``. The trained model is also in ``output_dir/model.keras``.
+        On a cluster, the chief's ``history`` is that of ``history.csv``, the
+        other workers' only that of the epochs they ran in this process.
 
     Raises:
         ValueError: if ``output_dir`` holds another run or unrelated files,
@@ -292,17 +333,20 @@ def train(build_model, data, output_dir, *, epochs=10,
     # (too small for its pooling, another shape) fails with nothing written.
     model = _build(build_model, devices, learning_rate, jit_compile)
     _check_shapes(model, data)
+    monitor = "val_loss" if data.validation is not None else "loss"
+    if devices.workers > 1:
+        return _train_on_cluster(model, data, Path(output_dir), settings,
+                                 devices, epochs, patience, monitor,
+                                 callbacks, verbose)
     resumed = prepare_run_folder(output_dir, settings)
     output = Path(output_dir)
-    if resumed and (output / MODEL_FILE).exists() and not (output / "backup").exists():
+    if _finished(output, resumed):
         # Finished before: keep its model rather than train over it.
         return TrainResult(keras.models.load_model(output / MODEL_FILE),
                            read_history(output / HISTORY_FILE), True, devices,
                            float("nan"), finished_before=True)
 
-    callbacks = run_callbacks(output_dir, patience, "val_loss"
-                              if data.validation is not None else "loss"
-                              ) + list(callbacks)
+    callbacks = run_callbacks(output_dir, patience, monitor) + list(callbacks)
     # shuffle=False: the pipeline already shuffles, seeded (Keras would ignore it)
     model.fit(data.train, validation_data=data.validation, epochs=epochs,
               callbacks=callbacks, shuffle=False, verbose=verbose)
@@ -311,6 +355,72 @@ def train(build_model, data, output_dir, *, epochs=10,
     history = next(c for c in callbacks if isinstance(c, HistoryCsv))
     return TrainResult(model, read_history(history.path), resumed, devices,
                        _images_per_second(data.num_train, history.seconds_this_process))
+
+
+def _finished(output, resumed):
+    """The folder holds this run, trained to the end (no backup left)."""
+    return (resumed and (output / MODEL_FILE).exists()
+            and not (output / "backup").exists())
+
+
+def _train_on_cluster(model, data, output, settings, devices, epochs,
+                      patience, monitor, callbacks, verbose):
+    """``train`` on one worker of a cluster: the chief claims and writes the
+    run folder; every worker trains and keeps its own backup."""
+    strategy = devices.strategy
+    problem, resumed = None, False
+    if devices.chief:
+        try:
+            resumed = prepare_run_folder(output, settings)
+        except InputError as error:
+            problem = error
+    refused, resumed, finished, _ = cluster.share(strategy, [
+        problem is not None, resumed,
+        devices.chief and problem is None and _finished(output, resumed)])
+    if problem is not None:
+        raise problem
+    if refused:
+        raise InputError(
+            f"the chief refused the run folder {str(output)!r} (see its "
+            "message); expected a new folder or this run's own.")
+    if finished:  # on every worker, so that none waits for the others
+        if devices.chief:
+            model = keras.models.load_model(output / MODEL_FILE)
+        return TrainResult(model, read_history(output / HISTORY_FILE),
+                           True, devices, float("nan"), finished_before=True)
+
+    stopping = [] if patience is None else [keras.callbacks.EarlyStopping(
+        monitor=monitor, patience=patience, restore_best_weights=True)]
+    writers = []
+    if devices.chief:
+        writers = [
+            keras.callbacks.ModelCheckpoint(
+                str(output / "checkpoints" / "epoch_{epoch:03d}.keras")),
+            HistoryCsv(output / HISTORY_FILE),
+            keras.callbacks.TensorBoard(str(output / "logs"))]
+    history = cluster.fit_on_cluster(
+        model, data.train, data.validation, strategy=strategy, epochs=epochs,
+        backup_dir=output / "backup" / devices.task,
+        callbacks=writers + stopping + list(callbacks),
+        verbose=verbose != 0 and devices.chief)
+    # Every worker's backup is gone before the chief removes backup/, which
+    # marks the run finished.
+    cluster.share(strategy, [])
+    if devices.chief:
+        shutil.rmtree(output / "backup", ignore_errors=True)
+        save_model(model, output / MODEL_FILE)
+        # A copy outside the strategy: evaluating the cluster's own model on
+        # the chief alone would wait for the other workers' collectives.
+        rows = read_history(output / HISTORY_FILE)
+        speed = _images_per_second(data.num_train,
+                                   writers[1].seconds_this_process)
+        trained = keras.models.load_model(output / MODEL_FILE)
+        return TrainResult(trained, rows, bool(resumed), devices, speed,
+                           weights_fingerprint=cluster.weights_fingerprint(model))
+    rows = [{"epoch": epoch, **{k: float(v[i]) for k, v in history.history.items()}}
+            for i, epoch in enumerate(history.epoch)]
+    return TrainResult(model, rows, bool(resumed), devices, float("nan"),
+                       weights_fingerprint=cluster.weights_fingerprint(model))
 
 
 def _check_shapes(model, data):

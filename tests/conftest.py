@@ -33,6 +33,21 @@ def write_blob_idx(folder, train, test, seed=0):
     return folder
 
 
+def smooth_images(count, size=16, seed=0):
+    """Products of low-frequency sines in [0, 1], shape (count, size, size,
+    1): learnable, deterministic images."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    grid = np.linspace(0, 1, size, dtype="float32")
+    freq = rng.uniform(0.5, 2.0, (count, 2, 1)).astype("float32")
+    phase = rng.uniform(0, 2 * np.pi, (count, 2, 1)).astype("float32")
+    rows = np.sin(2 * np.pi * freq[:, 0] * grid + phase[:, 0])
+    cols = np.sin(2 * np.pi * freq[:, 1] * grid + phase[:, 1])
+    images = 0.5 + 0.5 * rows[:, :, None] * cols[:, None, :]
+    return images[..., None].astype("float32")
+
+
 @pytest.fixture(scope="module")
 def idx_dir(tmp_path_factory):
     """1200 train and 200 test images in IDX files."""
@@ -43,6 +58,23 @@ def idx_dir(tmp_path_factory):
 def small_idx_dir(tmp_path_factory):
     """300 train and 60 test images in IDX files, for command-line tests."""
     return write_blob_idx(tmp_path_factory.mktemp("idx"), 300, 60)
+
+
+def png_pixels(path):
+    """A PNG file's pixels as an (H, W, 3) uint8 array; fails on a non-PNG."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(path) as picture:
+        assert picture.format == "PNG", f"{path} is {picture.format}, not PNG"
+        return np.asarray(picture.convert("RGB"))
+
+
+def colours(pixels, saturation=60):
+    """The distinct saturated colours in ``pixels`` (greys left out)."""
+    flat = pixels.reshape(-1, 3).astype(int)
+    saturated = flat[flat.max(axis=1) - flat.min(axis=1) > saturation]
+    return {tuple(c) for c in saturated}
 
 
 def load_tool(name):

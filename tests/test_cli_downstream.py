@@ -4,10 +4,13 @@ files, with a .keras model and with an exported .onnx one."""
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 import keras_ae
-from keras_ae import cli
+from keras_ae import cli, downstream, pixels, training
+from keras_ae import data as data_lib
 
 SHIPPED_DENSE = (Path(__file__).resolve().parents[1] / "exported"
                  / "fashion_mnist_dense" / "model.onnx")
@@ -28,6 +31,44 @@ def unpool_model(tmp_path_factory):
     return str(path)
 
 
+@pytest.fixture(scope="module")
+def quadrant_idx_dir(tmp_path_factory):
+    """Blobs labeled by the quadrant they sit in (classes 0-3, learnable),
+    and class 9: bright, flat images, unlike every blob (the anomaly)."""
+    folder = tmp_path_factory.mktemp("quadrants")
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:28, 0:28]
+    for prefix, n in (("train", 300), ("t10k", 60)):
+        labels = rng.integers(0, 4, n)
+        centres = np.stack([np.where(labels // 2, 20.0, 8.0),
+                            np.where(labels % 2, 20.0, 8.0)], axis=1)
+        centres += rng.uniform(-2, 2, (n, 2))
+        images = np.exp(-((yy - centres[:, :1, None]) ** 2
+                          + (xx - centres[:, 1:, None]) ** 2) / 20)
+        bright = rng.random(n) < 0.2
+        images[bright] = 0.9
+        labels[bright] = 9
+        data_lib.write_idx(folder / f"{prefix}-images-idx3-ubyte.gz",
+                           (images * 255).astype(np.uint8))
+        data_lib.write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz",
+                           labels.astype(np.uint8))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def blob_model(quadrant_idx_dir, tmp_path_factory):
+    """A dense autoencoder trained on the blobs alone (not class 9)."""
+    data = data_lib.from_idx(quadrant_idx_dir, validation_split=0)
+    images, labels = downstream.labeled_arrays(data.labeled("train"), "train")
+    blobs = pixels.to_unit_float(images[labels != 9])
+    model = training.compile_autoencoder(
+        keras_ae.build_dense_autoencoder((28, 28, 1), code_size=8))
+    model.fit(blobs, blobs, batch_size=32, epochs=30, verbose=0)
+    path = tmp_path_factory.mktemp("model") / "blobs.keras"
+    model.save(path)
+    return str(path)
+
+
 def run(command, model, idx_dir, out, *extra):
     return cli.main([command, model, "--data-dir", str(idx_dir), "--output",
                      str(out), *extra])
@@ -41,8 +82,20 @@ def test_features_compares_codes_pixels_and_a_random_encoder(
     assert set(result) == {"model", "codes", "raw_pixels", "random_encoder"}
     assert result["codes"]["features"] == 8 and result["raw_pixels"]["features"] == 784
     assert result["codes"]["train_images"] == 200
-    assert all(0 <= result[k]["test_accuracy"] <= 1 for k in ("codes", "raw_pixels"))
+    for name in ("codes", "raw_pixels", "random_encoder"):
+        # a share of the 60 test images, not any number
+        correct = result[name]["test_accuracy"] * 60
+        assert correct == pytest.approx(round(correct), abs=1e-6), name
     assert "random_encoder  test accuracy" in capsys.readouterr().out
+
+
+def test_features_of_a_trained_model_beat_chance_on_learnable_classes(
+        blob_model, quadrant_idx_dir, tmp_path):
+    assert run("features", blob_model, quadrant_idx_dir, tmp_path) == 0
+    result = json.loads((tmp_path / "features.json").read_text())
+    # five classes (four quadrants and the bright one): chance is about 0.2
+    assert result["raw_pixels"]["test_accuracy"] >= 0.9
+    assert result["codes"]["test_accuracy"] >= 0.9
 
 
 def test_features_of_an_exported_model(small_idx_dir, tmp_path):
@@ -58,8 +111,22 @@ def test_cluster_writes_scores_and_a_code_map(keras_model, small_idx_dir, tmp_pa
     assert run("cluster", keras_model, small_idx_dir, tmp_path, "--clusters", "3") == 0
     result = json.loads((tmp_path / "cluster.json").read_text())
     assert result["codes"]["clusters"] == 3 and result["codes"]["images"] == 60
-    assert -1 <= result["codes"]["adjusted_rand_index"] <= 1
-    assert (tmp_path / "code_map.png").read_bytes()[:4] == b"\x89PNG"
+    assert set(result) == {"model", "codes", "raw_pixels"}
+
+
+def test_cluster_finds_learnable_classes_and_maps_them(
+        blob_model, quadrant_idx_dir, tmp_path):
+    assert run("cluster", blob_model, quadrant_idx_dir, tmp_path,
+               "--clusters", "5") == 0
+    result = json.loads((tmp_path / "cluster.json").read_text())
+    assert result["raw_pixels"]["adjusted_rand_index"] > 0.5
+    assert result["codes"]["adjusted_rand_index"] > 0.5
+    with Image.open(tmp_path / "code_map.png") as picture:
+        pixels = np.asarray(picture.convert("RGB"))
+    # one colour per class in the legend and the points, beside greys
+    colours = {tuple(c) for c in pixels.reshape(-1, 3)
+               if max(c) - min(c) > 60}
+    assert len(colours) >= 5
 
 
 def test_anomaly_scores_the_named_classes(keras_model, small_idx_dir, tmp_path):
@@ -67,8 +134,16 @@ def test_anomaly_scores_the_named_classes(keras_model, small_idx_dir, tmp_path):
                "--anomaly-classes", "9", "--percentile", "95") == 0
     result = json.loads((tmp_path / "anomaly.json").read_text())
     assert result["anomaly_classes"] == [9] and result["images"] == 60
-    assert "percentile 95" in result["rule"] and 0 <= result["roc_auc"] <= 1
+    assert "percentile 95" in result["rule"]
     assert (tmp_path / "anomaly_scores.png").exists()
+
+
+def test_anomaly_finds_images_unlike_the_training_ones(
+        blob_model, quadrant_idx_dir, tmp_path):
+    assert run("anomaly", blob_model, quadrant_idx_dir, tmp_path,
+               "--anomaly-classes", "9") == 0
+    result = json.loads((tmp_path / "anomaly.json").read_text())
+    assert result["roc_auc"] > 0.95 and result["recall"] == 1.0
 
 
 def test_anomaly_refuses_classes_the_data_lacks(keras_model, small_idx_dir, tmp_path,

@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 import keras_ae
+from conftest import colours, png_pixels
 from keras_ae import data as data_lib
 from keras_ae import downstream
 from keras_ae.serving import OnnxAutoencoder
@@ -138,7 +139,11 @@ def test_save_code_map_writes_a_png(tmp_path):
     path = downstream.save_code_map(rng.normal(size=(50, 6)),
                                     rng.integers(0, 3, 50), tmp_path / "codes.png",
                                     class_names=["a", "b", "c"])
-    assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    # one colour per class: the map shows the classes it was given
+    assert len(colours(png_pixels(path))) >= 3
+    one_class = downstream.save_code_map(rng.normal(size=(50, 6)),
+                                         np.zeros(50, int), tmp_path / "one.png")
+    assert len(colours(png_pixels(one_class))) < len(colours(png_pixels(path)))
 
 
 # --- anomaly detection ------------------------------------------------------------------
@@ -250,7 +255,15 @@ def test_save_image_grid_writes_a_png(tmp_path):
     images, _ = bright_or_dark(10)
     path = downstream.save_image_grid(images, tmp_path / "grid.png", columns=4,
                                       title="ten")
-    assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    assert png_pixels(path).ndim == 3
+    # the grid shows the images: half of them white, half the black
+    black = np.zeros((8, 8, 8, 1), np.float32)
+    half = black.copy()
+    half[::2] = 1.0
+    dark = [(png_pixels(downstream.save_image_grid(
+        grid, tmp_path / f"grid{i}.png", columns=4)) < 30).all(-1).sum()
+        for i, grid in enumerate((black, half))]
+    assert dark[1] == pytest.approx(dark[0] / 2, rel=0.05) and dark[1] > 0
 
 
 def test_anomaly_detection_on_onnxruntime_needs_no_tensorflow():

@@ -12,6 +12,7 @@ from PIL import Image
 
 import keras
 import keras_ae
+from conftest import png_pixels
 from keras_ae import evaluation
 from keras_ae.evaluation import (
     evaluate,
@@ -243,9 +244,12 @@ def test_loss_curves_from_history_and_csv_logger(tmp_path):
     log = tmp_path / "log.csv"
     history = model.fit(x, x, validation_data=(x, x), epochs=2, batch_size=4,
                         verbose=0, callbacks=[keras.callbacks.CSVLogger(str(log))])
-    assert png_size(save_loss_curves(history, tmp_path / "history.png"))[0] > 0
-    assert png_size(save_loss_curves(log, tmp_path / "csv.png"))[0] > 0
-    assert png_size(save_loss_curves(str(log), tmp_path / "csv2.png"))[0] > 0
+    # the same epochs from the History, the CSV file and its path: one picture
+    drawn = [png_pixels(save_loss_curves(source, tmp_path / f"{i}.png"))
+             for i, source in enumerate((history, log, str(log)))]
+    assert np.array_equal(drawn[0], drawn[1]) and np.array_equal(drawn[1], drawn[2])
+    other = png_pixels(save_loss_curves({"loss": [0.9, 0.01]}, tmp_path / "o.png"))
+    assert not np.array_equal(other, drawn[0])
     epochs, logs = evaluation._history_logs(log)
     assert epochs.tolist() == [1.0, 2.0]  # CSVLogger's epochs are 0-based
     np.testing.assert_allclose(logs["val_loss"], history.history["val_loss"],

@@ -99,15 +99,12 @@ import keras
 class Die(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if epoch == 0:
-            os._exit(9)
+            os._exit(0)  # no cleanup, as after kill -9
 
-try:
-    training.train(lambda: keras_ae.build_conv_autoencoder(
-        {SHAPE!r}, decoder="unpool", **{SMALL!r}), dataset, "run", epochs=2,
-        verbose=0, callbacks=[Die()])
-except SystemExit:
-    pass
-""".replace("os._exit(9)", "os._exit(0)"), tmp_path)
+training.train(lambda: keras_ae.build_conv_autoencoder(
+    {SHAPE!r}, decoder="unpool", **{SMALL!r}), dataset, "run", epochs=2,
+    verbose=0, callbacks=[Die()])
+""", tmp_path)
     assert (tmp_path / "run" / "backup").exists()
     assert (tmp_path / "run" / "checkpoints" / "epoch_001.keras").exists()
     out = run_python(common + """
