@@ -120,12 +120,8 @@ def _add_train_parser(commands):
                      help="stop after this many epochs without improvement")
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--xla", action="store_true", help="compile with XLA")
-    fit.add_argument("--mixed-precision", choices=("auto", "on", "off"),
-                     default="auto", help="float16 compute (auto: on a GPU)")
-    train.add_argument("--output", required=True, metavar="DIR",
-                       help="run folder (created; an existing one must hold "
-                            "the same run, which is then resumed)")
-    train.set_defaults(run=_train)
+    _add_mixed_precision(fit)
+    _add_resumable_output(train, "run", _train)
 
 
 def _add_tune_parser(commands):
@@ -175,18 +171,27 @@ def _add_tune_parser(commands):
     run.add_argument("--max-epochs", type=int, default=10,
                      help="epochs of a fully trained trial (default 10)")
     run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--mixed-precision", choices=("auto", "on", "off"),
-                     default="auto", help="float16 compute (auto: on a GPU)")
+    _add_mixed_precision(run)
     run.add_argument("--overwrite", action="store_true",
                      help="delete an earlier search in --output and start over")
     run.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1,
                      nargs="?", const=2,
                      help="0 quiet, 1 a line per trial (default), 2 (or the "
                           "flag alone) also epochs and TensorFlow's own log")
-    tune.add_argument("--output", required=True, metavar="DIR",
-                      help="results folder (created; an existing one must "
-                           "hold the same search, which is then resumed)")
-    tune.set_defaults(run=_tune)
+    _add_resumable_output(tune, "search", _tune)
+
+
+def _add_mixed_precision(group):
+    group.add_argument("--mixed-precision", choices=tuple(_MIXED_PRECISION),
+                       default="auto", help="float16 compute (auto: on a GPU)")
+
+
+def _add_resumable_output(parser, kind, run):
+    """``--output``, the folder of a ``kind`` the same command resumes."""
+    parser.add_argument("--output", required=True, metavar="DIR",
+                        help=f"{kind} folder (created; an existing one must "
+                             f"hold the same {kind}, which is then resumed)")
+    parser.set_defaults(run=run)
 
 
 def _add_export_parser(commands):

@@ -237,18 +237,18 @@ def _anomaly(args):
 
 
 def _generate(args):
-    from keras_ae import downstream
+    from keras_ae import downstream, generation
 
     model = _open_model(args.model)
     downstream.check_decoder_runs_alone(model)  # before reading any data
     _, [(train_x, _), (test_x, _)] = _labeled_splits(args, model, "train", "test",
                                                      need_labels=False)
-    line = downstream.interpolate(model, test_x[0], test_x[1], steps=args.steps)
-    drawn = downstream.sample(model, train_x, args.count, seed=args.seed)
+    line = generation.interpolate(model, test_x[0], test_x[1], steps=args.steps)
+    drawn = generation.sample(model, train_x, args.count, seed=args.seed)
     pictures = [
-        downstream.save_image_grid(line, os.path.join(args.output, "interpolation.png"),
+        generation.save_image_grid(line, os.path.join(args.output, "interpolation.png"),
                                    columns=args.steps, title="interpolation"),
-        downstream.save_image_grid(drawn, os.path.join(args.output, "samples.png"),
+        generation.save_image_grid(drawn, os.path.join(args.output, "samples.png"),
                                    title="samples from the training codes' Gaussian")]
     result = {"interpolation": {"steps": args.steps, "between": "test images 0 and 1"},
               "samples": {"count": args.count, "seed": args.seed,

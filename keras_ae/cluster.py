@@ -118,11 +118,6 @@ def task_name(strategy):
     return f"{kind}_{getattr(resolver, 'task_id', None) or 0}"
 
 
-def workers(strategy):
-    """How many workers (machines' processes) take part."""
-    return int(share(strategy, [])[-1])
-
-
 def share(strategy, values):
     """Sums ``values`` (a list of numbers) over all workers.
 

@@ -7,7 +7,16 @@ versions and fails with a message naming the function if one changes.
 - ``in_xla_context``: TensorFlow 2.21 (``tensorflow.python.ops``).
 - ``silence_keras_tuner_debug_print`` and ``call_after_oracle_end_trial``:
   KerasTuner 1.4.8 (``keras_tuner.src``).
+- ``onnxruntime_load_errors``: onnxruntime 1.31 and 1.32
+  (``onnxruntime.capi.onnxruntime_pybind11_state``).
+- ``few_tfds_download_retries``: tensorflow-datasets 4.9.10
+  (``tensorflow_datasets.core.download.downloader``).
+
+Nothing here imports TensorFlow at module level: ``keras_ae.serving`` uses
+this module and must run without it.
 """
+
+import contextlib
 
 
 def in_xla_context():
@@ -70,3 +79,47 @@ def call_after_oracle_end_trial(oracle, callback):
         return result
 
     oracle.end_trial = end_trial_then_call
+
+
+def onnxruntime_load_errors():
+    """The exception classes onnxruntime raises for a file it cannot load.
+
+    onnxruntime defines them (``Fail``, ``InvalidProtobuf``, ...) only in
+    its private pybind module and exports no common base class, so catching
+    "not a loadable model" needs them by name. If the module moves, the
+    tuple is empty and such loads fail with onnxruntime's own error (and a
+    traceback) instead of keras_ae's one-line message.
+    """
+    try:
+        from onnxruntime.capi import onnxruntime_pybind11_state as state
+    except ImportError:  # pragma: no cover - an onnxruntime without it
+        return ()
+    return tuple(
+        getattr(state, name)
+        for name in ("Fail", "InvalidArgument", "InvalidGraph", "InvalidProtobuf",
+                     "NoModel", "NotImplemented")
+        if isinstance(getattr(state, name, None), type))
+
+
+@contextlib.contextmanager
+def few_tfds_download_retries(retries):
+    """Within it, a tensorflow-datasets download tries ``retries`` times.
+
+    Offline, a download then fails in a second rather than minutes:
+    tensorflow-datasets reads its retry count from the module constant
+    ``downloader.MAX_RETRIES`` when each download starts and offers no
+    option for it. If that private name moves, downloads keep tfds' own
+    retries.
+    """
+    try:
+        from tensorflow_datasets.core.download import downloader
+    except ImportError:  # pragma: no cover - depends on tfds internals
+        downloader = None
+    if not hasattr(downloader, "MAX_RETRIES"):  # pragma: no cover
+        yield
+        return
+    saved, downloader.MAX_RETRIES = downloader.MAX_RETRIES, retries
+    try:
+        yield
+    finally:
+        downloader.MAX_RETRIES = saved

@@ -14,10 +14,9 @@ read ``tf.data`` datasets):
   Rand index, normalized mutual information); ``save_code_map`` draws them.
 - ``AnomalyDetector``: a threshold on per-image reconstruction error,
   learned from normal images.
-- ``denoising_gain``: PSNR of noisy images and of a denoising model's
-  output, against the clean images.
-- ``interpolate`` and ``sample``: new images from the decoder alone (not
-  for unpool decoders, which need the encoder's pooling positions).
+
+Images the autoencoder makes (denoised, interpolated, sampled) are in
+``keras_ae.generation``.
 
 Labeled data comes as ``(images, labels)`` arrays, or as a ``tf.data``
 dataset of ``(images, labels)`` batches such as
@@ -115,7 +114,7 @@ def encode(model, images, batch_size=DEFAULT_BATCH):
     >>> encode(model, np.zeros((5, 4, 4), "float32")).shape
     (5, 3)
     """
-    images = _images(images)
+    images = as_images(images)
     if not hasattr(model, "can_encode") and not hasattr(model, "get_layer"):
         raise InputError(
             f"model {model!r} is not an autoencoder; expected one from "
@@ -333,7 +332,9 @@ def _is_onnx(model):
     return hasattr(model, "can_encode") and hasattr(model, "reconstruct")
 
 
-def _images(images):
+def as_images(images):
+    """``images`` as float32 ``(N, H, W, C)`` in [0, 1] (a channel axis
+    added to grey ``(N, H, W)``)."""
     images = pixels.to_unit_float(np.asarray(images))
     return images[..., np.newaxis] if images.ndim == 3 else images
 
@@ -351,7 +352,7 @@ def _check_shape(model, images):
 
 def reconstruct(model, images, batch_size=DEFAULT_BATCH):
     """The model's reconstructions of ``images``, float32 ``(N, H, W, C)``."""
-    images = _images(images)
+    images = as_images(images)
     _check_shape(model, images)
     if _is_onnx(model):
         return np.asarray(model.reconstruct(images, batch_size=batch_size), np.float32)
@@ -361,7 +362,7 @@ def reconstruct(model, images, batch_size=DEFAULT_BATCH):
 
 def reconstruction_errors(model, images, batch_size=DEFAULT_BATCH):
     """Per-image MSE of the reconstructions: the anomaly score, ``(N,)``."""
-    images = _images(images)
+    images = as_images(images)
     return pixels.per_image_mse(reconstruct(model, images, batch_size), images)
 
 
@@ -381,8 +382,9 @@ def check_decoder_runs_alone(model):
             "with a transpose, upsample, average-pooling or dense model.")
 
 
-def _decode(model, codes, batch_size=DEFAULT_BATCH):
-    """Images from flat codes."""
+def decode(model, codes, batch_size=DEFAULT_BATCH):
+    """Images decoded from flat codes ``(N, code_size)``, float32
+    ``(N, H, W, C)``; for decoders that run alone."""
     check_decoder_runs_alone(model)
     if _is_onnx(model):
         codes = codes.reshape(len(codes), *model.code_shape)
@@ -497,122 +499,6 @@ class AnomalyDetector:
 
     def __repr__(self):
         return f"AnomalyDetector(threshold={self.threshold:.6g}, rule={self.rule!r})"
-
-
-# --- denoising ----------------------------------------------------------------------
-
-def add_noise(images, noise_factor, seed=0):
-    """Gaussian noise of standard deviation ``noise_factor``, clipped to [0, 1]
-    (as ``keras_ae.data`` adds it), seeded."""
-    return pixels.add_noise(_images(images), noise_factor, seed)
-
-
-def psnr(images, targets):
-    """Mean over images of ``10 * log10(1 / MSE)`` in dB (pixels in [0, 1]),
-    as ``keras_ae.evaluation.evaluate`` reports it."""
-    mse = pixels.per_image_mse(_images(images), _images(targets))
-    with np.errstate(divide="ignore"):
-        return float(np.mean(10 * np.log10(1.0 / mse)))
-
-
-def denoising_gain(model, clean_images, noise_factor, *, seed=0,
-                   batch_size=DEFAULT_BATCH):
-    """What a denoising autoencoder buys: PSNR before and after it.
-
-    Args:
-        model: an autoencoder trained with noisy inputs and clean targets
-            (``keras-ae train --noise-factor F``).
-        clean_images: test images, uint8 or float in [0, 1].
-        noise_factor: standard deviation of the Gaussian noise to add.
-        seed: seeds the noise.
-        batch_size: images per model call.
-
-    Returns:
-        A dict: ``noise_factor``, ``noisy_psnr`` (noisy input against clean),
-        ``denoised_psnr`` (the model's output against clean), ``gain_db``,
-        ``images``.
-    """
-    clean = _images(clean_images)
-    noisy = add_noise(clean, noise_factor, seed)
-    denoised = reconstruct(model, noisy, batch_size)
-    before, after = psnr(noisy, clean), psnr(denoised, clean)
-    return {"noise_factor": float(noise_factor), "noisy_psnr": before,
-            "denoised_psnr": after, "gain_db": after - before, "images": len(clean)}
-
-
-# --- generation -----------------------------------------------------------------------
-
-def interpolate(model, first, second, steps=8, batch_size=DEFAULT_BATCH):
-    """Images decoded from codes on the line between two images' codes.
-
-    Args:
-        model: an autoencoder whose decoder runs alone (not unpool).
-        first, second: one image each, ``(H, W, C)`` or ``(H, W)``.
-        steps: images in the sequence, both ends included.
-
-    Returns:
-        float32 ``(steps, H, W, C)``: ``first``'s reconstruction to
-        ``second``'s.
-
-    Raises:
-        ValueError: for a decoder that cannot run alone, or ``steps < 2``.
-    """
-    if steps < 2:
-        raise InputError(f"steps must be at least 2, got {steps!r}.")
-    check_decoder_runs_alone(model)
-    codes = encode(model, np.stack([_single(first), _single(second)]), batch_size)
-    weights = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
-    return _decode(model, (1 - weights) * codes[0] + weights * codes[1], batch_size)
-
-
-def _single(image):
-    """One image, ``(H, W)`` or ``(H, W, C)``, as a batch of one."""
-    return _images(np.asarray(image)[np.newaxis])[0]
-
-
-def sample(model, train_images, count=16, *, seed=0, batch_size=DEFAULT_BATCH):
-    """New images: codes drawn from a Gaussian fitted to the training codes.
-
-    Args:
-        model: an autoencoder whose decoder runs alone (not unpool).
-        train_images: images whose codes the Gaussian (mean and full
-            covariance) is fitted to.
-        count: images to generate.
-        seed: seeds the draw.
-
-    Returns:
-        float32 ``(count, H, W, C)``.
-
-    Raises:
-        ValueError: for a decoder that cannot run alone.
-    """
-    check_decoder_runs_alone(model)  # before encoding many images
-    codes = encode(model, train_images, batch_size).astype(np.float64)
-    mean, covariance = codes.mean(axis=0), np.cov(codes, rowvar=False)
-    drawn = np.random.default_rng(seed).multivariate_normal(
-        mean, np.atleast_2d(covariance), size=count, method="eigh")
-    return _decode(model, drawn.astype(np.float32), batch_size)
-
-
-def save_image_grid(images, path, columns=8, title=None):
-    """Saves images (``(N, H, W, C)`` in [0, 1], grey or RGB) as a PNG grid."""
-    from matplotlib.figure import Figure
-
-    from keras_ae.files import save_png
-
-    images = _images(images)
-    rows = -(-len(images) // columns)
-    figure = Figure(figsize=(columns * 1.1, rows * 1.1 + (0.4 if title else 0)))
-    grid = figure.subplots(rows, columns, squeeze=False)
-    for axes in grid.flat:
-        axes.axis("off")
-    for axes, image in zip(grid.flat, images):
-        axes.imshow(image[..., 0] if image.shape[-1] == 1 else image,
-                    cmap="gray", vmin=0, vmax=1)
-    if title:
-        figure.suptitle(title)
-    figure.tight_layout()
-    return save_png(figure, path)
 
 
 def save_score_histogram(scores, anomalous, threshold, path,

@@ -9,3 +9,7 @@ line with exit code 2; any other exception is a bug and keeps its traceback.
 class InputError(ValueError):
     """Bad input: a wrong argument, file, folder or setting, named in the
     message together with what was expected."""
+
+
+class DatasetUnavailableError(RuntimeError):
+    """tensorflow-datasets could neither find nor download a dataset."""

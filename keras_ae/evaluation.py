@@ -259,14 +259,8 @@ def evaluate(model, data, batch_size=256):
       odd, since TF's default fails on images smaller than 11 pixels.
 
     Args:
-        model: a ``keras.Model`` (or any callable) from input images to
-            reconstructions of the targets' shape; a mixed-precision model
-            is fine (its output is scored in float32).
-        data: a batched ``tf.data.Dataset`` of ``(input, target)`` pairs or of
-            images, a tuple ``(inputs, targets)`` of arrays, or an array of
-            images; values in [0, 1].
-        batch_size: images per prediction for array data; a dataset is read
-            in its own batches.
+        model, data, batch_size: as for ``reconstruction_errors``; a
+            mixed-precision model is fine (its output is scored in float32).
 
     Returns:
         ``{"mse": float, "psnr": float, "ssim": float, "images": int}``.

@@ -25,7 +25,6 @@ indices, so it never runs alone: it gets no ``decode`` signature and no
 """
 
 import json
-import math
 import os
 import tempfile
 from pathlib import Path
@@ -35,11 +34,10 @@ import numpy as np
 import tensorflow as tf
 
 import keras_ae
-from keras_ae import files
+from keras_ae import files, model_facts
+from keras_ae.model_facts import describe
 from keras_ae.errors import InputError
 from keras_ae.images import check_preprocessing
-from keras_ae.layers import (AverageUnpooling2D, MaxPoolingWithArgmax2D,
-                             MaxUnpooling2D)
 
 PARITY_TOLERANCE = 1e-5
 PARITY_BATCHES = (1, 7)
@@ -52,113 +50,6 @@ MODEL_CARD_FILE = "model_card.json"
 
 class ExportParityError(RuntimeError):
     """An exported artifact's outputs differ from the Keras model's."""
-
-
-# --- what a model is made of ----------------------------------------------
-
-def describe(model):
-    """What an autoencoder takes and gives: the facts its exports record.
-
-    Args:
-        model: a ``keras.Model`` taking images ``(batch, H, W, C)`` and
-            returning images of the same shape; from the keras_ae builders it
-            also has nested ``encoder`` and ``decoder`` models.
-
-    Returns:
-        A dict: ``name``, ``input_shape`` ``[H, W, C]``, ``code_shape`` and
-        ``code_size`` (``None`` without an ``encoder``), ``decoder`` (kind:
-        ``"transpose"``, ``"upsample"``, ``"unpool"``, ``"dense"`` or
-        ``"custom"``), ``pooling`` (``"max"``, ``"average"`` or ``None``
-        where the model does not pool), ``decoder_runs_alone``,
-        ``parameters`` and ``value_range`` ``[0, 1]``.
-
-    Raises:
-        ValueError: for a model that is not an image-to-image autoencoder.
-
-    Example:
-
-    >>> describe(keras_ae.build_conv_autoencoder())["code_shape"]
-    [7, 7, 4]
-    """
-    input_shape = _image_input_shape(model)
-    encoder, decoder = _parts(model)
-    code_shape = (None if encoder is None
-                  else [int(d) for d in encoder.outputs[0].shape[1:]])
-    return {
-        "name": model.name,
-        "input_shape": list(input_shape),
-        "code_shape": code_shape,
-        "code_size": None if code_shape is None else math.prod(code_shape),
-        "decoder": _decoder_kind(model),
-        "pooling": _pooling_kind(model),
-        "decoder_runs_alone": decoder is not None and len(decoder.inputs) == 1,
-        "parameters": int(model.count_params()),
-        "value_range": [0, 1],
-    }
-
-
-def _image_input_shape(model):
-    if not isinstance(model, keras.Model):
-        raise TypeError(f"expected a keras.Model, got {type(model).__name__}.")
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise InputError(
-            f"expected an autoencoder with one image input and one image output; "
-            f"{model.name} has {len(model.inputs)} inputs and "
-            f"{len(model.outputs)} outputs.")
-    shape = tuple(model.inputs[0].shape[1:])
-    if len(shape) != 3 or None in shape:
-        raise InputError(
-            f"expected images of a fixed shape (H, W, C); {model.name} takes "
-            f"{(None, *shape)}.")
-    out = tuple(model.outputs[0].shape[1:])
-    if out != shape:
-        raise InputError(
-            f"expected an output of the input's shape {shape}; {model.name} "
-            f"returns {out}.")
-    return shape
-
-
-def _parts(model):
-    """The nested ``encoder`` and ``decoder`` models, or ``(None, None)``."""
-    names = {layer.name: layer for layer in model.layers}
-    encoder, decoder = names.get("encoder"), names.get("decoder")
-    if isinstance(encoder, keras.Model) and isinstance(decoder, keras.Model):
-        return encoder, decoder
-    return None, None
-
-
-def _all_layers(model):
-    for layer in model.layers:
-        yield layer
-        if isinstance(layer, keras.Model):
-            yield from _all_layers(layer)
-
-
-def _decoder_kind(model):
-    kinds = {type(layer) for layer in _all_layers(model)}
-    if kinds & {MaxUnpooling2D, AverageUnpooling2D}:
-        return "unpool"
-    if keras.layers.Conv2DTranspose in kinds:
-        return "transpose"
-    if keras.layers.UpSampling2D in kinds:
-        return "upsample"
-    if not kinds & {keras.layers.Conv2D, keras.layers.Conv2DTranspose}:
-        return "dense" if keras.layers.Dense in kinds else "custom"
-    return "custom"
-
-
-def _pooling_kind(model):
-    kinds = {type(layer) for layer in _all_layers(model)}
-    if keras.layers.AveragePooling2D in kinds:
-        return "average"
-    if kinds & {keras.layers.MaxPooling2D, MaxPoolingWithArgmax2D}:
-        return "max"
-    return None
-
-
-def _unpool_layers(model):
-    return [layer for layer in _all_layers(model)
-            if isinstance(layer, MaxUnpooling2D)]
 
 
 # --- float32 ----------------------------------------------------------------
@@ -181,7 +72,7 @@ def float32_model(model):
     >>> float32_model(keras_ae.build_dense_autoencoder()).compute_dtype
     'float32'
     """
-    if all(layer.compute_dtype == "float32" for layer in _all_layers(model)):
+    if all(layer.compute_dtype == "float32" for layer in model_facts.all_layers(model)):
         return model
     return _rebuilt(model, _float32_policy)
 
@@ -241,7 +132,7 @@ def _for_onnx(model):
     """``model`` with nearest ``UpSampling2D`` layers made
     ``StaticNearestUpSampling2D`` (a copy), or ``model`` itself if it has none."""
     if not any(type(layer) is keras.layers.UpSampling2D
-               for layer in _all_layers(model)):
+               for layer in model_facts.all_layers(model)):
         return model
     return _rebuilt(model, _static_upsampling)
 
@@ -264,12 +155,12 @@ def _endpoints(model):
     ``image`` to ``code`` (an unpool encoder's argmax indices are left out);
     ``decoder`` maps ``code`` to ``reconstruction`` where it runs alone.
     """
-    shape = _image_input_shape(model)
+    shape = model_facts.image_input_shape(model)
     image = tf.TensorSpec((None, *shape), tf.float32, name="image")
     endpoints = {"autoencoder": (
         tf.function(lambda image: {"reconstruction": model(image, training=False)},
                     input_signature=[image]), "image", "reconstruction")}
-    encoder, decoder = _parts(model)
+    encoder, decoder = model_facts.parts(model)
     if encoder is not None:
         endpoints["encoder"] = (
             tf.function(lambda image: {"code": _first(encoder(image, training=False))},
@@ -398,7 +289,7 @@ def _run_signature(loaded, part, endpoints, inputs):
 
 
 def _images_for(model, images):
-    shape = tuple(_image_input_shape(model))
+    shape = tuple(model_facts.image_input_shape(model))
     if images is None:
         return parity_images(shape)
     images = np.asarray(images, dtype="float32")
@@ -508,7 +399,7 @@ def _check_opset(model, opset):
         raise InputError(
             f"opset must be an integer from {MIN_OPSET} to {MAX_OPSET} (what "
             f"tf2onnx converts), got {opset!r}.")
-    if opset < UNPOOL_MIN_OPSET and _unpool_layers(model):
+    if opset < UNPOOL_MIN_OPSET and model_facts.unpool_layers(model):
         raise InputError(
             f"{model.name} has MaxUnpooling2D layers, which need opset "
             f"{UNPOOL_MIN_OPSET} or later (ONNX ScatterND with reduction='add', "

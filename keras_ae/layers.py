@@ -138,8 +138,25 @@ def max_pool_with_argmax_portable(inputs, pool_size, strides, padding):
     return pooled, argmax
 
 
+class _PoolingWindow(keras.layers.Layer):
+    """What max pooling and its undoing share: a window, strides, padding."""
+
+    def __init__(self, pool_size=2, strides=None, padding="same", **kwargs):
+        super().__init__(**kwargs)
+        self.pool_size = _pair(pool_size, "pool_size")
+        self.strides = self.pool_size if strides is None else _pair(
+            strides, "strides")
+        self.padding = shapes.padding_name(padding)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(pool_size=self.pool_size, strides=self.strides,
+                      padding=self.padding)
+        return config
+
+
 @keras.saving.register_keras_serializable(package="keras_ae")
-class MaxPoolingWithArgmax2D(keras.layers.Layer):
+class MaxPoolingWithArgmax2D(_PoolingWindow):
     """Max pooling that also returns where each maximum was.
 
     Args:
@@ -171,11 +188,7 @@ class MaxPoolingWithArgmax2D(keras.layers.Layer):
     """
 
     def __init__(self, pool_size=2, strides=None, padding="same", **kwargs):
-        super().__init__(**kwargs)
-        self.pool_size = _pair(pool_size, "pool_size")
-        self.strides = self.pool_size if strides is None else _pair(
-            strides, "strides")
-        self.padding = shapes.padding_name(padding)
+        super().__init__(pool_size, strides, padding, **kwargs)
         self.input_spec = keras.layers.InputSpec(ndim=4)
 
     def call(self, inputs):
@@ -203,15 +216,9 @@ class MaxPoolingWithArgmax2D(keras.layers.Layer):
         return (keras.KerasTensor(shape, dtype=self.compute_dtype),
                 keras.KerasTensor(shape, dtype="int64"))
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(pool_size=self.pool_size, strides=self.strides,
-                      padding=self.padding)
-        return config
-
 
 @keras.saving.register_keras_serializable(package="keras_ae")
-class MaxUnpooling2D(keras.layers.Layer):
+class MaxUnpooling2D(_PoolingWindow):
     """Puts pooled values back where max pooling found them; zeros elsewhere.
 
     Call it as ``layer(updates, mask)`` or
@@ -257,13 +264,6 @@ class MaxUnpooling2D(keras.layers.Layer):
     >>> np.asarray(MaxUnpooling2D()(updates, mask))[0, :, :, 0].tolist()
     [[0.0, 0.0], [0.0, 5.0]]
     """
-
-    def __init__(self, pool_size=2, strides=None, padding="same", **kwargs):
-        super().__init__(**kwargs)
-        self.pool_size = _pair(pool_size, "pool_size")
-        self.strides = self.pool_size if strides is None else _pair(
-            strides, "strides")
-        self.padding = shapes.padding_name(padding)
 
     def _unpooled_size(self, pooled, axis, output_size):
         """Static output length along ``axis`` (0: rows, 1: columns)."""
@@ -319,12 +319,6 @@ class MaxUnpooling2D(keras.layers.Layer):
     def compute_output_spec(self, updates, mask, output_size=None):
         shape = self._output_shape(updates.shape, mask.shape, output_size)
         return keras.KerasTensor(shape, dtype=updates.dtype)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(pool_size=self.pool_size, strides=self.strides,
-                      padding=self.padding)
-        return config
 
 
 @keras.saving.register_keras_serializable(package="keras_ae")

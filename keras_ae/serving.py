@@ -23,19 +23,9 @@ way the model's training images were (``resize=True``, see
 >>> model.reconstruct(photo, resize=True).shape
 (28, 28, 1)
 
-The files' contract: ``model.onnx`` has one float32 input ``image`` of shape
-``(batch, H, W, C)`` and one output ``reconstruction`` of the same shape,
-values in [0, 1]; ``encoder.onnx`` maps ``image`` to ``code``
-``(batch, *code_shape)``; ``decoder.onnx`` maps ``code`` to
-``reconstruction``. Every file carries ``keras_ae.*`` metadata properties
-whose values are JSON text (``keras_ae.input_shape``, ``keras_ae.code_shape``,
-``keras_ae.decoder``, ...); ``model.onnx`` names the other two files in
-``keras_ae.encoder_file`` and ``keras_ae.decoder_file``, absent or null when
-that part was not exported (the ``unpool`` decoder needs the encoder's argmax
-indices, so it is never exported alone).
+The files' contract is in ``keras_ae.onnx_files``.
 """
 
-import json
 import math
 import os
 import sys
@@ -43,135 +33,17 @@ import threading
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 from keras_ae import images as recipe
-from keras_ae._validation import positive_int
 from keras_ae.errors import InputError
+from keras_ae._validation import positive_int
+from keras_ae.onnx_files import (
+    CODE, IMAGE, METADATA_PREFIX, MODEL_FILE, RECONSTRUCTION, check_io,
+    default_providers, metadata_of, open_session, shape_from_metadata,
+    static_dims)
 from keras_ae.pixels import per_image_mse, to_unit_float
 
-MODEL_FILE = "model.onnx"
-METADATA_PREFIX = "keras_ae."
-IMAGE = "image"
-CODE = "code"
-RECONSTRUCTION = "reconstruction"
-CPU = "CPUExecutionProvider"
-CUDA = "CUDAExecutionProvider"
 FLOAT_DTYPES = (np.float16, np.float32, np.float64)
-
-# What onnxruntime raises for a file that is no (loadable) ONNX model. They
-# live in a private module; without it, those loads fail with their own error.
-try:
-    from onnxruntime.capi import onnxruntime_pybind11_state as _ort_state
-    _LOAD_ERRORS = tuple(
-        getattr(_ort_state, name)
-        for name in ("Fail", "InvalidArgument", "InvalidGraph", "InvalidProtobuf",
-                     "NoModel", "NotImplemented")
-        if isinstance(getattr(_ort_state, name, None), type))
-except ImportError:  # pragma: no cover - an onnxruntime without that module
-    _LOAD_ERRORS = ()
-
-
-def session_options(intra_op_threads=None):
-    """The ``onnxruntime.SessionOptions`` every ``OnnxAutoencoder`` session uses.
-
-    All session settings live here, so that a benchmark can tune them in
-    one place.
-
-    Args:
-        intra_op_threads: threads one operator may use; ``None`` keeps
-            onnxruntime's default (one per physical core).
-
-    Returns:
-        An ``onnxruntime.SessionOptions`` with every graph optimization on.
-
-    Example:
-
-    >>> session_options(intra_op_threads=2).intra_op_num_threads
-    2
-    """
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if intra_op_threads is not None:
-        options.intra_op_num_threads = positive_int("intra_op_threads",
-                                                    intra_op_threads)
-    return options
-
-
-def default_providers():
-    """CUDA (then CPU) where this onnxruntime has CUDA, else CPU alone.
-
-    Returns:
-        A list of execution provider names, best first.
-
-    Example:
-
-    >>> default_providers()[-1]
-    'CPUExecutionProvider'
-    """
-    if CUDA in ort.get_available_providers():
-        return [CUDA, CPU]
-    return [CPU]
-
-
-def _parsed(text):
-    """A metadata value: JSON text, or the raw text where it is not JSON."""
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-def _static_dims(shape):
-    """A graph shape without its batch dim, as ints, or None if any is symbolic."""
-    dims = tuple(shape[1:])
-    if all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in dims):
-        return dims
-    return None
-
-
-def _shape_from_metadata(metadata, key):
-    value = metadata.get(METADATA_PREFIX + key)
-    if value is None:
-        return None
-    try:
-        dims = tuple(value)
-    except TypeError:
-        dims = ()
-    if not dims or any(isinstance(d, bool) or not isinstance(d, int) or d < 1
-                       for d in dims):
-        raise InputError(
-            f"metadata {METADATA_PREFIX}{key} must be a list of positive "
-            f"integers, got {value!r}.")
-    return dims
-
-
-def _describe_io(session):
-    inputs = ", ".join(f"{i.name!r} {i.shape}" for i in session.get_inputs())
-    outputs = ", ".join(f"{o.name!r} {o.shape}" for o in session.get_outputs())
-    return f"inputs [{inputs}] and outputs [{outputs}]"
-
-
-def _check_io(session, path, role, input_name, output_name):
-    """ValueError unless ``session`` maps one float ``input_name`` to ``output_name``."""
-    inputs, outputs = session.get_inputs(), session.get_outputs()
-    found_input = len(inputs) == 1 and inputs[0].name == input_name
-    found_output = any(o.name == output_name for o in outputs)
-    if not (found_input and found_output):
-        found_role = _parsed(session.get_modelmeta().custom_metadata_map.get(
-            METADATA_PREFIX + "role", "null"))
-        hint = (f" Its metadata says it is the {found_role}; pass the folder or "
-                f"its {MODEL_FILE}." if role == "autoencoder" and found_role
-                not in (None, "autoencoder") else "")
-        raise InputError(
-            f"{path} is not a keras_ae {role}: expected one input "
-            f"{input_name!r} and an output {output_name!r}, found "
-            f"{_describe_io(session)}.{hint}")
-    if inputs[0].type != "tensor(float)" or len(inputs[0].shape) < 2:
-        raise InputError(
-            f"{path}: input {input_name!r} must be a float32 batch, found "
-            f"{inputs[0].type} of shape {inputs[0].shape}.")
-
 
 def _as_array(what, values):
     try:
@@ -220,7 +92,7 @@ class OnnxAutoencoder:
         providers: onnxruntime execution providers, best first; ``None``
             uses CUDA (then CPU) where onnxruntime offers it, else CPU.
         intra_op_threads: threads one operator may use; ``None`` keeps
-            onnxruntime's default. See ``session_options``.
+            onnxruntime's default. See ``keras_ae.onnx_files.session_options``.
 
     Attributes:
         path: the ``model.onnx`` path, as a string.
@@ -277,9 +149,9 @@ class OnnxAutoencoder:
         self._sessions = {}
 
         session = self._session_for(path)
-        _check_io(session, self.path, "autoencoder", IMAGE, RECONSTRUCTION)
+        check_io(session, self.path, "autoencoder", IMAGE, RECONSTRUCTION)
         self._model_session = session
-        self.metadata = self._metadata_of(session)
+        self.metadata = metadata_of(session)
         self.version = self.metadata.get(METADATA_PREFIX + "version")
         self.decoder_kind = self.metadata.get(METADATA_PREFIX + "decoder")
         self.pooling = self.metadata.get(METADATA_PREFIX + "pooling")
@@ -300,20 +172,7 @@ class OnnxAutoencoder:
     # --- loading -----------------------------------------------------------
 
     def _session_for(self, path):
-        try:
-            return ort.InferenceSession(
-                str(path), sess_options=session_options(self._intra_op_threads),
-                providers=self._providers)
-        except _LOAD_ERRORS as error:
-            raise InputError(
-                f"{path} is not an ONNX model that onnxruntime "
-                f"{ort.__version__} can load: {error}") from error
-
-    @staticmethod
-    def _metadata_of(session):
-        return {key: _parsed(value)
-                for key, value in session.get_modelmeta().custom_metadata_map.items()
-                if key.startswith(METADATA_PREFIX)}
+        return open_session(path, self._providers, self._intra_op_threads)
 
     def _part_path(self, key):
         """The encoder or decoder file ``model.onnx`` names; None if not exported."""
@@ -323,8 +182,8 @@ class OnnxAutoencoder:
         return None if name is None else self._folder / str(name)
 
     def _find_input_shape(self, session):
-        graph_dims = _static_dims(session.get_inputs()[0].shape)
-        metadata_dims = _shape_from_metadata(self.metadata, "input_shape")
+        graph_dims = static_dims(session.get_inputs()[0].shape)
+        metadata_dims = shape_from_metadata(self.metadata, "input_shape")
         if metadata_dims is None and graph_dims is None:
             raise InputError(
                 f"{self.path}: cannot tell the image shape: no "
@@ -346,10 +205,10 @@ class OnnxAutoencoder:
     def _find_code_shape(self):
         # Without the metadata, the encoder's graph says it: the one case
         # where the encoder session is created before its first use.
-        shape = _shape_from_metadata(self.metadata, "code_shape")
+        shape = shape_from_metadata(self.metadata, "code_shape")
         if shape is None and self._encoder_path is not None \
                 and self._encoder_path.is_file():
-            shape = _static_dims(self._encoder().get_outputs()[0].shape)
+            shape = static_dims(self._encoder().get_outputs()[0].shape)
         return shape
 
     def _find_code_size(self):
@@ -371,7 +230,7 @@ class OnnxAutoencoder:
                         f"{self.path} names {path.name!r} as its {role}, but "
                         f"{str(path)!r} does not exist.")
                 session = self._session_for(path)
-                _check_io(session, str(path), role, input_name, output_name)
+                check_io(session, str(path), role, input_name, output_name)
                 self._sessions[role] = session
             return self._sessions[role]
 
@@ -610,7 +469,7 @@ class OnnxAutoencoder:
         """
         encoder = self._encoder()
         images, _, single = self._images(self._inputs(x, resize))
-        code_shape = self.code_shape or _static_dims(encoder.get_outputs()[0].shape)
+        code_shape = self.code_shape or static_dims(encoder.get_outputs()[0].shape)
         if code_shape is None:
             raise RuntimeError(f"{self.path}: the encoder's code shape is unknown.")
         codes = self._run(encoder, IMAGE, CODE, images, code_shape, batch_size)

@@ -391,29 +391,29 @@ def _train_on_cluster(model, data, output, settings, devices, epochs,
 
     stopping = [] if patience is None else [keras.callbacks.EarlyStopping(
         monitor=monitor, patience=patience, restore_best_weights=True)]
+    history_csv = HistoryCsv(output / HISTORY_FILE)
     writers = []
     if devices.chief:
         writers = [
             keras.callbacks.ModelCheckpoint(
                 str(output / "checkpoints" / "epoch_{epoch:03d}.keras")),
-            HistoryCsv(output / HISTORY_FILE),
-            keras.callbacks.TensorBoard(str(output / "logs"))]
+            history_csv, keras.callbacks.TensorBoard(str(output / "logs"))]
     history = cluster.fit_on_cluster(
         model, data.train, data.validation, strategy=strategy, epochs=epochs,
         backup_dir=output / "backup" / devices.task,
         callbacks=writers + stopping + list(callbacks),
         verbose=verbose != 0 and devices.chief)
     # Every worker's backup is gone before the chief removes backup/, which
-    # marks the run finished.
+    # marks the run finished, after the model is saved.
     cluster.share(strategy, [])
     if devices.chief:
-        shutil.rmtree(output / "backup", ignore_errors=True)
         save_model(model, output / MODEL_FILE)
+        shutil.rmtree(output / "backup", ignore_errors=True)
         # A copy outside the strategy: evaluating the cluster's own model on
         # the chief alone would wait for the other workers' collectives.
         rows = read_history(output / HISTORY_FILE)
         speed = _images_per_second(data.num_train,
-                                   writers[1].seconds_this_process)
+                                   history_csv.seconds_this_process)
         trained = keras.models.load_model(output / MODEL_FILE)
         return TrainResult(trained, rows, bool(resumed), devices, speed,
                            weights_fingerprint=cluster.weights_fingerprint(model))

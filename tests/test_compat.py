@@ -74,3 +74,36 @@ def test_chief_learns_of_each_trial_a_worker_ends():
     assert reported == ["07"], (
         "compat.call_after_oracle_end_trial: KerasTuner's servicer no longer "
         "calls oracle.end_trial when a worker ends a trial")
+
+
+def test_onnxruntime_load_errors_catch_a_file_that_is_no_model(tmp_path):
+    import onnxruntime as ort
+
+    errors = compat.onnxruntime_load_errors()
+    assert errors, ("compat.onnxruntime_load_errors: onnxruntime.capi."
+                    "onnxruntime_pybind11_state no longer has its error classes")
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"not a protobuf")
+    try:
+        ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except errors:
+        pass
+    except Exception as error:  # noqa: BLE001 - the point of the test
+        pytest.fail("compat.onnxruntime_load_errors: onnxruntime raised "
+                    f"{type(error).__name__}, which is not among {errors}")
+    else:
+        pytest.fail("onnxruntime loaded a file that is no model")
+
+
+def test_few_tfds_download_retries_sets_and_restores_the_count():
+    pytest.importorskip("tensorflow_datasets")
+    try:
+        from tensorflow_datasets.core.download import downloader
+        before = downloader.MAX_RETRIES
+    except (ImportError, AttributeError):
+        pytest.fail("compat.few_tfds_download_retries: tensorflow_datasets."
+                    "core.download.downloader.MAX_RETRIES moved; offline "
+                    "downloads would retry for minutes")
+    with compat.few_tfds_download_retries(2):
+        assert downloader.MAX_RETRIES == 2
+    assert downloader.MAX_RETRIES == before

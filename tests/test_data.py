@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from keras_ae import data
+from keras_ae import data, tfds_data
 
 N_TRAIN, N_TEST, SIZE = 50, 20, 8
 FASHION_FILES = [os.path.join(data.FASHION_MNIST_DIR, name + ".gz")
@@ -488,11 +488,12 @@ def test_load_reads_the_installed_fashion_mnist():
 def test_tensorflow_datasets_is_imported_only_when_used():
     # It takes seconds to import; a subprocess to prove it would too, so
     # check that no module-level statement imports it.
-    tree = ast.parse(inspect.getsource(data))
-    imported = [alias.name for node in tree.body
-                if isinstance(node, (ast.Import, ast.ImportFrom))
-                for alias in node.names] + [
-        node.module for node in tree.body if isinstance(node, ast.ImportFrom)]
-    assert "tensorflow" in imported
-    assert not any(name and name.startswith("tensorflow_datasets")
-                   for name in imported)
+    for module, also in ((data, "numpy"), (tfds_data, "tensorflow")):
+        tree = ast.parse(inspect.getsource(module))
+        imported = [alias.name for node in tree.body
+                    if isinstance(node, (ast.Import, ast.ImportFrom))
+                    for alias in node.names] + [
+            node.module for node in tree.body if isinstance(node, ast.ImportFrom)]
+        assert also in imported  # the check does read the imports
+        assert not any(name and name.startswith("tensorflow_datasets")
+                       for name in imported), module.__name__

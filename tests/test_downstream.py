@@ -10,7 +10,7 @@ import tensorflow as tf
 import keras_ae
 from conftest import colours, png_pixels
 from keras_ae import data as data_lib
-from keras_ae import downstream
+from keras_ae import downstream, generation
 from keras_ae.serving import OnnxAutoencoder
 
 SHIPPED_DENSE = (Path(__file__).resolve().parents[1] / "exported"
@@ -206,7 +206,7 @@ def test_anomaly_detector_runs_on_onnxruntime():
 
 def test_psnr_and_denoising_gain_of_a_perfect_denoiser():
     images, _ = bright_or_dark(20)
-    assert downstream.psnr(np.full((1, 2, 2, 1), 0.5), np.zeros((1, 2, 2, 1))) == \
+    assert generation.psnr(np.full((1, 2, 2, 1), 0.5), np.zeros((1, 2, 2, 1))) == \
         pytest.approx(10 * np.log10(4))
 
     class Clean(keras.Model):  # "denoises" to the class level: exact here
@@ -216,9 +216,9 @@ def test_psnr_and_denoising_gain_of_a_perfect_denoiser():
 
     flat = np.where(images.mean(axis=(1, 2, 3), keepdims=True) > 0.5, 0.75, 0.25)
     clean = np.broadcast_to(flat, images.shape).astype("float32")
-    gain = downstream.denoising_gain(Clean(), clean, 0.2, seed=0)
-    noisy = downstream.add_noise(clean, 0.2, seed=0)
-    assert gain["noisy_psnr"] == pytest.approx(downstream.psnr(noisy, clean))
+    gain = generation.denoising_gain(Clean(), clean, 0.2, seed=0)
+    noisy = generation.add_noise(clean, 0.2, seed=0)
+    assert gain["noisy_psnr"] == pytest.approx(generation.psnr(noisy, clean))
     assert gain["denoised_psnr"] == np.inf and gain["gain_db"] == np.inf
 
 
@@ -227,7 +227,7 @@ def test_psnr_and_denoising_gain_of_a_perfect_denoiser():
 def test_interpolation_runs_from_one_reconstruction_to_the_other():
     model = keras_ae.build_dense_autoencoder((8, 8, 1), code_size=3)
     images, _ = bright_or_dark(2)
-    path = downstream.interpolate(model, images[0], images[1], steps=5)
+    path = generation.interpolate(model, images[0], images[1], steps=5)
     ends = downstream.reconstruct(model, images)
     assert path.shape == (5, 8, 8, 1)
     np.testing.assert_allclose(path[[0, -1]], ends, atol=1e-5)
@@ -236,31 +236,31 @@ def test_interpolation_runs_from_one_reconstruction_to_the_other():
 def test_samples_come_from_the_training_codes_gaussian():
     model = keras_ae.build_dense_autoencoder((8, 8, 1), code_size=3)
     images, _ = bright_or_dark(200)
-    drawn = downstream.sample(model, images, count=6, seed=1)
+    drawn = generation.sample(model, images, count=6, seed=1)
     assert drawn.shape == (6, 8, 8, 1) and 0 <= drawn.min() and drawn.max() <= 1
-    np.testing.assert_array_equal(drawn, downstream.sample(model, images, 6, seed=1))
+    np.testing.assert_array_equal(drawn, generation.sample(model, images, 6, seed=1))
 
 
 def test_generation_refuses_an_unpool_decoder():
     model = keras_ae.build_conv_autoencoder((8, 8, 1), filters=(4, 2),
                                             decoder="unpool")
     images, _ = bright_or_dark(4)
-    for generate in (lambda: downstream.sample(model, images),
-                     lambda: downstream.interpolate(model, images[0], images[1])):
+    for generate in (lambda: generation.sample(model, images),
+                     lambda: generation.interpolate(model, images[0], images[1])):
         with pytest.raises(ValueError, match="has no decoder that runs alone"):
             generate()
 
 
 def test_save_image_grid_writes_a_png(tmp_path):
     images, _ = bright_or_dark(10)
-    path = downstream.save_image_grid(images, tmp_path / "grid.png", columns=4,
+    path = generation.save_image_grid(images, tmp_path / "grid.png", columns=4,
                                       title="ten")
     assert png_pixels(path).ndim == 3
     # the grid shows the images: half of them white, half the black
     black = np.zeros((8, 8, 8, 1), np.float32)
     half = black.copy()
     half[::2] = 1.0
-    dark = [(png_pixels(downstream.save_image_grid(
+    dark = [(png_pixels(generation.save_image_grid(
         grid, tmp_path / f"grid{i}.png", columns=4)) < 30).all(-1).sum()
         for i, grid in enumerate((black, half))]
     assert dark[1] == pytest.approx(dark[0] / 2, rel=0.05) and dark[1] > 0

@@ -24,7 +24,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from keras_ae import serving
+from keras_ae import onnx_files, serving
 from keras_ae.serving import OnnxAutoencoder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -245,19 +245,19 @@ def test_runs_on_the_cpu_here_and_repr_says_so(model, folder):
 
 def test_default_providers_prefer_cuda_where_onnxruntime_has_it(monkeypatch):
     monkeypatch.setattr(ort, "get_available_providers", lambda: [CPU])
-    assert serving.default_providers() == [CPU]
+    assert onnx_files.default_providers() == [CPU]
     monkeypatch.setattr(ort, "get_available_providers",
                         lambda: ["CUDAExecutionProvider", CPU])
-    assert serving.default_providers() == ["CUDAExecutionProvider", CPU]
+    assert onnx_files.default_providers() == ["CUDAExecutionProvider", CPU]
 
 
 def test_session_options():
-    options = serving.session_options(intra_op_threads=3)
+    options = onnx_files.session_options(intra_op_threads=3)
     assert options.intra_op_num_threads == 3
     assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    assert serving.session_options().intra_op_num_threads == 0  # onnxruntime's default
+    assert onnx_files.session_options().intra_op_num_threads == 0  # onnxruntime's default
     with pytest.raises(ValueError, match="intra_op_threads"):
-        serving.session_options(intra_op_threads=0)
+        onnx_files.session_options(intra_op_threads=0)
 
 
 def test_explicit_providers_and_threads(folder):

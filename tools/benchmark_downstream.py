@@ -38,7 +38,7 @@ import numpy as np  # noqa: E402
 import keras_ae  # noqa: E402
 import keras_ae.layers  # noqa: E402,F401 - registers the custom layers
 from keras_ae import data as data_lib  # noqa: E402
-from keras_ae import downstream, evaluation, training  # noqa: E402
+from keras_ae import downstream, evaluation, generation, training  # noqa: E402
 from benchmark_report import machine, write_section  # noqa: E402
 
 START, END = "<!-- benchmark_downstream:start -->", "<!-- benchmark_downstream:end -->"
@@ -162,9 +162,9 @@ def denoising_rows(args, splits):
                                     noise_factor=factor, seed=args.seed)
         denoiser = train_conv(f"denoise_{factor:g}", data, args)
         for name, model in (("plain", plain), ("denoising", denoiser)):
-            gain = downstream.denoising_gain(model, test_x, factor, seed=args.seed)
+            gain = generation.denoising_gain(model, test_x, factor, seed=args.seed)
             rows.append((factor, name, gain))
-        noisy = downstream.add_noise(test_x[:10], factor, seed=args.seed)
+        noisy = generation.add_noise(test_x[:10], factor, seed=args.seed)
         clean = test_x[:10] / 255.0  # the IDX images come as (N, 28, 28, 1)
         evaluation.save_reconstruction_grid(
             denoiser, (noisy, clean), Path(args.pictures) / f"denoising_{factor:g}.png",
@@ -182,12 +182,12 @@ def generation_pictures(models, splits, args):
             downstream.check_decoder_runs_alone(model)
         except ValueError:
             continue
-        line = np.concatenate([downstream.interpolate(model, test_x[a], test_x[b], 8)
+        line = np.concatenate([generation.interpolate(model, test_x[a], test_x[b], 8)
                                for a, b in ((0, 1), (2, 3))])
-        drawn = downstream.sample(model, train_x[:20000], 16, seed=args.seed)
+        drawn = generation.sample(model, train_x[:20000], 16, seed=args.seed)
         for kind, images in (("interpolation", line), ("samples", drawn)):
             path = Path(args.pictures) / f"generated_{model.name}_{kind}.png"
-            downstream.save_image_grid(images, path, columns=8,
+            generation.save_image_grid(images, path, columns=8,
                                        title=f"{model.name}: {kind}")
             written.append(path.name)
     return written

@@ -199,7 +199,7 @@ def section(rows, overhead, args, command, seconds, data):
         f"- budget: {args.epochs} epochs, Adam (keras_ae's default learning rate"
         f"{'' if args.learning_rate is None else f' overridden to {args.learning_rate}'}),"
         f" MSE, batch {args.batch_size}; {data_counts}; "
-        f"metrics on the 10,000 test images; seed {args.seed}; took "
+        f"metrics on the {data.num_test:,} test images; seed {args.seed}; took "
         f"{seconds / 60:.0f} min",
         "",
         "| model | code (floats/image) | test MSE | PSNR (dB) | SSIM | parameters "
