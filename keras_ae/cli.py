@@ -33,9 +33,10 @@ import os
 import sys
 
 from keras_ae import cli_uses
-from keras_ae.cli_options import (add_data_options, data_report, float_tuple,
-                                  image_settings, int_tuple, load_data, name_tuple,
-                                  run_metrics, say_data)
+from keras_ae.cli_options import (add_data_options, data_report,
+                                  export_formats, float_tuple, image_settings,
+                                  int_tuple, load_data, name_tuple, run_metrics,
+                                  say_data)
 from keras_ae.errors import InputError
 from keras_ae.quiet import start_tensorflow
 
@@ -124,6 +125,23 @@ def _add_train_parser(commands):
     _add_resumable_output(train, "run", _train)
 
 
+# keras-ae tune's space options beyond --code-size: flag, type, metavar, help.
+# Left out, each takes keras_ae.tuning.AutoencoderHyperModel's default.
+_SPACE_OPTIONS = (
+    ("--families", name_tuple, "F1,F2", "conv, dense (default both)"),
+    ("--decoders", name_tuple, "D1,D2,...",
+     "conv decoders: transpose, upsample, unpool (default all three)"),
+    ("--poolings", name_tuple, "P1,P2", "conv poolings: max, average (default max)"),
+    ("--stages", int_tuple, "FEWEST,MOST", "conv pooling stages (default 2,3)"),
+    ("--filters", int_tuple, "F1,F2,...", "filter choices per conv stage (default 16,32,64)"),
+    ("--batch-sizes", int_tuple, "B1,B2,...", "default 64,128,256"),
+    ("--learning-rate", float_tuple, "LOW,HIGH",
+     "Adam's step size range, log scale (default 3e-4,1e-2); one number fixes it"),
+    ("--noise-factors", float_tuple, "N1,N2,...",
+     "denoising: search the training noise among these"),
+)
+
+
 def _add_tune_parser(commands):
     tune = commands.add_parser(
         "tune", help="search hyperparameters with KerasTuner",
@@ -141,29 +159,9 @@ def _add_tune_parser(commands):
     space.add_argument("--code-size", type=int, default=None,
                        help="pin the code to this many floats (compare models "
                             "at one compression); default: searched")
-    space.add_argument("--families", type=name_tuple, default=None,
-                       metavar="F1,F2", help="conv, dense (default both)")
-    space.add_argument("--decoders", type=name_tuple, default=None,
-                       metavar="D1,D2,...",
-                       help="conv decoders: transpose, upsample, unpool "
-                            "(default all three)")
-    space.add_argument("--poolings", type=name_tuple, default=None,
-                       metavar="P1,P2", help="conv poolings: max, average "
-                                             "(default max)")
-    space.add_argument("--stages", type=int_tuple, default=None,
-                       metavar="FEWEST,MOST", help="conv pooling stages (default 2,3)")
-    space.add_argument("--filters", type=int_tuple, default=None,
-                       metavar="F1,F2,...",
-                       help="filter choices per conv stage (default 16,32,64)")
-    space.add_argument("--batch-sizes", type=int_tuple, default=None,
-                       metavar="B1,B2,...", help="default 64,128,256")
-    space.add_argument("--learning-rate", type=float_tuple, default=None,
-                       metavar="LOW,HIGH",
-                       help="Adam's step size range, log scale (default "
-                            "3e-4,1e-2); one number fixes it")
-    space.add_argument("--noise-factors", type=float_tuple, default=None,
-                       metavar="N1,N2,...",
-                       help="denoising: search the training noise among these")
+    for flag, kind, metavar, text in _SPACE_OPTIONS:
+        space.add_argument(flag, type=kind, default=None, metavar=metavar,
+                           help=text)
     run = tune.add_argument_group("search")
     run.add_argument("--tuner", choices=("hyperband", "random", "bayesian"),
                      default="hyperband")
@@ -197,12 +195,12 @@ def _add_resumable_output(parser, kind, run):
 def _add_export_parser(commands):
     export = commands.add_parser(
         "export", help="export a trained model to SavedModel and ONNX",
-        description="Write saved_model/, model.onnx (with encoder.onnx and, "
-                    "where the decoder runs alone, decoder.onnx) and "
-                    "model_card.json. Each artifact is run on sample images "
-                    "and compared with the Keras model; the export fails if "
-                    "they differ by more than 1e-5. A metrics.json beside "
-                    "the model (as keras-ae train writes) goes into the card.")
+        description="""Write saved_model/, model.onnx (with encoder.onnx and,
+            where the decoder runs alone, decoder.onnx) and model_card.json.
+            Each artifact is run on sample images and compared with the Keras
+            model; the export fails if they differ by more than 1e-5. A
+            metrics.json beside the model (as keras-ae train writes) goes
+            into the card.""")
     export.add_argument("model", metavar="MODEL.keras",
                         help="a trained model, e.g. runs/NAME/model.keras")
     export.add_argument("--output", required=True, metavar="DIR",
@@ -210,19 +208,10 @@ def _add_export_parser(commands):
                              "the new export is complete)")
     export.add_argument("--opset", type=int, default=17,
                         help="ONNX opset, 13 to 18 (default 17; unpool needs 16+)")
-    export.add_argument("--formats", type=_formats, default=("saved_model", "onnx"),
+    export.add_argument("--formats", type=export_formats, default=("saved_model", "onnx"),
                         metavar="FORMATS",
                         help="comma-separated: saved_model, onnx (default both)")
     export.set_defaults(run=_export)
-
-
-def _formats(text):
-    formats = name_tuple(text)
-    unknown = sorted(set(formats) - {"saved_model", "onnx"})
-    if unknown or not formats:
-        raise argparse.ArgumentTypeError(
-            f"expected saved_model, onnx or both (comma-separated); got {text!r}")
-    return formats
 
 
 def _add_predict_parser(commands):

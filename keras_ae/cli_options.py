@@ -191,3 +191,13 @@ def run_metrics(model_path):
         return {}
     with open(path) as f:
         return json.load(f)
+
+
+def export_formats(text):
+    """``--formats``: ``saved_model``, ``onnx`` or both, comma-separated."""
+    formats = name_tuple(text)
+    unknown = sorted(set(formats) - {"saved_model", "onnx"})
+    if unknown or not formats:
+        raise argparse.ArgumentTypeError(
+            f"expected saved_model, onnx or both (comma-separated); got {text!r}")
+    return formats

@@ -344,11 +344,13 @@ def export_onnx(model, path, opset=DEFAULT_OPSET, *, images=None,
 
     Example:
 
-    >>> import tempfile
-    >>> folder = tempfile.mkdtemp()
-    >>> figures = export_onnx(keras_ae.build_dense_autoencoder(), f"{folder}/model.onnx")
-    >>> sorted(figures), max(figures.values()) <= 1e-5
-    (['decoder', 'encoder', 'model'], True)
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.onnx")
+    >>> largest = export_onnx(keras_ae.build_dense_autoencoder(), path)
+    >>> sorted(os.listdir(os.path.dirname(path)))  # one file per part
+    ['decoder.onnx', 'encoder.onnx', 'model.onnx']
+    >>> all(difference <= PARITY_TOLERANCE for difference in largest.values())
+    True
     """
     import onnx
     import onnxruntime
