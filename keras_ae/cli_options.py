@@ -14,6 +14,7 @@ import argparse
 import os
 
 from keras_ae.errors import InputError
+from keras_ae.quiet import image_decoder_log_dropped
 from keras_ae.images import RESIZE_MODES  # numpy only: cheap to import
 
 
@@ -139,12 +140,15 @@ def load_data(args, model_shape=None, recorded=None, **options):
     elif resize and image_size is None:
         raise InputError("--resize says how --image-size is reached; give "
                          "--image-size HxW too.")
-    return data_lib.from_directory(
-        args.images, image_size=image_size, resize=resize or DEFAULT_RESIZE,
-        color_mode=color or "auto", validation_split=args.validation_split,
-        test_split=0.1 if args.test_split is None else args.test_split,
-        seed=args.seed, cache=args.cache or "auto",
-        skip_bad_images=args.skip_bad_images, **options)
+    # keras_ae names the files that do not decode; TensorFlow's decoders
+    # would also log each one, from C++.
+    with image_decoder_log_dropped(bool(args.verbose)):
+        return data_lib.from_directory(
+            args.images, image_size=image_size, resize=resize or DEFAULT_RESIZE,
+            color_mode=color or "auto", validation_split=args.validation_split,
+            test_split=0.1 if args.test_split is None else args.test_split,
+            seed=args.seed, cache=args.cache or "auto",
+            skip_bad_images=args.skip_bad_images, **options)
 
 
 def image_settings(args):

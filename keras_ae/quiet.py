@@ -9,6 +9,11 @@ failure and is not one. ``start_tensorflow`` imports TensorFlow and lists
 its devices (where cuInit is called) with descriptor 2 pointed at a
 temporary file, then puts back every captured line that is not known
 start-up noise, so real errors still show.
+
+Reading a folder, TensorFlow's image decoders also log every file they
+cannot decode (``E0000 ... jpeg_mem.cc:331] Premature end of JPEG data``),
+from C++ threads; keras_ae names those files itself, in one line, so
+``image_decoder_log_dropped`` keeps those lines off the terminal too.
 """
 
 import contextlib
@@ -25,6 +30,8 @@ _NOISE_TEXT = (
 )
 # E lines that mean only "no GPU here"
 _NO_GPU = ("failed call to cuInit", "Could not find cuda drivers")
+# TensorFlow's image decoders, which log each bad file they meet
+_DECODERS = ("jpeg_mem.cc", "png_io.cc", "gif_io.cc", "decode_image_op.cc")
 
 
 def start_tensorflow(verbose=False):
@@ -40,13 +47,27 @@ def start_tensorflow(verbose=False):
         import tensorflow as tf
         return tf
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # after absl starts
-    with _descriptor_2_captured() as captured:
+    with _descriptor_2_filtered(is_start_up_noise):
         import tensorflow as tf
         tf.config.list_physical_devices()
-    kept = [line for line in captured if not is_start_up_noise(line)]
-    if kept:
-        sys.stderr.write("".join(kept))
     return tf
+
+
+@contextlib.contextmanager
+def image_decoder_log_dropped(verbose=False):
+    """Within it, lines TensorFlow's image decoders log are dropped from
+    descriptor 2 (unless ``verbose``); every other line still shows."""
+    if verbose:
+        yield
+        return
+    with _descriptor_2_filtered(is_image_decoder_line):
+        yield
+
+
+def is_image_decoder_line(line):
+    """Whether a line of TensorFlow's C++ log comes from an image decoder."""
+    match = _ABSL_LINE.match(line)
+    return bool(match) and match.group(2) in _DECODERS
 
 
 def is_start_up_noise(line):
@@ -62,28 +83,22 @@ def is_start_up_noise(line):
 
 
 @contextlib.contextmanager
-def _descriptor_2_captured():
-    """Points file descriptor 2 at a temporary file and yields a list that,
-    on leaving, holds the lines written there. Whatever happens inside,
-    descriptor 2 is put back; on an error everything captured is written
-    out before the error goes on."""
+def _descriptor_2_filtered(is_noise):
+    """Points file descriptor 2 at a temporary file; on leaving, whatever
+    happened inside, puts it back and writes out the lines captured there
+    that are not ``is_noise``."""
     sys.stderr.flush()
     saved = os.dup(2)
-    captured = []
     with tempfile.TemporaryFile() as sink:
         os.dup2(sink.fileno(), 2)
-        failed = False
         try:
-            yield captured
-        except BaseException:
-            failed = True
-            raise
+            yield
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
             sink.seek(0)
-            captured += sink.read().decode(errors="replace").splitlines(
+            captured = sink.read().decode(errors="replace").splitlines(
                 keepends=True)
-            if failed:
-                sys.stderr.write("".join(captured))
+            sys.stderr.write("".join(line for line in captured
+                                     if not is_noise(line)))

@@ -68,3 +68,15 @@ def test_an_internal_error_keeps_its_traceback(monkeypatch):
     monkeypatch.setattr(keras_ae.builders, "build_dense_autoencoder", broken)
     with pytest.raises(ValueError, match="a bug, not bad input"):
         cli.main(["summary", "--brief"])
+
+
+@pytest.mark.parametrize("line, decoder", [
+    ("E0000 00:00:1796043198.255019    6272 jpeg_mem.cc:331] Premature end of "
+     "JPEG data. Stopped at line 0/32\n", True),
+    ("E0000 00:00:1796043198.255019    6272 png_io.cc:92] PNG warning\n", True),
+    ("E0000 00:00:1796043198.255019    6272 cuda_platform.cc:52] failed call "
+     "to cuInit\n", False),
+    ("Premature end of JPEG data\n", False),  # not TensorFlow's log format
+])
+def test_image_decoder_lines_are_told_apart(line, decoder):
+    assert quiet.is_image_decoder_line(line) is decoder
