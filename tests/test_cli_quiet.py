@@ -7,8 +7,7 @@ import sys
 
 import pytest
 
-import keras_ae
-from keras_ae import cli, quiet
+from keras_ae import builders, cli, quiet
 from keras_ae.errors import InputError
 
 
@@ -56,7 +55,7 @@ def test_only_known_start_up_lines_are_noise(line, noise):
 def test_bad_input_is_one_line_and_exit_code_2(monkeypatch, capsys):
     def refuse(*args, **kwargs):
         raise InputError("input_shape (1, 1, 1) is too small")
-    monkeypatch.setattr(keras_ae.builders, "build_dense_autoencoder", refuse)
+    monkeypatch.setattr(builders, "build_dense_autoencoder", refuse)
     assert cli.main(["summary", "--brief"]) == 2
     err = capsys.readouterr().err
     assert err == "keras-ae summary: error: input_shape (1, 1, 1) is too small\n"
@@ -65,7 +64,7 @@ def test_bad_input_is_one_line_and_exit_code_2(monkeypatch, capsys):
 def test_an_internal_error_keeps_its_traceback(monkeypatch):
     def broken(*args, **kwargs):
         raise ValueError("a bug, not bad input")
-    monkeypatch.setattr(keras_ae.builders, "build_dense_autoencoder", broken)
+    monkeypatch.setattr(builders, "build_dense_autoencoder", broken)
     with pytest.raises(ValueError, match="a bug, not bad input"):
         cli.main(["summary", "--brief"])
 
