@@ -34,6 +34,7 @@ RECONSTRUCTION = "reconstruction"
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 
+
 def session_options(intra_op_threads=None):
     """The ``onnxruntime.SessionOptions`` every ``OnnxAutoencoder`` session uses.
 
