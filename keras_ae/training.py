@@ -249,18 +249,29 @@ def run_callbacks(output_dir, patience=None, monitor="val_loss"):
         the history CSV, TensorBoard and, with ``patience``, ``EarlyStopping``.
     """
     output = Path(output_dir)
-    callbacks = [
-        keras.callbacks.ModelCheckpoint(
-            str(output / "checkpoints" / "epoch_{epoch:03d}.keras")),
-        keras.callbacks.BackupAndRestore(str(output / "backup"),
-                                         double_checkpoint=True),
-        HistoryCsv(output / HISTORY_FILE),
-        keras.callbacks.TensorBoard(str(output / "logs")),
-    ]
-    if patience is not None:
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor=monitor, patience=patience, restore_best_weights=True))
-    return callbacks
+    checkpoints, history_csv, tensorboard = _run_folder_writers(output)
+    backup = keras.callbacks.BackupAndRestore(str(output / "backup"),
+                                              double_checkpoint=True)
+    return ([checkpoints, backup, history_csv, tensorboard]
+            + _early_stopping(patience, monitor))
+
+
+def _run_folder_writers(output):
+    """What is written into the run folder each epoch, on one machine or by
+    a cluster's chief: checkpoints, ``history.csv``, TensorBoard logs."""
+    return (keras.callbacks.ModelCheckpoint(
+                str(output / "checkpoints" / "epoch_{epoch:03d}.keras")),
+            HistoryCsv(output / HISTORY_FILE),
+            keras.callbacks.TensorBoard(str(output / "logs")))
+
+
+def _early_stopping(patience, monitor):
+    """``[EarlyStopping]`` restoring the best weights, or ``[]`` without
+    ``patience``."""
+    if patience is None:
+        return []
+    return [keras.callbacks.EarlyStopping(
+        monitor=monitor, patience=patience, restore_best_weights=True)]
 
 
 # --- training -----------------------------------------------------------------
@@ -389,19 +400,12 @@ def _train_on_cluster(model, data, output, settings, devices, epochs,
         return TrainResult(model, read_history(output / HISTORY_FILE),
                            True, devices, float("nan"), finished_before=True)
 
-    stopping = [] if patience is None else [keras.callbacks.EarlyStopping(
-        monitor=monitor, patience=patience, restore_best_weights=True)]
-    history_csv = HistoryCsv(output / HISTORY_FILE)
-    writers = []
-    if devices.chief:
-        writers = [
-            keras.callbacks.ModelCheckpoint(
-                str(output / "checkpoints" / "epoch_{epoch:03d}.keras")),
-            history_csv, keras.callbacks.TensorBoard(str(output / "logs"))]
+    checkpoints, history_csv, tensorboard = _run_folder_writers(output)
+    writers = [checkpoints, history_csv, tensorboard] if devices.chief else []
     history = cluster.fit_on_cluster(
         model, data.train, data.validation, strategy=strategy, epochs=epochs,
         backup_dir=output / "backup" / devices.task,
-        callbacks=writers + stopping + list(callbacks),
+        callbacks=writers + _early_stopping(patience, monitor) + list(callbacks),
         verbose=verbose != 0 and devices.chief)
     # Every worker's backup is gone before the chief removes backup/, which
     # marks the run finished, after the model is saved.
