@@ -33,7 +33,7 @@ from keras_ae import shapes
 from keras_ae._validation import positive_int
 from keras_ae.errors import InputError
 from keras_ae.layers import (AverageUnpooling2D, MaxPoolingWithArgmax2D,
-                             MaxUnpooling2D)
+                             MaxUnpooling2D, PowerScaling)
 
 POOL = 2  # every stage halves height and width (odd sizes round up)
 
@@ -171,6 +171,11 @@ POOLINGS = {
     "average": _average_pool_stage,
 }
 
+# What the encoder sees of each pixel: the exponent of a PowerScaling layer
+# before the encoder (its inverse follows the decoder), or None for pixels
+# as they are.
+INTENSITIES = {"linear": None, "sqrt": 0.5}
+
 
 def _crop_to(x, size, stage):
     """Trims the extra row/column that doubling an odd-sized map adds."""
@@ -183,7 +188,8 @@ def _crop_to(x, size, stage):
 
 def build_conv_autoencoder(input_shape=(28, 28, 1), filters=(32, 4),
                            decoder="transpose", kernel_size=3, code_size=None,
-                           convs_per_stage=2, pooling="max", name=None):
+                           convs_per_stage=2, pooling="max", intensity="linear",
+                           name=None):
     """A convolutional autoencoder with a mirrored decoder.
 
     Encoder: per entry of ``filters``, ``convs_per_stage`` ``Conv2D`` layers
@@ -230,6 +236,12 @@ def build_conv_autoencoder(input_shape=(28, 28, 1), filters=(32, 4),
         convs_per_stage: convolutions in each encoder and decoder stage.
         pooling: the encoder's pooling, ``"max"`` or ``"average"``; the
             ``"unpool"`` decoder undoes it in kind.
+        intensity: what the encoder sees of each pixel: ``"linear"`` (the
+            pixel) or ``"sqrt"`` (its square root, through a
+            ``PowerScaling`` layer; the decoder's output is squared back, so
+            the model still maps images to images). ``"sqrt"`` is the model
+            anomaly detection recommends: its codes tell one class from
+            others better (docs/benchmarks.md).
         name: name of the returned model; defaults to
             ``"conv_<decoder>_autoencoder"``, or
             ``"conv_<decoder>_average_autoencoder"`` with average pooling.
@@ -257,6 +269,9 @@ def build_conv_autoencoder(input_shape=(28, 28, 1), filters=(32, 4),
     if pooling not in POOLINGS:
         raise InputError(
             f"pooling must be one of {sorted(POOLINGS)}, got {pooling!r}.")
+    if intensity not in INTENSITIES:
+        raise InputError(
+            f"intensity must be one of {sorted(INTENSITIES)}, got {intensity!r}.")
     input_shape = _image_shape(input_shape)
     filters = _positive_ints("filters", filters, allow_empty=False)
     kernel_size = positive_int("kernel_size", kernel_size)
@@ -274,10 +289,11 @@ def build_conv_autoencoder(input_shape=(28, 28, 1), filters=(32, 4),
     sizes = list(zip(heights, widths))  # sizes[i]: input of encoder stage i+1
     with_indices = decoder == "unpool" and pooling == "max"
 
+    power = INTENSITIES[intensity]
     encoder = _conv_encoder(input_shape, filters, kernel_size, convs_per_stage,
-                            code_size, pooling, with_indices)
+                            code_size, pooling, with_indices, power)
     decoder_model = _conv_decoder(encoder, input_shape[2], filters, kernel_size,
-                                  convs_per_stage, sizes, decoder, code_size)
+                                  convs_per_stage, sizes, decoder, code_size, power)
     default_name = (f"conv_{decoder}_autoencoder" if pooling == "max"
                     else f"conv_{decoder}_{pooling}_autoencoder")
     return _join(encoder, decoder_model, input_shape, name or default_name)
@@ -296,9 +312,11 @@ def _convs(x, prefix, filters, kernel_size, count, linear_last=False):
 
 
 def _conv_encoder(input_shape, filters, kernel_size, convs_per_stage, code_size,
-                  pooling, with_indices):
+                  pooling, with_indices, power=None):
     image = keras.Input(input_shape, name="image")
     x, indices = image, []
+    if power is not None:
+        x = PowerScaling(power, name="encoder_intensity")(x)
     for stage, n in enumerate(filters, start=1):
         # The code is linear, as the dense builder's is: a ReLU would zero
         # about half of its values. With a dense code, that Dense is linear.
@@ -319,7 +337,7 @@ def _conv_encoder(input_shape, filters, kernel_size, convs_per_stage, code_size,
 
 
 def _conv_decoder(encoder, channels, filters, kernel_size, convs_per_stage,
-                  sizes, decoder, code_size):
+                  sizes, decoder, code_size, power=None):
     encoder_outputs = encoder.outputs
     code_in = keras.Input(encoder_outputs[0].shape[1:], name="code")
     index_inputs = [
@@ -348,7 +366,10 @@ def _conv_decoder(encoder, channels, filters, kernel_size, convs_per_stage,
     x = keras.layers.Conv2D(channels, kernel_size, padding="same",
                             name="decoder_output_conv")(x)
     inputs = [code_in, *index_inputs] if unpool else code_in
-    return keras.Model(inputs, _sigmoid_output(x), name="decoder")
+    x = _sigmoid_output(x)
+    if power is not None:  # back to pixels; float32 as the sigmoid
+        x = PowerScaling(1 / power, dtype="float32", name="decoder_intensity")(x)
+    return keras.Model(inputs, x, name="decoder")
 
 
 # --- shared ----------------------------------------------------------------

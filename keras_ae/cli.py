@@ -32,11 +32,11 @@ import math
 import os
 import sys
 
-from keras_ae import cli_uses
-from keras_ae.cli_options import (add_data_options, data_report,
+from keras_ae import cli_anomaly, cli_uses
+from keras_ae.cli_options import (add_data_options, class_labels, data_report,
                                   export_formats, float_tuple, image_settings,
-                                  int_tuple, load_data, name_tuple, run_metrics,
-                                  say_data)
+                                  int_tuple, labels_of, load_data, name_tuple,
+                                  run_metrics, say_data)
 from keras_ae.errors import InputError
 from keras_ae.quiet import start_tensorflow
 
@@ -80,6 +80,7 @@ def _parser():
     _add_predict_parser(commands)
     _add_tune_parser(commands)
     cli_uses.add_parsers(commands)
+    cli_anomaly.add_parser(commands)
     for name, command in commands.choices.items():
         if name != "tune":  # tune's --verbose takes a level
             command.add_argument("--verbose", action="store_true",
@@ -97,6 +98,11 @@ def _add_train_parser(commands):
     data = add_data_options(train)
     data.add_argument("--noise-factor", type=float, default=0.0,
                       help="denoising: Gaussian noise on the input (default 0)")
+    data.add_argument("--normal-classes", type=name_tuple, default=None,
+                      metavar="C1,C2,...",
+                      help="train (and validate) on these classes only, label "
+                           "numbers or class folder names; the test split "
+                           "keeps every class, for keras-ae anomaly")
     model = train.add_argument_group("model (defaults: the builders')")
     model.add_argument("--model", choices=("conv", "dense"), default="conv")
     model.add_argument("--decoder", default=None,
@@ -106,6 +112,10 @@ def _add_train_parser(commands):
                             "in kind)")
     model.add_argument("--filters", type=int_tuple, default=None,
                        metavar="F1,F2,...")
+    model.add_argument("--intensity", default=None,
+                       help="conv: what the encoder sees of each pixel, linear "
+                            "(default) or sqrt (the model anomaly detection "
+                            "recommends)")
     model.add_argument("--kernel-size", type=int, default=None)
     model.add_argument("--convs-per-stage", type=int, default=None)
     model.add_argument("--code-size", type=int, default=None)
@@ -229,6 +239,11 @@ def _add_predict_parser(commands):
                               "converted to the model's")
     predict.add_argument("--out", required=True, metavar="DIR",
                          help="folder for NAME_reconstruction.png files")
+    predict.add_argument("--anomaly", action="store_true",
+                         help="MODEL is an exported anomaly detector "
+                              "(detector.onnx from keras-ae anomaly): print "
+                              "each image's score and verdict and write its "
+                              "anomaly map as NAME_anomaly_map.png")
     predict.add_argument("--resize", action="store_true",
                          help="resize images of another size as the model's "
                               "training images were (stretch, crop or pad, "
@@ -240,12 +255,12 @@ def _add_predict_parser(commands):
 def _model_options(args):
     """The builder arguments the user gave; the rest keep the builders' defaults."""
     names = (["decoder", "pooling", "filters", "kernel_size", "convs_per_stage",
-              "code_size"]
+              "code_size", "intensity"]
              if args.model == "conv" else ["code_size", "hidden_units"])
     given = {name: getattr(args, name) for name in names
              if getattr(args, name) is not None}
     wrong = [name for name in ("decoder", "pooling", "filters", "kernel_size",
-                               "convs_per_stage", "hidden_units")
+                               "convs_per_stage", "hidden_units", "intensity")
              if name not in names and getattr(args, name) is not None]
     if wrong:
         flags = ", ".join("--" + name.replace("_", "-") for name in wrong)
@@ -285,6 +300,13 @@ def _train(args):
     keras.utils.set_random_seed(args.seed)  # before the pipelines: they draw on it
     data = load_data(args, batch_size=args.batch_size,
                       noise_factor=args.noise_factor)
+    normal = None
+    if args.normal_classes:
+        from keras_ae.data import keep_classes
+
+        normal = class_labels(args.normal_classes, data, labels_of(data),
+                              "--normal-classes")
+        data = keep_classes(data, normal)
     say_data(data)
 
     settings = {
@@ -294,6 +316,8 @@ def _train(args):
         "noise_factor": args.noise_factor, "seed": args.seed, "xla": args.xla,
         "mixed_precision": args.mixed_precision, **image_settings(args),
     }
+    if normal is not None:
+        settings["normal_classes"] = normal
     learning_rate = (training.DEFAULT_LEARNING_RATE if args.learning_rate is None
                      else args.learning_rate)
     result = training.train(
@@ -379,6 +403,8 @@ def _predict(args):
     from keras_ae.images import describe_size
     from keras_ae.serving import OnnxAutoencoder
 
+    if args.anomaly:
+        return _predict_anomaly(args)
     model = OnnxAutoencoder(args.model)
     height, width, channels = model.input_shape
     batch = model.prepare(list(args.images), resize=args.resize)
@@ -397,6 +423,26 @@ def _predict(args):
         out = Path(args.out) / f"{Path(name).stem}_reconstruction.png"
         files.write_atomically(out, lambda tmp, p=picture: p.save(tmp, format="PNG"))
         print(f"{name}: reconstruction error (MSE) {float(error):.5f} -> {out}")
+    return 0
+
+
+def _predict_anomaly(args):
+    from pathlib import Path
+
+    from keras_ae.anomaly_pictures import save_map_overlays
+    from keras_ae.serving_anomaly import OnnxAnomalyDetector
+
+    detector = OnnxAnomalyDetector(args.model)
+    batch = detector.prepare(list(args.images), resize=args.resize)
+    scores, maps = detector.scores_and_maps(batch)
+    print(f"{args.model}: score {detector.score_name}, threshold "
+          f"{detector.threshold:.4f} ({detector.rule}), on {detector.provider}")
+    for index, name in enumerate(args.images):
+        out = Path(args.out) / f"{Path(name).stem}_anomaly_map.png"
+        verdict = "anomaly" if scores[index] > detector.threshold else "normal"
+        save_map_overlays(batch[index:index + 1], maps[index:index + 1],
+                          scores[index:index + 1], out, threshold=detector.threshold)
+        print(f"{name}: score {float(scores[index]):.4f}: {verdict} -> {out}")
     return 0
 
 

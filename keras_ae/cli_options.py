@@ -151,6 +151,39 @@ def load_data(args, model_shape=None, recorded=None, **options):
             skip_bad_images=args.skip_bad_images, **options)
 
 
+def class_labels(tokens, data, known, flag):
+    """Class tokens of a flag (label numbers, or class folder names) as
+    sorted labels; a one-line error naming the classes there are.
+
+    Args:
+        tokens: the flag's values, e.g. ``("0", "coat")``.
+        data: the ``ImageData`` (its ``class_names`` and ``source``).
+        known: the labels the data holds.
+        flag: the flag's name, for the message.
+    """
+    names = list(data.class_names or ())
+    labels = []
+    for token in tokens:
+        if token in names:
+            labels.append(names.index(token))
+        elif token.isdigit() and int(token) in known:
+            labels.append(int(token))
+        else:
+            named = f"; class names: {', '.join(names)}" if names else ""
+            raise InputError(
+                f"{flag} {token!r} is not a class of {data.source}: "
+                f"labels are {sorted(known)}{named}.")
+    return sorted(set(labels))
+
+
+def labels_of(data, split="test"):
+    """The labels a split of ``data`` holds, a sorted list."""
+    import numpy as np
+
+    return sorted(set(np.concatenate(
+        [labels for _, labels in data.labeled(split).as_numpy_iterator()]).tolist()))
+
+
 def image_settings(args):
     """The ``--images`` flags that make a run's data what it is (for run.json
     and search.json, which a resume must match); ``{}`` for other sources."""

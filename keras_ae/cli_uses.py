@@ -1,16 +1,17 @@
-"""``keras-ae features``, ``cluster``, ``anomaly`` and ``generate``: using
+"""``keras-ae features``, ``cluster`` and ``generate``: using
 what a trained model (``.keras``, or an exported ``.onnx`` on onnxruntime)
 learned. Each reads its data as the model takes images and writes JSON and
 pictures into ``--output``."""
 
 import os
 
-from keras_ae.cli_options import add_data_options, load_data, name_tuple, run_metrics
+from keras_ae.cli_options import add_data_options, load_data, run_metrics
 from keras_ae.errors import InputError
 
 
 def add_parsers(commands):
-    """Adds the four commands to the ``keras-ae`` subcommand parsers."""
+    """Adds the three commands to the ``keras-ae`` subcommand parsers
+    (``anomaly`` is ``keras_ae.cli_anomaly``'s)."""
     specs = {
         "features": ("linear probe: classify the labels from the frozen codes",
                      "Train a softmax classifier on the frozen encoder's codes "
@@ -24,13 +25,6 @@ def add_parsers(commands):
                     "information), against k-means on raw pixels. Writes "
                     "cluster.json and code_map.png (the codes in 2-D, PCA).",
                     _cluster),
-        "anomaly": ("anomaly scores: reconstruction error and a threshold",
-                    "Learn a threshold on per-image reconstruction error from "
-                    "normal validation images, then score the test images "
-                    "with --anomaly-classes as the anomalies (ROC AUC, "
-                    "precision and recall at the threshold). Meaningful for "
-                    "a model trained without those classes. Writes "
-                    "anomaly.json and anomaly_scores.png.", _anomaly),
         "generate": ("new images from the decoder",
                      "Decode new codes: an interpolation between two test "
                      "images' codes, and samples from a Gaussian fitted to "
@@ -59,18 +53,6 @@ def add_parsers(commands):
                                  help="test images to cluster (default 10000)")
             command.add_argument("--clusters", type=int, default=None,
                                  help="k (default: the number of classes)")
-        if name == "anomaly":
-            command.add_argument("--anomaly-classes", type=name_tuple,
-                                 required=True, metavar="C1,C2,...",
-                                 help="the classes that are anomalies: label "
-                                      "numbers, or class folder names with "
-                                      "--images")
-            rule = command.add_mutually_exclusive_group()
-            rule.add_argument("--std", type=float, default=3.0,
-                              help="threshold = mean + STD standard deviations "
-                                   "of normal scores (default 3)")
-            rule.add_argument("--percentile", type=float, default=None,
-                              help="threshold = this percentile of normal scores")
         if name == "generate":
             command.add_argument("--count", type=int, default=16,
                                  help="samples to draw (default 16)")
@@ -79,7 +61,7 @@ def add_parsers(commands):
         command.set_defaults(run=run)
 
 
-def _open_model(path):
+def open_model(path):
     """A ``.keras`` model, or an exported ``.onnx`` one on onnxruntime."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no model file at {path}")
@@ -125,24 +107,7 @@ def _labeled_splits(args, model, *splits, need_labels=True):
                   for split in splits]
 
 
-def _class_labels(tokens, data, known):
-    """``--anomaly-classes`` tokens (numbers or class names) as labels."""
-    names = list(data.class_names or ())
-    labels = []
-    for token in tokens:
-        if token in names:
-            labels.append(names.index(token))
-        elif token.isdigit() and int(token) in known:
-            labels.append(int(token))
-        else:
-            named = f"; class names: {', '.join(names)}" if names else ""
-            raise InputError(
-                f"--anomaly-classes {token!r} is not a class of {data.source}: "
-                f"labels are {sorted(known)}{named}.")
-    return labels
-
-
-def _write_result(args, name, result):
+def write_result(args, name, result):
     from keras_ae import files
 
     path = os.path.join(args.output, name)
@@ -155,7 +120,7 @@ def _features(args):
 
     from keras_ae import downstream
 
-    model = _open_model(args.model)
+    model = open_model(args.model)
     _, [(train_x, train_y), (test_x, test_y)] = _labeled_splits(
         args, model, "train", "test")
     chosen = np.random.default_rng(args.seed).permutation(len(train_x))[
@@ -175,14 +140,14 @@ def _features(args):
         print(f"{name:<15} test accuracy {result['test_accuracy']:.4f} "
               f"({result['features']} features, {result['train_images']} labeled "
               "training images)")
-    print(f"wrote {_write_result(args, 'features.json', results)}")
+    print(f"wrote {write_result(args, 'features.json', results)}")
     return 0
 
 
 def _cluster(args):
     from keras_ae import downstream
 
-    model = _open_model(args.model)
+    model = open_model(args.model)
     _, [(images, labels)] = _labeled_splits(args, model, "test")
     images, labels = images[:args.max_images], labels[:args.max_images]
     codes = downstream.encode(model, images)
@@ -199,47 +164,14 @@ def _cluster(args):
     picture = downstream.save_code_map(codes, labels,
                                        os.path.join(args.output, "code_map.png"),
                                        title=f"codes of {os.path.basename(args.model)}, PCA")
-    print(f"wrote {_write_result(args, 'cluster.json', results)}, {picture}")
-    return 0
-
-
-def _anomaly(args):
-    import numpy as np
-
-    from keras_ae import downstream
-
-    model = _open_model(args.model)
-    data, [(valid_x, valid_y), (test_x, test_y)] = _labeled_splits(
-        args, model, "validation", "test")
-    known = set(np.unique(test_y).tolist()) | set(np.unique(valid_y).tolist())
-    classes = _class_labels(args.anomaly_classes, data, known)
-    normal = ~np.isin(valid_y, classes)
-    if not normal.any():
-        raise InputError(f"every validation image is of --anomaly-classes "
-                         f"{','.join(args.anomaly_classes)}: no normal images "
-                         f"to learn a threshold from.")
-    detector = downstream.AnomalyDetector.fit(
-        model, valid_x[normal], std=args.std, percentile=args.percentile)
-    anomalous = np.isin(test_y, classes)
-    result = detector.evaluate(test_x, anomalous)
-    result["anomaly_classes"] = classes
-    if data.class_names:
-        result["anomaly_class_names"] = [data.class_names[c] for c in classes]
-    picture = downstream.save_score_histogram(
-        detector.scores(test_x), anomalous, detector.threshold,
-        os.path.join(args.output, "anomaly_scores.png"))
-    print(f"threshold {result['threshold']:.5f} ({result['rule']}); ROC AUC "
-          f"{result['roc_auc']:.4f}, precision {result['precision']:.4f}, recall "
-          f"{result['recall']:.4f} ({result['flagged']} flagged, "
-          f"{result['anomalies']} anomalies in {result['images']} test images)")
-    print(f"wrote {_write_result(args, 'anomaly.json', result)}, {picture}")
+    print(f"wrote {write_result(args, 'cluster.json', results)}, {picture}")
     return 0
 
 
 def _generate(args):
     from keras_ae import downstream, generation
 
-    model = _open_model(args.model)
+    model = open_model(args.model)
     downstream.check_decoder_runs_alone(model)  # before reading any data
     _, [(train_x, _), (test_x, _)] = _labeled_splits(args, model, "train", "test",
                                                      need_labels=False)
@@ -253,6 +185,6 @@ def _generate(args):
     result = {"interpolation": {"steps": args.steps, "between": "test images 0 and 1"},
               "samples": {"count": args.count, "seed": args.seed,
                           "fitted_to": f"{len(train_x)} training images' codes"}}
-    print(f"wrote {_write_result(args, 'generate.json', result)}, "
+    print(f"wrote {write_result(args, 'generate.json', result)}, "
           f"{', '.join(pictures)}")
     return 0

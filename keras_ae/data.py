@@ -48,7 +48,7 @@ from keras_ae.errors import DatasetUnavailableError, InputError
 from keras_ae.folders import from_directory
 from keras_ae.tfds_data import from_tfds
 from keras_ae.pipelines import (ImageData, array_split, assemble,
-                                check_options, validation_size)
+                                check_options, keep_classes, validation_size)
 
 __all__ = [
     "FASHION_MNIST_DIR",
@@ -57,6 +57,7 @@ __all__ = [
     "MissingDataError",
     "from_arrays",
     "from_directory",
+    "keep_classes",
     "from_idx",
     "from_tfds",
     "load",

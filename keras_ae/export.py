@@ -128,7 +128,7 @@ class StaticNearestUpSampling2D(keras.layers.UpSampling2D):
             align_corners=False, half_pixel_centers=False)
 
 
-def _for_onnx(model):
+def for_onnx(model):
     """``model`` with nearest ``UpSampling2D`` layers made
     ``StaticNearestUpSampling2D`` (a copy), or ``model`` itself if it has none."""
     if not any(type(layer) is keras.layers.UpSampling2D
@@ -370,8 +370,8 @@ def export_onnx(model, path, opset=DEFAULT_OPSET, *, images=None,
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".onnx-export-") as tmp:
-        protos = {part: _convert(function, opset) for part, (function, _, _)
-                  in _endpoints(_for_onnx(model)).items()}
+        protos = {part: convert_function(function, opset) for part, (function, _, _)
+                  in _endpoints(for_onnx(model)).items()}
         sessions = {}
         for part, proto in protos.items():
             _add_metadata(proto, part, facts, names)
@@ -382,7 +382,7 @@ def export_onnx(model, path, opset=DEFAULT_OPSET, *, images=None,
             lambda part, x: sessions[part].run(None, {endpoints[part][1]: x})[0],
             endpoints, images, "ONNX")
         for part, proto in protos.items():  # each file records its own figure
-            _set_metadata(proto, "keras_ae.max_abs_diff", figures[part])
+            set_metadata(proto, "keras_ae.max_abs_diff", figures[part])
             onnx.save(proto, f"{tmp}/{names[part]}")
         # Parts first, the model last: its metadata points at them.
         stale = {ENCODER_FILE, DECODER_FILE} - {names[p] for p in protos}
@@ -410,7 +410,9 @@ def _check_opset(model, opset):
     return opset
 
 
-def _convert(function, opset):
+def convert_function(function, opset):
+    """An ONNX ``ModelProto`` of a ``tf.function`` with an input signature
+    (tf2onnx), its batch dimension named ``batch``."""
     import tf2onnx
 
     proto, _ = tf2onnx.convert.from_function(
@@ -443,10 +445,11 @@ def _add_metadata(proto, part, facts, names):
     if facts["preprocessing"] is not None:
         values["preprocessing"] = facts["preprocessing"]
     for key, value in values.items():
-        _set_metadata(proto, f"keras_ae.{key}", value)
+        set_metadata(proto, f"keras_ae.{key}", value)
 
 
-def _set_metadata(proto, key, value):
+def set_metadata(proto, key, value):
+    """Sets metadata property ``key`` of ``proto`` to ``value`` as JSON."""
     for entry in proto.metadata_props:
         if entry.key == key:
             entry.value = json.dumps(value)

@@ -19,7 +19,7 @@ from keras_ae.errors import InputError
 from keras_ae.pixels import add_noise, to_unit_float
 
 __all__ = ["ImageData", "Split", "array_split", "assemble", "check_batch_size",
-           "check_options", "is_int", "is_real",
+           "check_options", "is_int", "is_real", "keep_classes",
            "validation_size"]
 
 SPLITS = ("train", "validation", "test")
@@ -106,6 +106,8 @@ class ImageData:
     skipped: tuple = ()
     _splits: dict = dataclasses.field(default_factory=dict, repr=False,
                                       compare=False)
+    _options: dict = dataclasses.field(default_factory=dict, repr=False,
+                                       compare=False)
 
     def labeled(self, split, batch_size=None):
         """Batched ``(images, labels)`` of one split, in a fixed order.
@@ -302,5 +304,67 @@ def assemble(splits, image_shape, source, options, **details):
         batch_size=options["batch_size"],
         noise_factor=options["noise_factor"],
         _splits=splits,
+        _options=dict(options),
         **details,
     )
+
+
+def keep_classes(data, labels, splits=("train", "validation")):
+    """``data`` with only the images of some classes in some splits.
+
+    For one-class training: the model learns normal from the classes kept,
+    and the test split, left whole, holds the others as anomalies.
+
+    Args:
+        data: an ``ImageData`` with labels (class folders, IDX files,
+            tensorflow-datasets, labeled arrays).
+        labels: the class numbers to keep.
+        splits: the splits to filter; the others are kept whole.
+
+    Returns:
+        A new ``ImageData``, batched, shuffled and noised as ``data`` was.
+
+    Raises:
+        ValueError: for data without labels, or a split left with no image.
+
+    Example:
+
+    >>> from keras_ae.data import from_arrays
+    >>> images = np.zeros((10, 4, 4), np.uint8)
+    >>> data = from_arrays(images, images, train_labels=[0, 1] * 5,
+    ...                    test_labels=[0, 1] * 5, validation_split=0.2)
+    >>> kept = keep_classes(data, [1])
+    >>> kept.num_train + kept.num_validation, kept.num_test
+    (5, 10)
+    """
+    wanted = sorted({int(label) for label in labels})
+    kept = {}
+    for name, split in data._splits.items():
+        if name not in splits:
+            kept[name] = split
+            continue
+        if split.labeled is None:
+            raise InputError(f"{data.source} has no labels for the {name!r} split; "
+                             f"keeping classes {wanted} needs them.")
+        kept[name] = _split_of_classes(split, wanted)
+        if not kept[name].count:
+            raise InputError(f"the {name} split of {data.source} holds no image of "
+                             f"classes {wanted}.")
+    details = {field: getattr(data, field)
+               for field in ("class_names", "preprocessing", "skipped")}
+    return assemble(kept, data.image_shape, data.source, data._options, **details)
+
+
+def _split_of_classes(split, wanted):
+    label_tensor = tf.constant(wanted, tf.int64)
+    if split.in_memory is not None:  # gather the chosen images, no pass over them
+        labels = next(iter(split.labeled.map(lambda x, y: y).batch(split.count)))
+        chosen = tf.where(tf.reduce_any(
+            tf.equal(tf.cast(labels, tf.int64)[:, None], label_tensor), 1))[:, 0]
+        return array_split(tf.gather(split.in_memory, chosen),
+                           tf.gather(labels, chosen))
+    filtered = split.labeled.filter(lambda x, y: tf.reduce_any(
+        tf.equal(tf.cast(y, tf.int64), label_tensor)))
+    count = int(filtered.map(lambda x, y: y).reduce(
+        tf.constant(0, tf.int64), lambda total, _: total + 1))
+    return Split(filtered.map(lambda x, y: x), filtered, count)
