@@ -26,6 +26,9 @@ _EXPORTS = {
     "AverageUnpooling2D": "keras_ae.layers",
     "MaxPoolingWithArgmax2D": "keras_ae.layers",
     "MaxUnpooling2D": "keras_ae.layers",
+    "PowerScaling": "keras_ae.layers",
+    "INTENSITIES": "keras_ae.builders",
+    "AnomalyDetector": "keras_ae.anomaly",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -21,15 +21,16 @@ onnxruntime.
 import numpy as np
 
 from keras_ae import downstream
-from keras_ae.anomaly_scores import (CODE_PARTS, MAP_KINDS, SCORE_PARTS,
-                                     AnomalyScoring, check_map_kind, parse_score)
+from keras_ae.anomaly_options import (CODE_PARTS, DEFAULT_MAP, DEFAULT_SCORE,
+                                      MAP_KINDS, SCORE_PARTS, check_map_kind,
+                                      parse_score)
+from keras_ae.anomaly_scores import AnomalyScoring
 from keras_ae.errors import InputError
+from keras_ae.pixels import to_unit_float
 
 __all__ = ["AnomalyDetector", "DEFAULT_SCORE", "DEFAULT_MAP", "MAP_KINDS",
            "SCORE_PARTS", "pixel_roc_auc"]
 
-DEFAULT_SCORE = "knn"
-DEFAULT_MAP = "squared_error"
 DEFAULT_SMOOTHING = 1.0  # pixels, for 28x28 images; scaled with the image
 DEFAULT_NEIGHBORS = 5
 DEFAULT_HELD_OUT = 0.1
@@ -75,7 +76,7 @@ class AnomalyDetector:
     @classmethod
     def fit(cls, model, normal_images, held_out_images=None, *, score=DEFAULT_SCORE,
             std=3.0, percentile=None, map_kind=DEFAULT_MAP, smoothing=None,
-            neighbors=DEFAULT_NEIGHBORS, held_out_share=DEFAULT_HELD_OUT, seed=0,
+            neighbors=None, held_out_share=DEFAULT_HELD_OUT, seed=0,
             batch_size=downstream.DEFAULT_BATCH):
         """Learns normal from normal images.
 
@@ -97,7 +98,8 @@ class AnomalyDetector:
             map_kind: ``"squared_error"`` or ``"ssim"``.
             smoothing: the maps' Gaussian blur in pixels; ``None`` for one
                 pixel per 28 of the image's smaller side.
-            neighbors: ``k`` of the ``"knn"`` score.
+            neighbors: ``k`` of the ``"knn"`` score; ``None`` for
+                ``DEFAULT_NEIGHBORS``, or every reference image when fewer.
             held_out_share: the share drawn when ``held_out_images`` is None.
             seed: seeds that draw.
             batch_size: images per model call.
@@ -117,6 +119,8 @@ class AnomalyDetector:
                                              held_out_share, seed)
         downstream._check_shape(model, reference)
         shape = reference.shape[1:]
+        if neighbors is None:
+            neighbors = min(DEFAULT_NEIGHBORS, len(reference))
         if isinstance(neighbors, bool) or not isinstance(neighbors, int) or not (
                 1 <= neighbors <= len(reference)):
             raise InputError(f"neighbors must be an int in [1, {len(reference)}] "
@@ -178,7 +182,7 @@ class AnomalyDetector:
         if not len(images):
             raise InputError("no images to score: got an empty array.")
         downstream._check_shape(self.model, images)
-        return downstream.pixels.to_unit_float(images)
+        return to_unit_float(images)
 
     # --- measuring ---------------------------------------------------------
 
@@ -310,8 +314,8 @@ def _normal_splits(normal_images, held_out_images, share, seed):
             f"need at least 2 held-out normal images and 1 reference image, got "
             f"{len(held_out)} held out and {len(normal)} reference; give more "
             f"normal images or held_out_images.")
-    return (downstream.pixels.to_unit_float(normal),
-            downstream.pixels.to_unit_float(held_out))
+    return (to_unit_float(normal),
+            to_unit_float(held_out))
 
 
 def _at_most(images, count, seed):

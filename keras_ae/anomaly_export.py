@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-import keras_ae
 from keras_ae import export, model_facts
 from keras_ae.errors import InputError
 from keras_ae.images import check_preprocessing
+from keras_ae.pixels import to_unit_float
 
 DETECTOR_FILE = "detector.onnx"
 ROLE = "anomaly_detector"
@@ -81,7 +81,7 @@ def export_detector(detector, path, *, opset=export.DEFAULT_OPSET, images=None,
                                            providers=["CPUExecutionProvider"])
     check = export.parity_images(shape)
     if images is not None:
-        check = np.concatenate([check, keras_ae.pixels.to_unit_float(
+        check = np.concatenate([check, to_unit_float(
             np.asarray(images).reshape(-1, *shape))])
     expected = detector.scores_and_maps(check)
     found = session.run(["score", "map"], {"image": check})

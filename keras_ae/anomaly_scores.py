@@ -27,35 +27,10 @@ Maps: ``"squared_error"`` (per pixel, averaged over channels) or ``"ssim"``
 import numpy as np
 import tensorflow as tf
 
-from keras_ae.errors import InputError
+from keras_ae.anomaly_options import CODE_PARTS, check_map_kind, parse_score
 
-SCORE_PARTS = ("mse", "ssim", "knn", "mahalanobis")
-MAP_KINDS = ("squared_error", "ssim")
-CODE_PARTS = ("knn", "mahalanobis")
 # tf.image.ssim's constants: K1, K2 and the Gaussian's width.
 SSIM_K1, SSIM_K2, SSIM_SIGMA = 0.01, 0.03, 1.5
-
-
-def parse_score(score):
-    """The parts of a score name such as ``"knn+mahalanobis"``, a tuple.
-
-    Raises:
-        ValueError: naming the unknown part and the choices.
-    """
-    parts = tuple(str(score).split("+")) if isinstance(score, str) else ()
-    unknown = [p for p in parts if p not in SCORE_PARTS] or ([] if parts else [score])
-    if unknown or len(set(parts)) != len(parts):
-        raise InputError(
-            f"score must be one of {', '.join(map(repr, SCORE_PARTS))} or "
-            f"several joined by '+' (e.g. 'knn+mahalanobis'), got {score!r}.")
-    return parts
-
-
-def check_map_kind(kind):
-    if kind not in MAP_KINDS:
-        raise InputError(f"map_kind must be one of {', '.join(map(repr, MAP_KINDS))}, "
-                         f"got {kind!r}.")
-    return kind
 
 
 def gaussian_line(size, sigma):

@@ -12,8 +12,8 @@ read ``tf.data`` datasets):
   trained on the frozen encoder's codes with the labels; test accuracy.
 - ``cluster``: k-means on the codes, scored against the labels (adjusted
   Rand index, normalized mutual information); ``save_code_map`` draws them.
-- ``AnomalyDetector``: a threshold on per-image reconstruction error,
-  learned from normal images.
+
+Anomaly detection is ``keras_ae.anomaly``'s.
 
 Images the autoencoder makes (denoised, interpolated, sampled) are in
 ``keras_ae.generation``.
@@ -361,7 +361,7 @@ def reconstruct(model, images, batch_size=DEFAULT_BATCH):
 
 
 def reconstruction_errors(model, images, batch_size=DEFAULT_BATCH):
-    """Per-image MSE of the reconstructions: the anomaly score, ``(N,)``."""
+    """Per-image MSE of the reconstructions, ``(N,)``."""
     images = as_images(images)
     return pixels.per_image_mse(reconstruct(model, images, batch_size), images)
 
@@ -393,144 +393,3 @@ def decode(model, codes, batch_size=DEFAULT_BATCH):
     codes = codes.reshape(len(codes), *decoder.inputs[0].shape[1:])
     return np.asarray(decoder.predict(codes, batch_size=batch_size, verbose=0),
                       np.float32)
-
-
-# --- anomaly detection ---------------------------------------------------------------
-
-class AnomalyDetector:
-    """Flags images the autoencoder reconstructs badly.
-
-    An autoencoder trained on normal images reconstructs them well and
-    anything unlike them worse; the per-image reconstruction MSE is the
-    anomaly score, and a threshold learned from normal images separates the
-    two. Works with a Keras autoencoder and with an exported model on
-    onnxruntime (``keras_ae.serving.OnnxAutoencoder``, no TensorFlow).
-
-    Args:
-        model: the autoencoder (Keras or ``OnnxAutoencoder``).
-        threshold: scores above it are anomalies.
-        rule: how the threshold was chosen, for reports.
-
-    Example::
-
-        detector = AnomalyDetector.fit(model, normal_images, std=3.0)
-        detector.is_anomaly(new_images)      # array of bools
-        detector.evaluate(test_images, test_is_anomaly)["roc_auc"]
-    """
-
-    def __init__(self, model, threshold, rule="given"):
-        if not np.isfinite(threshold) or threshold < 0:
-            raise InputError(f"threshold must be a finite number >= 0, got {threshold!r}.")
-        self.model, self.threshold, self.rule = model, float(threshold), rule
-
-    @classmethod
-    def fit(cls, model, normal_images, *, std=3.0, percentile=None,
-            batch_size=DEFAULT_BATCH):
-        """Learns the threshold from normal images' scores.
-
-        Args:
-            model: the autoencoder, trained on normal images.
-            normal_images: normal images, not used in training (a validation
-                split), ``(N, H, W, C)`` uint8 or float in [0, 1].
-            std: threshold = mean + ``std`` standard deviations of the scores
-                (used when ``percentile`` is None).
-            percentile: threshold = this percentile of the scores instead,
-                e.g. 99: about 1% of normal images are flagged.
-            batch_size: images per model call.
-
-        Returns:
-            An ``AnomalyDetector``.
-
-        Raises:
-            ValueError: for a percentile outside (0, 100) or a negative std.
-        """
-        scores = reconstruction_errors(model, normal_images, batch_size)
-        if percentile is not None:
-            if not 0 < percentile < 100:
-                raise InputError(f"percentile must be in (0, 100), got {percentile!r}.")
-            return cls(model, float(np.percentile(scores, percentile)),
-                       f"percentile {percentile:g} of {len(scores)} normal images")
-        if not std >= 0:
-            raise InputError(f"std must be a number >= 0, got {std!r}.")
-        return cls(model, float(scores.mean() + std * scores.std()),
-                   f"mean + {std:g} std of {len(scores)} normal images")
-
-    def scores(self, images, batch_size=DEFAULT_BATCH):
-        """Per-image anomaly scores (reconstruction MSE), ``(N,)``."""
-        return reconstruction_errors(self.model, images, batch_size)
-
-    def is_anomaly(self, images, batch_size=DEFAULT_BATCH):
-        """``True`` for each image whose score is above the threshold."""
-        return self.scores(images, batch_size) > self.threshold
-
-    def evaluate(self, images, anomalous, batch_size=DEFAULT_BATCH):
-        """How well the scores and the threshold find known anomalies.
-
-        Args:
-            images: images of both kinds.
-            anomalous: ``(N,)`` booleans, ``True`` for the anomalies.
-
-        Returns:
-            A dict: ``roc_auc`` (threshold-free: the chance that an anomaly
-            scores above a normal image), ``precision`` and ``recall`` at the
-            threshold, ``threshold``, ``rule``, ``flagged``, ``anomalies``,
-            ``images``.
-
-        Raises:
-            ValueError: unless ``anomalous`` holds one flag per image and
-                both kinds.
-        """
-        from sklearn.metrics import precision_score, recall_score, roc_auc_score
-
-        anomalous = np.asarray(anomalous, bool)
-        scores = self.scores(images, batch_size)
-        if anomalous.shape != scores.shape or anomalous.all() or not anomalous.any():
-            raise InputError(
-                f"anomalous must hold one flag per image ({len(scores)}) and "
-                f"mark some images but not all, got shape {anomalous.shape} "
-                f"with {int(anomalous.sum())} marked.")
-        flagged = scores > self.threshold
-        return {"roc_auc": float(roc_auc_score(anomalous, scores)),
-                "precision": float(precision_score(anomalous, flagged, zero_division=0)),
-                "recall": float(recall_score(anomalous, flagged)),
-                "threshold": self.threshold, "rule": self.rule,
-                "flagged": int(flagged.sum()), "anomalies": int(anomalous.sum()),
-                "images": len(scores)}
-
-    def __repr__(self):
-        return f"AnomalyDetector(threshold={self.threshold:.6g}, rule={self.rule!r})"
-
-
-def save_score_histogram(scores, anomalous, threshold, path,
-                         title="Reconstruction error"):
-    """Saves a PNG: histograms of normal and anomalous images' scores, and
-    the threshold.
-
-    Args:
-        scores: per-image anomaly scores ``(N,)``.
-        anomalous: ``(N,)`` booleans, ``True`` for the anomalies.
-        threshold: drawn as a vertical line.
-        path: the PNG to write (atomically).
-        title: the figure's title.
-
-    Returns:
-        ``path`` as a string.
-    """
-    from matplotlib.figure import Figure
-
-    from keras_ae.files import save_png
-
-    scores, anomalous = np.asarray(scores), np.asarray(anomalous, bool)
-    bins = np.geomspace(max(scores.min(), 1e-6), scores.max() * 1.01, 60)
-    figure = Figure(figsize=(6.4, 4.0), dpi=100)
-    axes = figure.subplots()
-    axes.hist(scores[~anomalous], bins=bins, alpha=0.6, label="normal")
-    axes.hist(scores[anomalous], bins=bins, alpha=0.6, label="anomalies")
-    axes.axvline(threshold, color="black", linestyle="--", label="threshold")
-    axes.set_xscale("log")
-    axes.set_xlabel("per-image reconstruction MSE")
-    axes.set_ylabel("images")
-    axes.set_title(title)
-    axes.legend()
-    figure.tight_layout()
-    return save_png(figure, path)

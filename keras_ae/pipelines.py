@@ -332,7 +332,7 @@ def keep_classes(data, labels, splits=("train", "validation")):
     >>> from keras_ae.data import from_arrays
     >>> images = np.zeros((10, 4, 4), np.uint8)
     >>> data = from_arrays(images, images, train_labels=[0, 1] * 5,
-    ...                    test_labels=[0, 1] * 5, validation_split=0.2)
+    ...                    test_labels=[0, 1] * 5, validation_split=0.5)
     >>> kept = keep_classes(data, [1])
     >>> kept.num_train + kept.num_validation, kept.num_test
     (5, 10)

@@ -129,14 +129,18 @@ class OnnxAutoencoder:
     True
     """
 
+    # The file a folder holds, what writes it, and what to call it in errors
+    # (OnnxAnomalyDetector reads another file the same way).
+    FILE, WRITER, WHAT = MODEL_FILE, "keras_ae.export", "model"
+
     def __init__(self, path, providers=None, intra_op_threads=None):
         path = Path(os.fspath(path))
         if path.is_dir():
-            path = path / MODEL_FILE
+            path = path / self.FILE
         if not path.is_file():
             raise FileNotFoundError(
-                f"No keras_ae model at {str(path)!r}: expected {MODEL_FILE} as "
-                f"written by keras_ae.export, or the folder that holds it.")
+                f"No keras_ae {self.WHAT} at {str(path)!r}: expected {self.FILE} "
+                f"as written by {self.WRITER}, or the folder that holds it.")
         self.path = str(path)
         self._folder = path.parent
         if providers is None:

@@ -11,9 +11,6 @@ does (arrays, files, Pillow images; ``resize=True`` for any size):
 >>> detector.is_anomaly(images)           # scores above detector.threshold
 """
 
-import os
-from pathlib import Path
-
 import numpy as np
 
 from keras_ae._validation import positive_int
@@ -49,15 +46,9 @@ class OnnxAnomalyDetector(OnnxAutoencoder):
             autoencoder's ``model.onnx``, say).
     """
 
+    FILE, WRITER, WHAT = DETECTOR_FILE, "keras_ae.anomaly_export", "anomaly detector"
+
     def __init__(self, path, providers=None, intra_op_threads=None):
-        path = Path(os.fspath(path))
-        if path.is_dir():
-            path = path / DETECTOR_FILE
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"No keras_ae anomaly detector at {str(path)!r}: expected "
-                f"{DETECTOR_FILE} as written by keras_ae.anomaly_export, or "
-                f"the folder that holds it.")
         super().__init__(path, providers, intra_op_threads)
         role = self.metadata.get(METADATA_PREFIX + "role")
         outputs = {o.name for o in self._model_session.get_outputs()}

@@ -282,3 +282,27 @@ def test_average_pooling_model_round_trips_through_a_keras_file(tmp_path):
     again = keras.models.load_model(tmp_path / "m.keras")
     x = batch((16, 16, 3))
     np.testing.assert_array_equal(again(x), model(x))
+
+
+def test_sqrt_intensity_wraps_the_model_in_power_scalings():
+    from keras_ae.layers import PowerScaling
+
+    model = keras_ae.build_conv_autoencoder((8, 8, 1), filters=(4, 2), intensity="sqrt")
+    encoder, decoder = model.get_layer("encoder"), model.get_layer("decoder")
+    first, last = encoder.get_layer("encoder_intensity"), decoder.layers[-1]
+    assert isinstance(first, PowerScaling) and first.power == 0.5
+    assert isinstance(last, PowerScaling) and last.power == 2.0
+    assert encoder.layers[1] is first  # right after the image input
+    images = np.random.default_rng(0).random((2, 8, 8, 1)).astype("float32")
+    out = np.asarray(model(images))
+    assert out.min() >= 0 and out.max() <= 1
+    # the code is the encoder's of the square roots
+    plain = keras.Model(encoder.layers[2].input, encoder.output)
+    np.testing.assert_allclose(np.asarray(encoder(images)),
+                               np.asarray(plain(np.sqrt(images))), atol=1e-6)
+
+
+def test_unknown_intensity_lists_the_choices():
+    with pytest.raises(ValueError, match=r"intensity must be one of \['linear', "
+                                         r"'sqrt'\], got 'log'"):
+        keras_ae.build_conv_autoencoder(intensity="log")

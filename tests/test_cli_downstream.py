@@ -131,19 +131,28 @@ def test_cluster_finds_learnable_classes_and_maps_them(
 
 def test_anomaly_scores_the_named_classes(keras_model, small_idx_dir, tmp_path):
     assert run("anomaly", keras_model, small_idx_dir, tmp_path,
-               "--anomaly-classes", "9", "--percentile", "95") == 0
+               "--anomaly-classes", "9", "--percentile", "95", "--score", "mse") == 0
     result = json.loads((tmp_path / "anomaly.json").read_text())
-    assert result["anomaly_classes"] == [9] and result["images"] == 60
-    assert "percentile 95" in result["rule"]
-    assert (tmp_path / "anomaly_scores.png").exists()
+    assert result["normal_classes"] == list(range(9)) and result["images"] == 60
+    assert result["anomalies"] == int(np.sum(
+        data_lib.load_idx_folder(small_idx_dir)["test"][1] == 9))
+    assert "percentile 95" in result["rule"] and result["score"] == "mse"
+    assert set(result["per_class"]) == {"9"}
+    for name in ("anomaly_scores.png", "anomaly_maps.png"):
+        assert (tmp_path / name).exists(), name
+    # an untrained model's scores spread so little over normal images that
+    # float32 rounding shows at 1e-5 of that spread: the export says so
+    assert (tmp_path / "detector.onnx").exists() != ("error" in result["export"])
 
 
 def test_anomaly_finds_images_unlike_the_training_ones(
         blob_model, quadrant_idx_dir, tmp_path):
     assert run("anomaly", blob_model, quadrant_idx_dir, tmp_path,
-               "--anomaly-classes", "9") == 0
+               "--normal-classes", "0,1,2,3") == 0
     result = json.loads((tmp_path / "anomaly.json").read_text())
     assert result["roc_auc"] > 0.95 and result["recall"] == 1.0
+    assert result["per_class"]["9"]["roc_auc"] == result["roc_auc"]
+    assert result["export"]["score"] <= 1e-5
 
 
 def test_anomaly_refuses_classes_the_data_lacks(keras_model, small_idx_dir, tmp_path,
@@ -152,6 +161,55 @@ def test_anomaly_refuses_classes_the_data_lacks(keras_model, small_idx_dir, tmp_
                "--anomaly-classes", "12") == 2
     assert ("--anomaly-classes '12' is not a class of idx:" in
             capsys.readouterr().err)
+    assert run("anomaly", keras_model, small_idx_dir, tmp_path,
+               "--normal-classes", "0,1,2,3,4,5,6,7,8,9") == 2
+    assert "no anomalies to measure against" in capsys.readouterr().err
+
+
+def test_anomaly_needs_to_know_what_is_normal(keras_model, small_idx_dir, tmp_path,
+                                              capsys):
+    assert run("anomaly", keras_model, small_idx_dir, tmp_path) == 2
+    assert "say which classes of idx:" in capsys.readouterr().err
+
+
+def test_train_on_normal_classes_then_anomaly_then_predict(quadrant_idx_dir, tmp_path,
+                                                           capsys):
+    run_dir, out = tmp_path / "run", tmp_path / "anomaly"
+    assert cli.main(["train", "--data-dir", str(quadrant_idx_dir), "--normal-classes",
+                     "0,1,2,3", "--intensity", "sqrt", "--epochs", "30",
+                     "--batch-size", "32", "--output", str(run_dir)]) == 0
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["settings"]["normal_classes"] == [0, 1, 2, 3]
+    assert metrics["settings"]["model_options"] == {"intensity": "sqrt"}
+    # only the blobs were trained on: about 80% of the 300 training images
+    trained = metrics["data"]["images"]["train"] + metrics["data"]["images"]["validation"]
+    all_labels = data_lib.load_idx_folder(quadrant_idx_dir)["train"][1]
+    assert trained == int(np.sum(all_labels != 9))
+    # the run says which classes are normal: no class flag needed
+    assert run("anomaly", str(run_dir / "model.keras"), quadrant_idx_dir, out) == 0
+    result = json.loads((out / "anomaly.json").read_text())
+    assert result["normal_classes"] == [0, 1, 2, 3] and result["roc_auc"] > 0.95
+
+    test_images = data_lib.load_idx_folder(quadrant_idx_dir)["test"]
+    paths = []
+    for label in (0, 9):
+        index = int(np.argmax(test_images[1] == label))
+        paths.append(tmp_path / f"class{label}.png")
+        Image.fromarray(test_images[0][index, ..., 0]).save(paths[-1])
+    capsys.readouterr()
+    assert cli.main(["predict", "--anomaly", str(out / "detector.onnx"),
+                     *map(str, paths), "--out", str(tmp_path / "maps")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith(f"{paths[0]}: score ") and lines[1].count(": normal ->")
+    assert lines[2].startswith(f"{paths[1]}: score ") and lines[2].count(": anomaly ->")
+    assert (tmp_path / "maps" / "class9_anomaly_map.png").exists()
+
+
+def test_train_refuses_normal_classes_the_data_lacks(small_idx_dir, tmp_path, capsys):
+    assert cli.main(["train", "--data-dir", str(small_idx_dir), "--normal-classes",
+                     "3,12", "--epochs", "1", "--output", str(tmp_path / "run")]) == 2
+    assert ("--normal-classes '12' is not a class of idx:" in capsys.readouterr().err)
+    assert not (tmp_path / "run").exists()
 
 
 def test_generate_draws_interpolations_and_samples(keras_model, small_idx_dir,

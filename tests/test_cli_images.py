@@ -89,9 +89,9 @@ def test_features_cluster_and_anomaly_on_class_folders(run, exported, photo_fold
     assert cli.main(["anomaly", str(run / "model.keras"), *images, "--validation-split",
                      "0.5", "--anomaly-classes", "flower", "--output", str(tmp_path)]) == 0
     anomaly = json.loads((tmp_path / "anomaly.json").read_text())
-    assert anomaly["anomaly_classes"] == [1]
-    assert anomaly["anomaly_class_names"] == ["flower"]
+    assert anomaly["normal_classes"] == ["china"] and set(anomaly["per_class"]) == {"flower"}
     assert anomaly["anomalies"] == 3 and anomaly["images"] == 6
+    assert anomaly["detector"]["neighbors"] == 3  # every reference image: fewer than 5
     assert cli.main(["generate", str(exported / "model.onnx"), *images,
                      "--output", str(tmp_path)]) == 0
     assert (tmp_path / "samples.png").exists()

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import keras_ae
-from keras_ae import (builders, data, downstream, export, files, folders, images,
+from keras_ae import (anomaly_options, builders, data, defects, downstream, export,
+                      files, folders, images,
                       layers, model_facts, onnx_files, pipelines, pixels, shapes,
                       training)
 from keras_ae.tuning import reports, space, trial_data
@@ -15,7 +16,7 @@ from keras_ae.tuning import reports, space, trial_data
 @pytest.mark.parametrize("module", [shapes, layers, builders, data, folders, images,
                                     pipelines, pixels, training, files, export,
                                     space, trial_data, reports, downstream,
-                                    model_facts, onnx_files],
+                                    model_facts, onnx_files, defects, anomaly_options],
                          ids=lambda m: m.__name__)
 def test_docstring_examples(module):
     result = doctest.testmod(module, extraglobs={"np": np, "keras_ae": keras_ae, **{

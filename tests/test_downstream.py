@@ -146,62 +146,6 @@ def test_save_code_map_writes_a_png(tmp_path):
     assert len(colours(png_pixels(one_class))) < len(colours(png_pixels(path)))
 
 
-# --- anomaly detection ------------------------------------------------------------------
-
-class Constant(keras.Model):
-    """Reconstructs every image as 0.25: dark images score low, bright high."""
-
-    def __init__(self):
-        super().__init__()
-
-    def call(self, images):
-        return 0 * images + 0.25
-
-
-def test_anomaly_detector_threshold_rules_and_scores():
-    images, labels = bright_or_dark(400)
-    model = Constant()
-    normal = images[labels == 0]
-    detector = downstream.AnomalyDetector.fit(model, normal[:100], std=3.0)
-    scores = downstream.reconstruction_errors(model, normal[:100])
-    assert detector.threshold == pytest.approx(scores.mean() + 3 * scores.std())
-    assert "mean + 3 std of 100 normal images" in repr(detector)
-    by_percentile = downstream.AnomalyDetector.fit(model, normal[:100], percentile=90)
-    assert (scores > by_percentile.threshold).sum() == 10
-    wide = downstream.AnomalyDetector.fit(model, normal[:100], std=10.0)
-    report = wide.evaluate(images[200:], labels[200:] == 1)
-    assert report["roc_auc"] == pytest.approx(1.0)
-    assert report["precision"] == report["recall"] == pytest.approx(1.0)
-    np.testing.assert_array_equal(wide.is_anomaly(images[200:]), labels[200:] == 1)
-
-
-@pytest.mark.parametrize("options, message", [
-    (dict(percentile=100), "percentile must be in \\(0, 100\\)"),
-    (dict(std=-1), "std must be a number >= 0"),
-])
-def test_anomaly_detector_refuses_bad_rules(options, message):
-    images, _ = bright_or_dark(10)
-    with pytest.raises(ValueError, match=message):
-        downstream.AnomalyDetector.fit(Constant(), images, **options)
-
-
-def test_anomaly_evaluation_needs_both_kinds():
-    images, _ = bright_or_dark(10)
-    detector = downstream.AnomalyDetector(Constant(), 0.1)
-    with pytest.raises(ValueError, match="mark some images but not all"):
-        detector.evaluate(images, np.zeros(10, bool))
-
-
-def test_anomaly_detector_runs_on_onnxruntime():
-    if not SHIPPED_DENSE.exists():
-        pytest.skip("exported/fashion_mnist_dense is not in this checkout")
-    model = OnnxAutoencoder(SHIPPED_DENSE)
-    images = np.random.default_rng(0).integers(0, 256, (6, 28, 28), np.uint8)
-    detector = downstream.AnomalyDetector.fit(model, images, percentile=50)
-    np.testing.assert_allclose(detector.scores(images),
-                               model.reconstruction_error(images), rtol=1e-5)
-
-
 # --- denoising ----------------------------------------------------------------------------
 
 def test_psnr_and_denoising_gain_of_a_perfect_denoiser():
@@ -264,31 +208,3 @@ def test_save_image_grid_writes_a_png(tmp_path):
         grid, tmp_path / f"grid{i}.png", columns=4)) < 30).all(-1).sum()
         for i, grid in enumerate((black, half))]
     assert dark[1] == pytest.approx(dark[0] / 2, rel=0.05) and dark[1] > 0
-
-
-def test_anomaly_detection_on_onnxruntime_needs_no_tensorflow():
-    if not SHIPPED_DENSE.exists():
-        pytest.skip("exported/fashion_mnist_dense is not in this checkout")
-    import subprocess
-    import sys
-    code = f"""
-import sys
-
-class NoTensorFlow:  # importing tensorflow, keras or tf2onnx now fails
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("tensorflow", "keras", "tf2onnx"):
-            raise ImportError(f"{{name}} is blocked in this test")
-
-sys.meta_path.insert(0, NoTensorFlow())
-import numpy as np
-from keras_ae.downstream import AnomalyDetector
-from keras_ae.serving import OnnxAutoencoder
-model = OnnxAutoencoder({str(SHIPPED_DENSE)!r})
-images = np.random.default_rng(0).integers(0, 256, (20, 28, 28), np.uint8)
-detector = AnomalyDetector.fit(model, images[:10], percentile=90)
-report = detector.evaluate(images, np.arange(20) >= 10)
-print(sorted(report)[:3], bool(detector.is_anomaly(images).any()))
-"""
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.startswith("['anomalies', 'flagged', 'images']")

@@ -27,6 +27,7 @@ BUILDERS = {
     "upsample": lambda: conv("upsample"),
     "unpool": lambda: conv("unpool"),
     "unpool-average": lambda: conv("unpool", pooling="average"),
+    "transpose-sqrt": lambda: conv("transpose", intensity="sqrt"),
     "dense": lambda: keras_ae.build_dense_autoencoder(code_size=16),
 }
 
@@ -55,7 +56,8 @@ def test_describe_names_the_decoder_and_code(kind):
     assert facts["input_shape"] == [28, 28, 1]
     assert facts["code_shape"] == ([16] if kind == "dense" else [7, 7, 4])
     assert facts["code_size"] == (16 if kind == "dense" else 196)
-    assert facts["decoder_runs_alone"] is (kind != "unpool")  # max unpooling
+    max_unpooling = kind.startswith("unpool") and "average" not in kind
+    assert facts["decoder_runs_alone"] is not max_unpooling
 
 
 def test_describe_refuses_what_is_not_an_image_autoencoder():

@@ -19,6 +19,7 @@ KINDS = {
     "unpool": dict(decoder="unpool"),
     "unpool-average": dict(decoder="unpool", pooling="average"),
     "upsample-average": dict(decoder="upsample", pooling="average"),
+    "transpose-sqrt": dict(decoder="transpose", intensity="sqrt"),
 }
 SHAPE = (12, 12, 1)
 SMALL = dict(filters=(4, 2), convs_per_stage=1)

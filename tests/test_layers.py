@@ -395,3 +395,15 @@ def test_average_unpool_config_round_trip_and_bad_arguments():
         AverageUnpooling2D(2, padding="full")
     with pytest.raises(ValueError, match=r"cannot have been pooled to 2"):
         AverageUnpooling2D(2)(np.zeros((1, 2, 2, 1), "float32"), output_size=(6, 4))
+
+
+def test_power_scaling_by_hand_and_through_its_config():
+    from keras_ae.layers import PowerScaling
+
+    layer = PowerScaling(2.0, name="square")
+    x = np.array([[-1.0, 0.5, 1.0]], "float32")  # negatives count as 0
+    assert np.asarray(layer(x)).tolist() == [[0.0, 0.25, 1.0]]
+    again = PowerScaling.from_config(layer.get_config())
+    assert again.power == 2.0 and again.name == "square"
+    with pytest.raises(ValueError, match="power must be a number > 0, got 0"):
+        PowerScaling(0)

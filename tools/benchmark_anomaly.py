@@ -42,7 +42,7 @@ import numpy as np  # noqa: E402
 import keras_ae  # noqa: E402
 from keras_ae import anomaly, anomaly_pictures, defects, files, training  # noqa: E402
 from keras_ae import data as data_lib  # noqa: E402
-from benchmark_report import machine, write_section  # noqa: E402
+from benchmark_report import machine, publish_section  # noqa: E402
 
 START, END = "<!-- benchmark_anomaly:start -->", "<!-- benchmark_anomaly:end -->"
 CLASSES = ["T-shirt/top", "trouser", "pullover", "dress", "coat", "sandal",
@@ -328,9 +328,7 @@ image-level ROC AUC of the defective half against the clean half.
 {choice_section}
 {END}
 """
-    write_section(args.report, START, END, text)
-    print(text)
-    print(f"wrote {args.report}")
+    publish_section(args.report, START, END, text)
 
 
 def main(argv=None):

@@ -5,15 +5,13 @@
    against raw pixels and against the same encoder with random weights.
 2. Clustering: k-means on the test images' codes against raw pixels
    (adjusted Rand index, normalized mutual information), and a 2-D map.
-3. Anomaly detection: the default conv model trained on nine classes; the
-   tenth is the anomaly (ROC AUC, precision and recall at the threshold).
-4. Denoising: the default conv model trained with noisy inputs at noise
+3. Denoising: the default conv model trained with noisy inputs at noise
    factors 0.2 and 0.5, against the plain model on the same noise (PSNR).
-5. Generation: interpolations and samples from the decoders that run alone.
+4. Generation: interpolations and samples from the decoders that run alone.
 
-Steps 1, 2 and 5 use trained models given on the command line (by default
-the shipped ones, from ``tools/make_shipped_models.py``); steps 3 and 4
-train their own (resumable, in ``--output``). Writes its section of
+Steps 1, 2 and 4 use trained models given on the command line (by default
+the shipped ones, from ``tools/make_shipped_models.py``); step 3
+trains its own (resumable, in ``--output``). Writes its section of
 docs/benchmarks.md and pictures in docs/.
 
     python3 tools/benchmark_downstream.py
@@ -55,7 +53,6 @@ def parse_args(argv):
                              "and generation (comma-separated)")
     parser.add_argument("--labels", default="100,1000,5000",
                         help="labeled training images for the probe")
-    parser.add_argument("--anomaly-class", type=int, default=9)
     parser.add_argument("--epochs", type=int, default=10,
                         help="epochs of the models trained here (default 10)")
     parser.add_argument("--train-images", type=int, default=None,
@@ -131,27 +128,6 @@ def train_conv(name, data, args):
     return result.model
 
 
-def anomaly_rows(args, splits):
-    (train_x, train_y), (test_x, test_y) = splits["train"], splits["test"]
-    normal = train_y != args.anomaly_class
-    data = data_lib.from_arrays(train_x[normal], test_x, validation_split=0.1,
-                                seed=args.seed)
-    model = train_conv(f"without_class_{args.anomaly_class}", data, args)
-    # threshold from normal images the model did not train on: the validation split
-    validation = np.concatenate([x for x, _ in data.validation.as_numpy_iterator()])
-    anomalous = test_y == args.anomaly_class
-    rows = []
-    for rule in ({"std": 3.0}, {"percentile": 99.0}):
-        detector = downstream.AnomalyDetector.fit(model, validation, **rule)
-        rows.append(detector.evaluate(test_x, anomalous))
-    detector = downstream.AnomalyDetector.fit(model, validation, std=3.0)
-    downstream.save_score_histogram(
-        detector.scores(test_x), anomalous, detector.threshold,
-        Path(args.pictures) / "anomaly_scores.png",
-        title=f"trained without '{CLASSES[args.anomaly_class]}'")
-    return rows
-
-
 def denoising_rows(args, splits):
     (train_x, _), (test_x, _) = splits["train"], splits["test"]
     plain = train_conv("plain", data_lib.from_arrays(
@@ -195,7 +171,7 @@ def generation_pictures(models, splits, args):
 
 # --- the report -------------------------------------------------------------------------
 
-def report(args, probe, clusters, anomalies, denoising, generated, minutes):
+def report(args, probe, clusters, denoising, generated, minutes):
     command = "python3 tools/benchmark_downstream.py " + " ".join(sys.argv[1:])
     probe_table = "\n".join(f"| {count:,} | {name} | {features} | {accuracy:.4f} |"
                             for count, name, features, accuracy in probe)
@@ -203,16 +179,12 @@ def report(args, probe, clusters, anomalies, denoising, generated, minutes):
         f"| {name} | {features} | {r['adjusted_rand_index']:.4f} "
         f"| {r['normalized_mutual_information']:.4f} |"
         for name, features, r in clusters)
-    anomaly_table = "\n".join(
-        f"| {r['rule']} | {r['threshold']:.5f} | {r['roc_auc']:.4f} "
-        f"| {r['precision']:.4f} | {r['recall']:.4f} | {r['flagged']:,} |"
-        for r in anomalies)
     denoising_table = "\n".join(
         f"| {factor:g} | {name} | {g['noisy_psnr']:.2f} | {g['denoised_psnr']:.2f} "
         f"| {g['gain_db']:+.2f} |" for factor, name, g in denoising)
     pictures = " ".join(f"![{name}]({name})" for name in generated)
     text = f"""{START}
-## Using the codes: probe, clusters, anomalies, denoising, generation
+## Using the codes: probe, clusters, denoising, generation
 
 - date: {datetime.date.today().isoformat()}
 - machine: {machine()}
@@ -242,17 +214,10 @@ architecture with fresh weights: what the training added.
 
 ![test codes, PCA, coloured by class](code_map.png)
 
-### Anomaly detection ('{CLASSES[args.anomaly_class]}' held out)
+### Anomaly detection
 
-`build_conv_autoencoder()` trained on the other nine classes; the threshold
-comes from their validation images; scored on the 10,000 test images, of
-which 1,000 are anomalies.
-
-| threshold rule | threshold | ROC AUC | precision | recall | flagged |
-|---|---:|---:|---:|---:|---:|
-{anomaly_table}
-
-![reconstruction error of normal and anomalous test images](anomaly_scores.png)
+In its own section, "Anomaly detection: the one-class protocol on
+Fashion-MNIST" (tools/benchmark_anomaly.py).
 
 ### Denoising (PSNR in dB against the clean test images)
 
@@ -286,9 +251,8 @@ def main(argv=None):
     clusters = cluster_rows(models, test, args.seed, args.pictures)
     print("clustering done", flush=True)
     generated = generation_pictures(models, splits, args)
-    anomalies = anomaly_rows(args, splits)
     denoising = denoising_rows(args, splits)
-    report(args, probe, clusters, anomalies, denoising, generated,
+    report(args, probe, clusters, denoising, generated,
            (time.time() - started) / 60)
 
 

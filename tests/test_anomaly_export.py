@@ -1,0 +1,117 @@
+"""An exported detector: one ONNX file that onnxruntime runs alone, with the
+Keras detector's scores and maps, and its threshold in the metadata."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+
+import keras_ae
+from keras_ae import training
+from keras_ae.anomaly import AnomalyDetector
+from keras_ae.anomaly_export import export_detector
+from keras_ae.serving_anomaly import OnnxAnomalyDetector
+
+from conftest import smooth_images
+
+
+@pytest.fixture(scope="module")
+def normal():
+    return smooth_images(240, size=16, seed=2)
+
+
+def trained(decoder, normal, intensity="sqrt"):
+    model = training.compile_autoencoder(keras_ae.build_conv_autoencoder(
+        (16, 16, 1), filters=(8, 4), decoder=decoder, intensity=intensity))
+    model.fit(normal[:200], normal[:200], batch_size=32, epochs=3, verbose=0)
+    return model
+
+
+@pytest.mark.parametrize("decoder, score, map_kind", [
+    ("transpose", "knn", "squared_error"),
+    ("unpool", "knn+mahalanobis+mse", "squared_error"),
+    ("upsample", "ssim", "ssim"),
+])
+def test_the_onnx_detector_scores_and_maps_as_keras_does(normal, tmp_path, decoder,
+                                                         score, map_kind):
+    detector = AnomalyDetector.fit(trained(decoder, normal), normal[:200], normal[200:],
+                                   score=score, map_kind=map_kind)
+    path = tmp_path / "detector.onnx"
+    differences = export_detector(detector, path)
+    assert max(differences.values()) <= 1e-5
+    served = OnnxAnomalyDetector(path)
+    images = np.concatenate([normal[200:], 1 - normal[200:210]])
+    scores, maps = served.scores_and_maps(images)
+    expected_scores, expected_maps = detector.scores_and_maps(images)
+    np.testing.assert_allclose(scores, expected_scores, atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(maps, expected_maps, atol=1e-5)
+    assert served.threshold == detector.threshold and served.score_name == score
+    np.testing.assert_array_equal(served.is_anomaly(images),
+                                  expected_scores > detector.threshold)
+
+
+def test_metadata_carries_the_rule_and_the_model_facts(normal, tmp_path):
+    detector = AnomalyDetector.fit(trained("transpose", normal), normal[:200],
+                                   normal[200:], percentile=99)
+    export_detector(detector, tmp_path / "detector.onnx",
+                    preprocessing={"image_size": [16, 16], "resize": "crop",
+                                   "color_mode": "grayscale"})
+    proto = onnx.load(tmp_path / "detector.onnx")
+    meta = {p.key: json.loads(p.value) for p in proto.metadata_props}
+    assert meta["keras_ae.role"] == "anomaly_detector"
+    assert meta["keras_ae.threshold"] == detector.threshold
+    assert meta["keras_ae.rule"] == "percentile 99 of 40 held-out normal images"
+    assert meta["keras_ae.input_shape"] == [16, 16, 1]
+    assert meta["keras_ae.preprocessing"]["resize"] == "crop"
+    assert sorted(o.name for o in proto.graph.output) == ["map", "reconstruction", "score"]
+
+
+def test_serving_a_detector_imports_no_tensorflow(normal, tmp_path):
+    detector = AnomalyDetector.fit(trained("transpose", normal), normal[:200],
+                                   normal[200:])
+    export_detector(detector, tmp_path / "detector.onnx")
+    images = normal[200:205]
+    np.save(tmp_path / "images.npy", images)
+    code = (
+        "import sys, numpy as np\n"
+        "from keras_ae.serving_anomaly import OnnxAnomalyDetector\n"
+        f"d = OnnxAnomalyDetector({str(tmp_path)!r})\n"
+        f"s = d.scores(np.load({str(tmp_path / 'images.npy')!r}))\n"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
+        "print(' '.join(repr(float(v)) for v in s))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    served = np.array([float(v) for v in done.stdout.split()])
+    np.testing.assert_allclose(served, detector.scores(images), atol=1e-5, rtol=1e-5)
+
+
+def test_an_autoencoder_file_is_not_a_detector(tmp_path):
+    from keras_ae.export import export_onnx
+
+    export_onnx(keras_ae.build_dense_autoencoder((16, 16, 1), code_size=4),
+                tmp_path / "model.onnx")
+    with pytest.raises(ValueError, match="is not a keras_ae anomaly detector: its "
+                                         "metadata says role 'autoencoder'"):
+        OnnxAnomalyDetector(tmp_path / "model.onnx")
+    with pytest.raises(FileNotFoundError, match="No keras_ae anomaly detector at"):
+        OnnxAnomalyDetector(tmp_path)  # the folder has no detector.onnx
+
+
+def test_export_refuses_a_detector_over_an_onnx_model_and_a_bad_path(normal, tmp_path):
+    from keras_ae.export import export_onnx
+    from keras_ae.serving import OnnxAutoencoder
+
+    model = trained("transpose", normal)
+    export_onnx(model, tmp_path / "model.onnx")
+    detector = AnomalyDetector.fit(OnnxAutoencoder(tmp_path), normal[:200], normal[200:])
+    with pytest.raises(ValueError, match="needs a detector over a Keras model"):
+        export_detector(detector, tmp_path / "detector.onnx")
+    keras_detector = AnomalyDetector.fit(model, normal[:200], normal[200:])
+    with pytest.raises(ValueError, match="expected a path ending in .onnx"):
+        export_detector(keras_detector, tmp_path / "detector.bin")
+    # the detector over the ONNX model scores as the Keras one does
+    np.testing.assert_allclose(detector.scores(normal[200:]),
+                               keras_detector.scores(normal[200:]), atol=1e-4)
