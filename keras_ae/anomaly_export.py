@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from keras_ae import export, model_facts
+from keras_ae import export, files, model_facts
 from keras_ae.errors import InputError
 from keras_ae.images import check_preprocessing
 from keras_ae.pixels import to_unit_float
@@ -27,7 +27,7 @@ ROLE = "anomaly_detector"
 
 
 def export_detector(detector, path, *, opset=export.DEFAULT_OPSET, images=None,
-                    preprocessing=None):
+                    preprocessing=None, card=None):
     """Writes ``detector`` as one ONNX file and checks it against Keras.
 
     Args:
@@ -39,6 +39,12 @@ def export_detector(detector, path, *, opset=export.DEFAULT_OPSET, images=None,
             ``keras_ae.export.parity_images``.
         preprocessing: how training images were made from files
             (``ImageData.preprocessing``), for serving photos of other sizes.
+        card: more facts for the model card (e.g. where the model came from,
+            what the detector measured), JSON-serialisable.
+
+    Writes beside ``path`` its model card, ``<name>_card.json``: the
+    detector (score, threshold, rule, maps, normalisation), the model's
+    facts, the parity figures and ``card``.
 
     Returns:
         The largest differences from Keras, ``{"score": ..., "map": ...}``:
@@ -98,6 +104,9 @@ def export_detector(detector, path, *, opset=export.DEFAULT_OPSET, images=None,
                                      delete=False) as temporary:
         temporary.write(proto.SerializeToString())
     os.replace(temporary.name, path)
+    files.write_json(path.with_name(f"{path.stem}_card.json"), {
+        "file": path.name, "role": ROLE, "detector": detector.describe(),
+        "model": facts, "max_abs_diff": differences, **(card or {})})
     return differences
 
 

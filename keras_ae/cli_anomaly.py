@@ -147,8 +147,11 @@ def run(args):
         try:  # checked on test images too, the most anomalous first
             result["export"] = export_detector(
                 detector, path, images=test_x[np.argsort(-scores)[:32]],
-                preprocessing=data.preprocessing)
-            written.append(path)
+                preprocessing=data.preprocessing,
+                card={"source": args.model, "data": data.source, "test": {
+                    key: result[key] for key in ("roc_auc", "precision", "recall",
+                                                 "images", "anomalies")}})
+            written += [path, os.path.join(args.output, "detector_card.json")]
         except ExportParityError as error:  # the measurements above still stand
             result["export"] = {"error": str(error)}
             print(f"detector.onnx not written: {error}")
@@ -208,6 +211,7 @@ def _pictures(args, detector, scores, maps, anomalous, test_x, test_y, data):
         os.path.join(args.output, "anomaly_maps.png"),
         threshold=detector.threshold,
         labels=[str(_named([label], data)[0]) for label in test_y[top]],
-        title=f"the {len(top)} most anomalous test images and their "
-              f"{detector.scoring.map_kind} maps")
+        title=f"the {len(top)} highest {detector.scoring.score} scores among the "
+              f"test images (class: score), and where each differs from its "
+              f"reconstruction ({detector.scoring.map_kind.replace('_', ' ')} map)")
     return [histogram, overlays]

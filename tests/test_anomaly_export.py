@@ -67,6 +67,10 @@ def test_metadata_carries_the_rule_and_the_model_facts(normal, tmp_path):
     assert meta["keras_ae.input_shape"] == [16, 16, 1]
     assert meta["keras_ae.preprocessing"]["resize"] == "crop"
     assert sorted(o.name for o in proto.graph.output) == ["map", "reconstruction", "score"]
+    card = json.loads((tmp_path / "detector_card.json").read_text())
+    assert card["detector"]["threshold"] == detector.threshold
+    assert card["detector"]["rule"] == detector.rule
+    assert card["model"]["input_shape"] == [16, 16, 1] and card["max_abs_diff"]["score"] <= 1e-5
 
 
 def test_serving_a_detector_imports_no_tensorflow(normal, tmp_path):
