@@ -117,7 +117,7 @@ class AnomalyDetector:
         _check_rule(std, percentile)
         reference, held_out = _normal_splits(normal_images, held_out_images,
                                              held_out_share, seed)
-        downstream._check_shape(model, reference)
+        downstream.check_image_shape(model, reference)
         shape = reference.shape[1:]
         if neighbors is None:
             neighbors = min(DEFAULT_NEIGHBORS, len(reference))
@@ -181,7 +181,7 @@ class AnomalyDetector:
         images = downstream.as_images(images)
         if not len(images):
             raise InputError("no images to score: got an empty array.")
-        downstream._check_shape(self.model, images)
+        downstream.check_image_shape(self.model, images)
         return to_unit_float(images)
 
     # --- measuring ---------------------------------------------------------

@@ -119,7 +119,7 @@ def encode(model, images, batch_size=DEFAULT_BATCH):
         raise InputError(
             f"model {model!r} is not an autoencoder; expected one from "
             "keras_ae's builders or an OnnxAutoencoder.")
-    _check_shape(model, images)
+    check_image_shape(model, images)
     if _is_onnx(model):
         if not model.can_encode:
             raise InputError(f"{model!r} was exported without encoder.onnx; "
@@ -339,7 +339,8 @@ def as_images(images):
     return images[..., np.newaxis] if images.ndim == 3 else images
 
 
-def _check_shape(model, images):
+def check_image_shape(model, images):
+    """A one-line ValueError unless ``images`` have the shape ``model`` takes."""
     try:
         expected = tuple(model.input_shape if _is_onnx(model) else model.input_shape[1:])
     except (AttributeError, ValueError):  # a subclassed model: no fixed shape
@@ -353,7 +354,7 @@ def _check_shape(model, images):
 def reconstruct(model, images, batch_size=DEFAULT_BATCH):
     """The model's reconstructions of ``images``, float32 ``(N, H, W, C)``."""
     images = as_images(images)
-    _check_shape(model, images)
+    check_image_shape(model, images)
     if _is_onnx(model):
         return np.asarray(model.reconstruct(images, batch_size=batch_size), np.float32)
     return np.asarray(model.predict(images, batch_size=batch_size, verbose=0),
