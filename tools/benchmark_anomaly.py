@@ -65,13 +65,25 @@ class Results:
     def __init__(self, path):
         self.path = Path(path)
         self.found = json.loads(self.path.read_text()) if self.path.exists() else {}
+        self.measured, self.read_back = 0, 0
 
     def get(self, key, measure):
-        if key not in self.found:
+        if key in self.found:
+            self.read_back += 1
+        else:
             self.found[key] = measure()
+            self.measured += 1
             self.path.parent.mkdir(parents=True, exist_ok=True)
             files.write_json(self.path, self.found)
         return self.found[key]
+
+    def say(self):
+        """Where this run's figures came from, for the report."""
+        if not self.read_back:
+            return "every figure measured in this run"
+        return (f"{self.measured} measurements made in this run and "
+                f"{self.read_back} read back from {self.path}, where an earlier "
+                f"run of the same command left them")
 
 
 def parse_args(argv):
@@ -158,16 +170,28 @@ def localise(model, train, held_out, good, label, args):
     both = np.concatenate([clean / 255.0, defective]).astype("float32")
     flags = np.r_[np.zeros(len(clean), bool), np.ones(len(defective), bool)]
     row["image"] = detector.evaluate(both, flags)["roc_auc"]
-    if label == 6 or not Path(args.pictures, "anomaly_maps.png").exists():
-        scores, maps = detector.scores_and_maps(defective[:12])
-        anomaly_pictures.save_map_overlays(
-            defective[:12], maps, scores, Path(args.pictures) / "anomaly_maps.png",
-            threshold=detector.threshold, masks=masks[:12],
-            title=f"'{CLASSES[label]}' model: synthetic defects (mask outlined), "
-                  f"squared-error maps")
     print(f"class {label} localisation: " + ", ".join(
         f"{k} {v:.4f}" for k, v in row.items()), flush=True)
     return row
+
+
+def draw_maps(args, splits, label):
+    """anomaly_maps.png: one class's model (its finished run folder) and
+    default detector on that class's test images with synthetic defects."""
+    (train_x, train_y), (test_x, test_y) = splits["train"], splits["test"]
+    model, train, held_out = train_model(f"one_class_{label}", train_x[train_y == label],
+                                         args, args.epochs)
+    detector = anomaly.AnomalyDetector.fit(model, train, held_out)
+    good = test_x[test_y == label]
+    defective, masks, kinds = defects.synthetic_defects(good[len(good) // 2:],
+                                                        seed=args.seed)
+    scores, maps = detector.scores_and_maps(defective[:12])
+    smoothing = detector.describe()["smoothing"]
+    return anomaly_pictures.save_map_overlays(
+        defective[:12], maps, scores, Path(args.pictures) / "anomaly_maps.png",
+        threshold=detector.threshold, masks=masks[:12], labels=kinds[:12],
+        title=f"'{CLASSES[label]}' model: synthetic defects (mask outlined in cyan); "
+              f"the default maps (squared error, smoothing {smoothing:g})")
 
 
 def leave_one_out(args, splits, classes, results):
@@ -225,7 +249,7 @@ def _score_table(results, classes, what, scores=SCORES):
     return "\n".join(lines)
 
 
-def report(args, classes, one, localisation, loo, choice, minutes):
+def report(args, classes, one, localisation, loo, choice, minutes, results):
     command = "python3 tools/benchmark_anomaly.py " + " ".join(sys.argv[1:])
     names = ", ".join(f"{c} {CLASSES[c]}" for c in classes)
     default = {c: one[c][anomaly.DEFAULT_SCORE] for c in classes}
@@ -267,7 +291,7 @@ def report(args, classes, one, localisation, loo, choice, minutes):
 
 - date: {datetime.date.today().isoformat()}
 - machine: {machine()}
-- command: `{command.strip()}` (took {minutes:.0f} min)
+- command: `{command.strip()}` (took {minutes:.0f} min; {results.say()})
 - data: Fashion-MNIST from {args.data_dir}; classes {names}
 - model (the recommended one for detection):
   `build_conv_autoencoder(intensity="sqrt")` (filters (32, 4), code 7x7x4,
@@ -314,7 +338,9 @@ Half of each class's 1,000 test images get one seeded synthetic defect
 (a patch pasted from another image, a scratch or a hole, in turn;
 `keras_ae.defects.synthetic_defects`); pixel-level ROC AUC of the maps of
 that class's model against the defect masks, and the default score's
-image-level ROC AUC of the defective half against the clean half.
+image-level ROC AUC of the defective half against the clean half. The
+detector's default maps: squared error, smoothing
+{anomaly.DEFAULT_SMOOTHING:g} pixels per 28 of the image's side.
 
 {map_head}
 |---|{"---:|" * (len(MAPS) + 1)}
@@ -339,11 +365,13 @@ def main(argv=None):
     classes = [int(c) for c in args.classes.split(",")]
     results = Results(Path(args.output) / "results.json")
     one, localisation = one_class(args, splits, classes, results)
+    draw_maps(args, splits, 6 if 6 in classes else classes[0])
     loo = {} if args.skip_loo else leave_one_out(args, splits, classes, results)
     choice_classes = [int(c) for c in args.choice_classes.split(",") if c]
     choice = (model_choice(args, splits, choice_classes, one, results)
               if choice_classes else [])
-    report(args, classes, one, localisation, loo, choice, (time.time() - started) / 60)
+    report(args, classes, one, localisation, loo, choice, (time.time() - started) / 60,
+           results)
 
 
 if __name__ == "__main__":
