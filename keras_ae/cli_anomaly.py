@@ -139,7 +139,10 @@ def run(args):
     if args.images and os.path.isdir(os.path.join(args.images, "test", "good")):
         result["defect_folder"] = _defect_folder(detector, args)
     written = _pictures(args, detector, scores, maps, anomalous, test_x, test_y, data)
-    if not is_onnx:
+    if is_onnx:
+        print("detector.onnx not written: a detector is exported from the "
+              ".keras model (its graph is traced from Keras)")
+    else:
         from keras_ae.anomaly_export import export_detector
         from keras_ae.export import ExportParityError
 

@@ -239,3 +239,15 @@ def test_a_model_that_is_not_one_is_refused(name, message, small_idx_dir, tmp_pa
         path.write_text("not a model")
     assert run("cluster", str(path), small_idx_dir, tmp_path) == 2
     assert message in capsys.readouterr().err
+
+
+def test_anomaly_on_an_exported_model_measures_and_says_why_no_detector(
+        small_idx_dir, tmp_path, capsys):
+    if not SHIPPED_DENSE.exists():
+        pytest.skip("exported/fashion_mnist_dense is not in this checkout")
+    assert run("anomaly", str(SHIPPED_DENSE), small_idx_dir, tmp_path,
+               "--anomaly-classes", "9") == 0
+    assert ("detector.onnx not written: a detector is exported from the .keras "
+            "model" in capsys.readouterr().out)
+    assert json.loads((tmp_path / "anomaly.json").read_text())["images"] == 60
+    assert not (tmp_path / "detector.onnx").exists()
