@@ -11,8 +11,8 @@ from an anomaly.
 
 import os
 
-from keras_ae.cli_options import (add_data_options, class_labels, labels_of,
-                                  load_data, name_tuple, run_metrics)
+from keras_ae.cli_options import (add_data_options, class_labels, load_data,
+                                  name_tuple, run_metrics)
 from keras_ae.errors import InputError
 
 SHOWN = 12  # most anomalous test images drawn in anomaly_maps.png
@@ -81,14 +81,18 @@ def _normal_labels(args, data, known):
         f"'good' class).")
 
 
-def _split_arrays(data, split, normal):
+def _normal_images(data, split, normal):
+    """The images of ``split`` whose labels are in ``normal``."""
     import numpy as np
 
+    images, labels = _arrays(data, split)
+    return images[np.isin(labels, normal)]
+
+
+def _arrays(data, split):
     from keras_ae import downstream
 
-    images, labels = downstream.labeled_arrays(data.labeled(split), f"the {split} split")
-    keep = np.isin(labels, normal)
-    return images[keep], images, labels
+    return downstream.labeled_arrays(data.labeled(split), f"the {split} split")
 
 
 def run(args):
@@ -104,13 +108,14 @@ def run(args):
         "preprocessing")
     data = load_data(args, model_shape=shape, recorded=recorded)
     print(f"data: {data.source}")
-    known = labels_of(data)
+    test_x, test_y = _arrays(data, "test")  # read once: its labels are the classes
+    known = sorted(set(test_y.tolist()))
     normal = _normal_labels(args, data, known)
     if not set(known) - set(normal):
         raise InputError(f"every test class of {data.source} is normal "
                          f"({normal}): no anomalies to measure against.")
-    reference, _, _ = _split_arrays(data, "train", normal)
-    held_out, _, _ = _split_arrays(data, "validation", normal)
+    reference = _normal_images(data, "train", normal)
+    held_out = _normal_images(data, "validation", normal)
     if len(held_out) < 2:
         raise InputError(
             f"the validation split holds {len(held_out)} images of the normal "
@@ -121,7 +126,6 @@ def run(args):
     detector = anomaly.AnomalyDetector.fit(
         model, reference, held_out, score=args.score, map_kind=args.map,
         std=args.std, percentile=args.percentile, seed=args.seed)
-    _, test_x, test_y = _split_arrays(data, "test", normal)
     scores, maps = detector.scores_and_maps(test_x)
     anomalous = ~np.isin(test_y, normal)
     result = anomaly.evaluate_scores(scores, anomalous, detector.threshold,
