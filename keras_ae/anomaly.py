@@ -119,6 +119,12 @@ class AnomalyDetector:
         _check_rule(std, percentile)
         reference, held_out = _normal_splits(normal_images, held_out_images,
                                              held_out_share, seed)
+        if hasattr(model, "get_layer"):  # a Keras model
+            from keras_ae.export import float32_model
+
+            # computing as its export will: one trained in bfloat16 or
+            # float16 scores in float32, and its detector exports with parity
+            model = float32_model(model)
         downstream.check_image_shape(model, reference)
         shape = reference.shape[1:]
         if neighbors is None:

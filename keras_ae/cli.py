@@ -28,11 +28,13 @@ Run ``keras-ae SUBCOMMAND --help`` for the options of each.
 """
 
 import argparse
+import json
 import math
 import os
 import sys
+from pathlib import Path
 
-from keras_ae import cli_anomaly, cli_uses
+from keras_ae import cli_anomaly, cli_options, cli_uses, precision
 from keras_ae.cli_options import (add_data_options, class_labels, data_report,
                                   export_formats, float_tuple, image_settings,
                                   int_tuple, labels_of, load_data, name_tuple,
@@ -40,8 +42,6 @@ from keras_ae.cli_options import (add_data_options, class_labels, data_report,
 from keras_ae.errors import InputError
 from keras_ae.quiet import start_tensorflow
 
-# --mixed-precision's choices, as keras_ae.training.configure_devices takes them
-_MIXED_PRECISION = {"auto": "auto", "on": True, "off": False}
 
 
 def _parser():
@@ -190,8 +190,13 @@ def _add_tune_parser(commands):
 
 
 def _add_mixed_precision(group):
-    group.add_argument("--mixed-precision", choices=tuple(_MIXED_PRECISION),
-                       default="auto", help="float16 compute (auto: on a GPU)")
+    group.add_argument("--mixed-precision", choices=precision.CHOICES,
+                       default="auto", metavar="{auto,on,off,POLICY}",
+                       help="16-bit compute: auto (the default) trains in "
+                            "mixed_float16 on a GPU, mixed_bfloat16 on a CPU "
+                            "with bfloat16 instructions (AVX-512 BF16, AMX), "
+                            "else float32; on, off, or a Keras policy: "
+                            + ", ".join(precision.POLICIES))
 
 
 def _add_resumable_output(parser, kind, run):
@@ -221,7 +226,25 @@ def _add_export_parser(commands):
     export.add_argument("--formats", type=export_formats, default=("saved_model", "onnx"),
                         metavar="FORMATS",
                         help="comma-separated: saved_model, onnx (default both)")
-    export.set_defaults(run=_export)
+    int8 = export.add_argument_group(
+        "int8 (onnxruntime static quantization; keras_ae.quantize)")
+    int8.add_argument("--quantize", choices=("int8",), default=None,
+                      help="also write model.int8.onnx and encoder.int8.onnx, "
+                           "calibrated on training images and refused if the "
+                           "test MSE rises by more than --max-mse-increase")
+    int8.add_argument("--calibration-images", type=int, default=1024,
+                      metavar="N", help="training images to calibrate on "
+                                        "(default 1024)")
+    int8.add_argument("--max-mse-increase", type=float, default=0.02,
+                      metavar="FRACTION",
+                      help="the most the int8 test MSE may exceed the float "
+                           "model's (default 0.02: 2%%)")
+    int8.add_argument("--seed", type=int, default=0,
+                      help="draws the calibration images (default 0)")
+    add_data_options(export, images_help="the model's").description = (
+        "where --quantize finds training and test images (default: the data "
+        "the run trained on, from the metrics.json beside MODEL)")
+    export.set_defaults(run=_export, verbose=False)
 
 
 def _add_predict_parser(commands):
@@ -271,8 +294,6 @@ def _model_options(args):
 def _previous_speed(output, result):
     """Images/s of this run; for a finished run loaded again, the figure
     measured when it trained (kept in its metrics.json)."""
-    import json
-
     speed = result.train_images_per_second
     if math.isnan(speed) and os.path.exists(f"{output}/metrics.json"):
         with open(f"{output}/metrics.json") as f:
@@ -286,12 +307,12 @@ def _train(args):
     import keras
 
     import keras_ae
-    from keras_ae import evaluation, files, training
+    from keras_ae import evaluation, export, files, training
 
     started = time.time()
     # First: under a TF_CONFIG cluster, TensorFlow must set up its collective
     # ops before anything else runs.
-    devices = training.configure_devices(_MIXED_PRECISION[args.mixed_precision])
+    devices = training.configure_devices(args.mixed_precision)
     options = _model_options(args)
     builder = (keras_ae.build_conv_autoencoder if args.model == "conv"
                else keras_ae.build_dense_autoencoder)
@@ -324,7 +345,7 @@ def _train(args):
         lambda: builder(data.image_shape, **options), data, args.output,
         epochs=args.epochs, learning_rate=learning_rate,
         patience=args.patience, jit_compile=args.xla,
-        mixed_precision=_MIXED_PRECISION[args.mixed_precision],
+        mixed_precision=args.mixed_precision,
         settings=settings)
     if result.finished_before:
         print(f"{args.output} holds this run, finished: measuring its model "
@@ -337,7 +358,8 @@ def _train(args):
     if not devices.chief:  # the chief writes the run folder
         return 0
 
-    model, output = result.model, args.output
+    # measured as it will be served: in float32, whatever it trained in
+    model, output = export.float32_model(result.model), args.output
     test = evaluation.evaluate(model, data.test)
     evaluation.save_reconstruction_grid(model, data.test,
                                         f"{output}/reconstructions.png",
@@ -353,6 +375,9 @@ def _train(args):
         "train_images_per_second": _previous_speed(output, result),
         "epochs_run": len(result.history),
         "devices": result.devices.description,
+        # as run.json records it: a finished run loaded again keeps its own
+        "precision_policy": json.loads(Path(output, training.RUN_FILE)
+                                       .read_text()).get("precision_policy"),
         "settings": {**settings, "epochs": args.epochs,
                      "learning_rate": learning_rate},
         "keras_ae_version": keras_ae.__version__,
@@ -381,14 +406,25 @@ def _export(args):
     if metrics:
         card["training"] = {key: metrics[key] for key in (
             "settings", "epochs_run", "train_images_per_second", "devices",
-            "seconds") if key in metrics}
+            "precision_policy", "seconds") if key in metrics}
         card["test"] = metrics.get("test")
         card["data"] = metrics.get("data")
+    quantize = {}
+    if args.quantize:
+        quantize = dict(quantize=args.quantize, max_mse_increase=args.max_mse_increase,
+                        **cli_options.quantization_images(args, model, metrics))
     print(f"exporting {model.name} from {args.model} to {args.output}/")
-    export.export_model(model, args.output, opset=args.opset,
-                        saved_model="saved_model" in args.formats,
-                        onnx="onnx" in args.formats, card=card,
-                        preprocessing=metrics.get("preprocessing"))
+    try:
+        export.export_model(model, args.output, opset=args.opset,
+                            saved_model="saved_model" in args.formats,
+                            onnx="onnx" in args.formats, card=card,
+                            preprocessing=metrics.get("preprocessing"), **quantize)
+    except export.quantization.QuantizationRefused:
+        print(f"wrote {args.output}/ ({', '.join(sorted(os.listdir(args.output)))}) "
+              "without int8 files: the int8 model lost too much (above; the "
+              "card's int8 entry has the figures). Allow more with "
+              "--max-mse-increase, or serve the float model.")
+        return 1
     print(f"wrote {args.output}/ ({', '.join(sorted(os.listdir(args.output)))})")
     return 0
 
@@ -463,7 +499,7 @@ def _tune(args):
 
     import keras
 
-    from keras_ae import evaluation, files, tuning
+    from keras_ae import evaluation, export, files, tuning
 
     started = time.time()
     keras.utils.set_random_seed(args.seed)
@@ -479,7 +515,7 @@ def _tune(args):
         max_trials=args.max_trials, max_epochs=args.max_epochs,
         directory=output.parent, project_name=output.name,
         overwrite=args.overwrite, seed=args.seed,
-        mixed_precision=_MIXED_PRECISION[args.mixed_precision],
+        mixed_precision=args.mixed_precision,
         description={"source": data.source, "validation_split": args.validation_split,
                      **image_settings(args)},
         verbose=args.verbose)
@@ -488,7 +524,8 @@ def _tune(args):
               f"the chief writes the results to {output}/")
         return 0
 
-    model, best = result.best_model, result.best_hyperparameters
+    # measured in float32, as its export will run, whatever the trials ran in
+    model, best = export.float32_model(result.best_model), result.best_hyperparameters
     test = evaluation.evaluate(model, data.test)
     evaluation.save_reconstruction_grid(model, data.test, output / "reconstructions.png",
                                         title=f"best trial {best['trial_id']}")

@@ -238,3 +238,60 @@ def export_formats(text):
         raise argparse.ArgumentTypeError(
             f"expected saved_model, onnx or both (comma-separated); got {text!r}")
     return formats
+
+
+def quantization_images(args, model, metrics):
+    """``calibration_images`` (``--calibration-images`` training images,
+    drawn with ``--seed``) and ``test_images`` (the test split) for
+    ``keras-ae export --quantize``, from the data flags if any are given,
+    else from the data the run trained on (its metrics.json settings)."""
+    import numpy as np
+
+    given = args.images or args.data_dir or args.dataset
+    settings = metrics.get("settings") or {}
+    if not given:
+        _recorded_data_flags(args, settings)
+    shape = tuple(model.input_shape[1:])
+    data = load_data(args, model_shape=shape, recorded=metrics.get("preprocessing"))
+    print(f"int8 calibration and test images: {data.source}")
+    train = _targets(data.train)
+    count = positive_count("--calibration-images", args.calibration_images)
+    chosen = np.random.default_rng(args.seed).permutation(len(train))[:count]
+    return {"calibration_images": train[np.sort(chosen)],
+            "test_images": _targets(data.test)}
+
+
+def positive_count(flag, value):
+    if value < 1:
+        raise InputError(f"{flag} must be at least 1, got {value}.")
+    return value
+
+
+def _recorded_data_flags(args, settings):
+    """Sets the data flags to what a run's settings record (``data``: its
+    source, ``images``: the folder flags)."""
+    # e.g. "idx:/usr/share/datasets/fashion-mnist (fashion_mnist)"
+    source = str(settings.get("data") or "").split(" (")[0]
+    images = settings.get("images")
+    if images:
+        args.images = images["directory"]
+        args.image_size = tuple(images["image_size"]) if images.get("image_size") else None
+        args.resize, args.color = images.get("resize"), images.get("color")
+        args.test_split = images.get("test_split")
+        args.skip_bad_images = bool(images.get("skip_bad_images"))
+    elif source.startswith("idx:"):
+        args.data_dir = source.removeprefix("idx:")
+    elif source.startswith("tfds:"):
+        args.dataset = source.removeprefix("tfds:").split(" ")[0]
+    elif source:
+        raise InputError(
+            f"the run trained on {source!r}, which keras-ae cannot read again; "
+            "give --images, --data-dir or --dataset for the int8 calibration.")
+    # nothing recorded (a model from elsewhere): load_data's default dataset
+
+
+def _targets(dataset):
+    """The clean images of a pipeline's ``(input, target)`` batches."""
+    import numpy as np
+
+    return np.concatenate([targets for _, targets in dataset.as_numpy_iterator()])

@@ -74,15 +74,20 @@ def open_model(path):
 
 
 def load_keras_model(path):
-    """A ``.keras`` file loaded uncompiled; a one-line error if it does not load."""
+    """A ``.keras`` file loaded uncompiled and computing in float32 (a model
+    trained in mixed precision is used as its export would be); a one-line
+    error if it does not load."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no model file at {path}")
     import keras  # import keras_ae registered the custom layers (registration)
 
+    from keras_ae.export import float32_model
+
     try:
-        return keras.saving.load_model(path, compile=False)
+        model = keras.saving.load_model(path, compile=False)
     except Exception as error:  # Keras raises many kinds here
         raise InputError(f"{path} is not a Keras model file that loads: {error}") from None
+    return float32_model(model)
 
 
 def _labeled_splits(args, model, *splits, need_labels=True):

@@ -24,7 +24,6 @@ indices, so it never runs alone: it gets no ``decode`` signature and no
 ``decoder.onnx``. After average pooling it runs alone like the others.
 """
 
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -35,9 +34,13 @@ import tensorflow as tf
 
 import keras_ae
 from keras_ae import files, model_facts
+from keras_ae import quantize as quantization
+from keras_ae.quantize import DEFAULT_MAX_MSE_INCREASE
 from keras_ae.model_facts import describe
 from keras_ae.errors import InputError
 from keras_ae.images import check_preprocessing
+from keras_ae.onnx_files import set_metadata
+from keras_ae.onnx_trace import for_onnx, rebuilt
 
 PARITY_TOLERANCE = 1e-5
 PARITY_BATCHES = (1, 7)
@@ -74,7 +77,7 @@ def float32_model(model):
     """
     if all(layer.compute_dtype == "float32" for layer in model_facts.all_layers(model)):
         return model
-    return _rebuilt(model, _float32_policy)
+    return rebuilt(model, _float32_policy)
 
 
 def _float32_policy(config):
@@ -82,67 +85,6 @@ def _float32_policy(config):
     if config.get("class_name") in ("DTypePolicy", "FloatDTypePolicy") and str(
             config.get("config", {}).get("name", "")).startswith("mixed_"):
         return {**config, "config": {**config["config"], "name": "float32"}}
-    return None
-
-
-def _rebuilt(model, replace):
-    """A copy of ``model`` with the same weights, rebuilt from its serialized
-    form after ``replace``: called on every dict in it, it returns a
-    replacement, or ``None`` to keep the dict (and look inside it)."""
-    def walk(config):
-        if isinstance(config, list):
-            return [walk(item) for item in config]
-        if not isinstance(config, dict):
-            return config
-        replaced = replace(config)
-        if replaced is not None:
-            return replaced
-        return {key: walk(value) for key, value in config.items()}
-
-    clone = keras.saving.deserialize_keras_object(
-        walk(keras.saving.serialize_keras_object(model)))
-    clone.set_weights(model.get_weights())
-    return clone
-
-
-# --- a faster ONNX graph for nearest upsampling -----------------------------
-
-@keras.saving.register_keras_serializable(package="keras_ae")
-class StaticNearestUpSampling2D(keras.layers.UpSampling2D):
-    """``UpSampling2D(interpolation="nearest")`` traced as one resize op.
-
-    Keras traces nearest upsampling as ``repeat`` twice, which tf2onnx turns
-    into Tile, Reshape and Transpose nodes plus shape arithmetic; at a static
-    size this layer's ``ResizeNearestNeighbor`` becomes a single ONNX
-    ``Resize``. Same output, bit for bit (the export's parity check compares
-    with the original model); used only for the ONNX trace.
-    """
-
-    def call(self, inputs):
-        height, width = inputs.shape[1:3]
-        if (self.interpolation != "nearest" or self.data_format != "channels_last"
-                or height is None or width is None):
-            return super().call(inputs)
-        return tf.raw_ops.ResizeNearestNeighbor(
-            images=inputs, size=[height * self.size[0], width * self.size[1]],
-            align_corners=False, half_pixel_centers=False)
-
-
-def for_onnx(model):
-    """``model`` with nearest ``UpSampling2D`` layers made
-    ``StaticNearestUpSampling2D`` (a copy), or ``model`` itself if it has none."""
-    if not any(type(layer) is keras.layers.UpSampling2D
-               for layer in model_facts.all_layers(model)):
-        return model
-    return _rebuilt(model, _static_upsampling)
-
-
-def _static_upsampling(config):
-    """A serialized ``UpSampling2D`` made ``StaticNearestUpSampling2D``."""
-    if config.get("class_name") == "UpSampling2D" and config.get("module") == "keras.layers":
-        return {**config, "module": __name__,
-                "class_name": "StaticNearestUpSampling2D",
-                "registered_name": "keras_ae>StaticNearestUpSampling2D"}
     return None
 
 
@@ -306,7 +248,8 @@ ONNX_FILES = {"autoencoder": None, "encoder": ENCODER_FILE, "decoder": DECODER_F
 
 
 def export_onnx(model, path, opset=DEFAULT_OPSET, *, images=None,
-                preprocessing=None):
+                preprocessing=None, quantize=None, calibration_images=None,
+                test_images=None, max_mse_increase=DEFAULT_MAX_MSE_INCREASE):
     """Converts the model to ONNX with tf2onnx, and checks it with onnxruntime.
 
     Writes ``path`` (input ``image`` ``[batch, H, W, C]`` float32, output
@@ -332,15 +275,29 @@ def export_onnx(model, path, opset=DEFAULT_OPSET, *, images=None,
             (``ImageData.preprocessing``: ``image_size``, ``resize``,
             ``color_mode``), so that serving resizes photos the same way;
             ``None`` where the model was trained on fixed-size images.
+        quantize: ``None`` for float32 files only, or ``"int8"`` to also
+            write ``model.int8.onnx`` and ``encoder.int8.onnx`` beside them
+            (``keras_ae.quantize.quantize_onnx``).
+        calibration_images: with ``quantize``, training images (about
+            1,000) that set the int8 ranges.
+        test_images: with ``quantize``, images to compare the int8 and
+            float models' MSE on (default: the calibration images).
+        max_mse_increase: with ``quantize``, the most the int8 model's MSE
+            may exceed the float one's, as a fraction (default 2%).
 
     Returns:
         ``{"model": diff, "encoder": diff, "decoder": diff}``: the largest
-        absolute difference from Keras of each file written.
+        absolute difference from Keras of each file written; with
+        ``quantize``, also ``"int8"``: ``quantize_onnx``'s report.
 
     Raises:
-        ValueError: for a bad opset or a model that is not an autoencoder.
+        ValueError: for a bad opset or a model that is not an autoencoder,
+            ``quantize`` other than ``None`` or ``"int8"``, or no
+            calibration images.
         ExportParityError: when a file differs by over ``PARITY_TOLERANCE``;
             nothing is then written.
+        QuantizationRefused: when the int8 model's MSE rises by more than
+            ``max_mse_increase``: the float files are written, no int8 file.
 
     Example:
 
@@ -357,6 +314,7 @@ def export_onnx(model, path, opset=DEFAULT_OPSET, *, images=None,
 
     opset = _check_opset(model, opset)
     preprocessing = check_preprocessing(preprocessing)
+    _check_quantize(quantize, calibration_images)
     model = float32_model(model)
     endpoints = _endpoints(model)  # the reference the files are checked against
     images = _images_for(model, images)
@@ -391,8 +349,26 @@ def export_onnx(model, path, opset=DEFAULT_OPSET, *, images=None,
         for name in stale:  # left from an earlier export of another model
             if (path.parent / name).exists():
                 (path.parent / name).unlink()
-    return {("model" if part == "autoencoder" else part): value
-            for part, value in figures.items()}
+    for name in [*names.values(), ENCODER_FILE, DECODER_FILE]:  # int8 twins
+        twin = quantization.int8_path(path.parent / name)  # of another model
+        if twin.exists():
+            twin.unlink()
+    figures = {("model" if part == "autoencoder" else part): value
+               for part, value in figures.items()}
+    if quantize is not None:
+        figures["int8"] = quantization.quantize_onnx(
+            path, calibration_images, test_images=test_images,
+            max_mse_increase=max_mse_increase)
+    return figures
+
+
+def _check_quantize(quantize, calibration_images):
+    if quantize not in (None, "int8"):
+        raise InputError(f"quantize must be None or 'int8', got {quantize!r}.")
+    if quantize is not None and calibration_images is None:
+        raise InputError(
+            "quantize='int8' needs calibration_images: about 1,000 training "
+            "images whose activations set the int8 ranges.")
 
 
 def _check_opset(model, opset):
@@ -448,20 +424,12 @@ def _add_metadata(proto, part, facts, names):
         set_metadata(proto, f"keras_ae.{key}", value)
 
 
-def set_metadata(proto, key, value):
-    """Sets metadata property ``key`` of ``proto`` to ``value`` as JSON."""
-    for entry in proto.metadata_props:
-        if entry.key == key:
-            entry.value = json.dumps(value)
-            return
-    proto.metadata_props.add(key=key, value=json.dumps(value))
-
-
 # --- everything at once -----------------------------------------------------
 
 def export_model(model, directory, *, opset=DEFAULT_OPSET, saved_model=True,
                  onnx=True, card=None, images=None, preprocessing=None,
-                 verbose=True):
+                 quantize=None, calibration_images=None, test_images=None,
+                 max_mse_increase=DEFAULT_MAX_MSE_INCREASE, verbose=True):
     """Exports SavedModel and ONNX into one folder with a ``model_card.json``.
 
     The folder gets ``saved_model/``, ``model.onnx`` (with ``encoder.onnx``
@@ -482,10 +450,18 @@ def export_model(model, directory, *, opset=DEFAULT_OPSET, saved_model=True,
         images: optional parity-check images.
         preprocessing: how the training images were made from files (see
             ``export_onnx``); recorded in the card and the ONNX metadata.
+        quantize, calibration_images, test_images, max_mse_increase: an
+            int8 twin of the ONNX files (see ``export_onnx``); the card
+            records its measurements under ``int8``.
         verbose: print a line per artifact.
 
     Returns:
         The model card (a dict).
+
+    Raises:
+        QuantizationRefused: with ``quantize``, when the int8 model lost
+            more than ``max_mse_increase``: the folder is written all the
+            same, float files only, and its card says why under ``int8``.
 
     Example:
 
@@ -498,14 +474,18 @@ def export_model(model, directory, *, opset=DEFAULT_OPSET, saved_model=True,
     """
     if not (saved_model or onnx):
         raise InputError("nothing to export: saved_model and onnx are both False.")
+    if quantize is not None and not onnx:
+        raise InputError("quantize needs the ONNX export (onnx=True).")
+    _check_quantize(quantize, calibration_images)
     preprocessing = check_preprocessing(preprocessing)
     facts = describe(model)
     float32 = float32_model(model)  # rebuilt once here, not in each export
     mixed = float32 is not model
     say = print if verbose else (lambda *_: None)
+    refused = []
 
     def write(temporary):
-        parity, written = {}, {}
+        parity, written, int8 = {}, {}, None
         if saved_model:
             parity["saved_model"] = export_saved_model(
                 float32, f"{temporary}/saved_model", images=images)
@@ -523,6 +503,11 @@ def export_model(model, directory, *, opset=DEFAULT_OPSET, saved_model=True,
             say(f"  {', '.join(n for k, n in written.items() if k != 'saved_model')}: "
                 f"opset {opset}; largest difference from Keras "
                 f"{max(parity['onnx'].values()):.2g}")
+        if quantize is not None:
+            int8 = _int8_twin(f"{temporary}/model.onnx", calibration_images,
+                              test_images, max_mse_increase, refused, say)
+            for part, name in int8.get("files", {}).items():
+                written[f"{part}_int8_onnx"] = name
         model_card = {
             **(card or {}),
             "model": facts,
@@ -532,10 +517,33 @@ def export_model(model, directory, *, opset=DEFAULT_OPSET, saved_model=True,
                        "batches": list(PARITY_BATCHES),
                        "reference": "the Keras model computing in float32"},
             "exported_from_mixed_precision": mixed,
+            "int8": int8,
             "onnx_opset": opset if onnx else None,
             "keras_ae_version": keras_ae.__version__,
         }
         files.write_json(f"{temporary}/{MODEL_CARD_FILE}", model_card)
         return model_card
 
-    return files.replace_folder(directory, write)
+    model_card = files.replace_folder(directory, write)
+    if refused:  # the folder stands, float only; the caller learns why
+        raise refused[0]
+    return model_card
+
+
+def _int8_twin(path, calibration_images, test_images, max_mse_increase,
+               refused, say):
+    """``quantize_onnx``'s report; a refusal is kept in ``refused`` and its
+    report returned with ``refused`` (the reason) added."""
+    try:
+        report = quantization.quantize_onnx(
+            path, calibration_images, test_images=test_images,
+            max_mse_increase=max_mse_increase)
+    except quantization.QuantizationRefused as error:
+        refused.append(error)
+        say(f"  int8 refused: {error}")
+        return {**error.report, "files": {}, "refused": str(error)}
+    say(f"  {', '.join(report['files'].values())}: test MSE "
+        f"{report['int8_mse']:.5f} against float {report['float_mse']:.5f} "
+        f"({report['mse_increase']:+.2%}, allowed +{max_mse_increase:.0%}, "
+        f"on {report['images']} {report['measured_on']})")
+    return report

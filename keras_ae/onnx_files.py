@@ -35,29 +35,50 @@ CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 
 
-def session_options(intra_op_threads=None):
+GRAPH_OPTIMIZATIONS = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+
+def session_options(intra_op_threads=None, graph_optimization="all",
+                    allow_spinning=True):
     """The ``onnxruntime.SessionOptions`` every ``OnnxAutoencoder`` session uses.
 
     All session settings live here, so that a benchmark can tune them in
-    one place.
+    one place. The defaults are what measured best for keras_ae's models
+    at batch 1 and at batch 256 (``tools/benchmark_inference.py
+    --session-settings``; docs/benchmarks.md).
 
     Args:
         intra_op_threads: threads one operator may use; ``None`` keeps
             onnxruntime's default (one per physical core).
+        graph_optimization: ``"all"`` (onnxruntime's layout-changing
+            optimizations too), ``"extended"``, ``"basic"`` or ``"disable"``.
+        allow_spinning: whether idle threads spin waiting for work (lower
+            latency; ``False`` frees the cores between calls, kinder to a
+            machine that serves other things).
 
     Returns:
-        An ``onnxruntime.SessionOptions`` with every graph optimization on.
+        An ``onnxruntime.SessionOptions``.
 
     Example:
 
     >>> session_options(intra_op_threads=2).intra_op_num_threads
     2
     """
+    if graph_optimization not in GRAPH_OPTIMIZATIONS:
+        raise InputError(f"graph_optimization must be one of "
+                         f"{list(GRAPH_OPTIMIZATIONS)}, got {graph_optimization!r}.")
     options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.graph_optimization_level = GRAPH_OPTIMIZATIONS[graph_optimization]
     if intra_op_threads is not None:
         options.intra_op_num_threads = positive_int("intra_op_threads",
                                                     intra_op_threads)
+    options.add_session_config_entry("session.intra_op.allow_spinning",
+                                     "1" if allow_spinning else "0")
     return options
 
 
@@ -136,17 +157,28 @@ def check_io(session, path, role, input_name, output_name):
             f"{inputs[0].type} of shape {inputs[0].shape}.")
 
 
-def open_session(path, providers, intra_op_threads=None):
-    """An ``onnxruntime.InferenceSession`` of ``path``; a one-line
+def open_session(path, providers, intra_op_threads=None, **settings):
+    """An ``onnxruntime.InferenceSession`` of ``path`` with
+    ``session_options(intra_op_threads, **settings)``; a one-line
     ``InputError`` for a file onnxruntime cannot load as a model."""
+    options = session_options(intra_op_threads, **settings)
     try:
-        return ort.InferenceSession(
-            str(path), sess_options=session_options(intra_op_threads),
-            providers=providers)
+        return ort.InferenceSession(str(path), sess_options=options,
+                                    providers=providers)
     except compat.onnxruntime_load_errors() as error:
         raise InputError(
             f"{path} is not an ONNX model that onnxruntime "
             f"{ort.__version__} can load: {error}") from error
+
+
+def set_metadata(proto, key, value):
+    """Sets metadata property ``key`` of an ONNX ``ModelProto`` to ``value``
+    as JSON text."""
+    for entry in proto.metadata_props:
+        if entry.key == key:
+            entry.value = json.dumps(value)
+            return
+    proto.metadata_props.add(key=key, value=json.dumps(value))
 
 
 def metadata_of(session):

@@ -88,11 +88,18 @@ class OnnxAutoencoder:
 
     Args:
         path: ``model.onnx`` as written by ``keras_ae.export``, or the folder
-            that holds it.
+            that holds it; or its int8 twin ``model.int8.onnx``
+            (``keras-ae export --quantize int8``), whose ``encode`` then runs
+            ``encoder.int8.onnx`` and ``decode`` the float decoder.
         providers: onnxruntime execution providers, best first; ``None``
             uses CUDA (then CPU) where onnxruntime offers it, else CPU.
         intra_op_threads: threads one operator may use; ``None`` keeps
-            onnxruntime's default. See ``keras_ae.onnx_files.session_options``.
+            onnxruntime's default (one per physical core).
+        graph_optimization: onnxruntime's graph optimizations, ``"all"``
+            (the default), ``"extended"``, ``"basic"`` or ``"disable"``.
+        allow_spinning: whether idle threads spin between operators (the
+            default; ``False`` frees the cores between calls). See
+            ``keras_ae.onnx_files.session_options`` for what was measured.
 
     Attributes:
         path: the ``model.onnx`` path, as a string.
@@ -105,6 +112,10 @@ class OnnxAutoencoder:
         pooling: the encoder's pooling, ``"max"`` or ``"average"``; ``None``
             where the model does not pool or the metadata does not say.
         version: the keras_ae version that exported the model, or ``None``.
+        precision: ``"int8"`` for a ``model.int8.onnx`` that
+            ``keras_ae.quantize`` wrote, else ``"float32"``.
+        quantization: the int8 file's measurements (float and int8 MSE, the
+            recipe; see ``keras_ae.quantize.quantize_onnx``), or ``None``.
         metadata: every ``keras_ae.*`` metadata property of ``model.onnx``,
             keys as in the file, values parsed from JSON.
         preprocessing: how the training images were made from files
@@ -133,7 +144,8 @@ class OnnxAutoencoder:
     # (OnnxAnomalyDetector reads another file the same way).
     FILE, WRITER, WHAT = MODEL_FILE, "keras_ae.export", "model"
 
-    def __init__(self, path, providers=None, intra_op_threads=None):
+    def __init__(self, path, providers=None, intra_op_threads=None, *,
+                 graph_optimization="all", allow_spinning=True):
         path = Path(os.fspath(path))
         if path.is_dir():
             path = path / self.FILE
@@ -148,7 +160,9 @@ class OnnxAutoencoder:
         elif isinstance(providers, str):
             providers = [providers]
         self._providers = list(providers)
-        self._intra_op_threads = intra_op_threads
+        self._settings = dict(intra_op_threads=intra_op_threads,
+                              graph_optimization=graph_optimization,
+                              allow_spinning=allow_spinning)
         self._lock = threading.Lock()  # lazy sessions, when threads share a model
         self._sessions = {}
 
@@ -157,6 +171,8 @@ class OnnxAutoencoder:
         self._model_session = session
         self.metadata = metadata_of(session)
         self.version = self.metadata.get(METADATA_PREFIX + "version")
+        self.precision = self.metadata.get(METADATA_PREFIX + "precision", "float32")
+        self.quantization = self.metadata.get(METADATA_PREFIX + "quantization")
         self.decoder_kind = self.metadata.get(METADATA_PREFIX + "decoder")
         self.pooling = self.metadata.get(METADATA_PREFIX + "pooling")
         self._encoder_path = self._part_path("encoder_file")
@@ -176,7 +192,7 @@ class OnnxAutoencoder:
     # --- loading -----------------------------------------------------------
 
     def _session_for(self, path):
-        return open_session(path, self._providers, self._intra_op_threads)
+        return open_session(path, self._providers, **self._settings)
 
     def _part_path(self, key):
         """The encoder or decoder file ``model.onnx`` names; None if not exported."""
@@ -282,7 +298,7 @@ class OnnxAutoencoder:
     def __repr__(self):
         return (f"OnnxAutoencoder({self.path!r}, input_shape={self.input_shape}, "
                 f"code_size={self.code_size}, decoder={self.decoder_kind!r}, "
-                f"provider={self.provider!r})")
+                f"precision={self.precision!r}, provider={self.provider!r})")
 
     # --- inputs ------------------------------------------------------------
 

@@ -32,7 +32,8 @@ class OnnxAnomalyDetector(OnnxAutoencoder):
 
     Args:
         path: ``detector.onnx``, or the folder that holds it.
-        providers, intra_op_threads: as for ``OnnxAutoencoder``.
+        providers, intra_op_threads, graph_optimization, allow_spinning: as
+            for ``OnnxAutoencoder``.
 
     Attributes:
         threshold: scores above it are anomalies.
@@ -48,8 +49,8 @@ class OnnxAnomalyDetector(OnnxAutoencoder):
 
     FILE, WRITER, WHAT = DETECTOR_FILE, "keras_ae.anomaly_export", "anomaly detector"
 
-    def __init__(self, path, providers=None, intra_op_threads=None):
-        super().__init__(path, providers, intra_op_threads)
+    def __init__(self, path, providers=None, intra_op_threads=None, **settings):
+        super().__init__(path, providers, intra_op_threads, **settings)
         role = self.metadata.get(METADATA_PREFIX + "role")
         outputs = {o.name for o in self._model_session.get_outputs()}
         if role != ROLE or not {SCORE, MAP} <= outputs:

@@ -15,7 +15,8 @@ squared error, not a cross-entropy. A run writes into one folder::
 Started again with the same settings, an interrupted run (even by kill -9)
 resumes from its last finished epoch. On a GPU, training uses mixed precision
 (float16 compute, float32 output) and ``MirroredStrategy`` over all local GPUs;
-``jit_compile=True`` adds XLA.
+on a CPU with bfloat16 instructions it computes in bfloat16 (see
+``keras_ae.precision``); ``jit_compile=True`` adds XLA.
 
 Several machines: where ``TF_CONFIG`` names a cluster, the same ``train`` call
 (the same ``keras-ae train`` command) on every machine trains one model under
@@ -34,7 +35,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from keras_ae import cluster
+from keras_ae import cluster, precision
 from keras_ae.errors import InputError
 from keras_ae.files import claim_folder, write_atomically, write_json
 
@@ -50,18 +51,22 @@ class DeviceSetup:
 
     strategy: tf.distribute.Strategy
     gpus: int
-    mixed_precision: bool
+    policy: str           # the Keras precision policy, one of precision.POLICIES
     workers: int = 1      # processes of the cluster in TF_CONFIG; 1 without
     chief: bool = True    # this process writes the run folder
     task: str = ""        # this process in the cluster, e.g. "worker_1"
 
     @property
+    def mixed_precision(self):
+        """Whether layers compute in a 16-bit type."""
+        return self.policy != "float32"
+
+    @property
     def description(self):
-        local = "CPU"
+        local = f"CPU, {self.policy}"
         if self.gpus:
-            precision = "mixed_float16" if self.mixed_precision else "float32"
             local = (f"{self.gpus} GPU(s), {type(self.strategy).__name__}, "
-                     f"{precision}")
+                     f"{self.policy}")
         if self.workers > 1:
             return (f"{self.task} of {self.workers} workers, "
                     f"MultiWorkerMirroredStrategy, {local} each")
@@ -72,9 +77,11 @@ def configure_devices(mixed_precision="auto"):
     """Picks the distribution strategy and precision for this machine.
 
     Args:
-        mixed_precision: ``"auto"`` (on where there is a GPU), ``True`` or
-            ``False``. Mixed precision computes in float16 on GPUs' tensor
-            cores; keras_ae's builders keep the sigmoid output in float32.
+        mixed_precision: ``"auto"`` (``mixed_float16`` on GPUs,
+            ``mixed_bfloat16`` on a CPU with bfloat16 instructions, else
+            float32), ``"on"``, ``"off"`` (or ``True``, ``False``), or a policy
+            name; see ``keras_ae.precision.choose_policy``. keras_ae's
+            builders keep the sigmoid output in float32.
 
     Under a cluster (``TF_CONFIG`` set), call it first thing, before loading
     data or building a model: TensorFlow sets up the cluster's collective ops
@@ -86,25 +93,23 @@ def configure_devices(mixed_precision="auto"):
         there are several; else the default strategy.
 
     Raises:
-        InputError: for a ``mixed_precision`` other than those three, a
+        InputError: for a ``mixed_precision`` other than those, a
             malformed ``TF_CONFIG``, or a cluster asked for too late.
     """
-    if mixed_precision not in ("auto", True, False):
-        raise InputError(
-            f"mixed_precision must be 'auto', True or False, got {mixed_precision!r}.")
+    precision.choose_policy(mixed_precision)  # a bad choice fails first
     config = cluster.tf_config()
     gpus = len(tf.config.list_physical_devices("GPU"))
-    use_mixed = bool(gpus) if mixed_precision == "auto" else mixed_precision
+    policy = precision.choose_policy(mixed_precision, gpus=gpus)
     if config is not None:
         strategy = cluster.multi_worker_strategy()
         count = sum(len(addresses) for job, addresses
                     in config["cluster"].items() if job in ("chief", "worker"))
-        return DeviceSetup(strategy, gpus, use_mixed, workers=count,
+        return DeviceSetup(strategy, gpus, policy, workers=count,
                            chief=cluster.is_chief(strategy),
                            task=cluster.task_name(strategy))
     strategy = (tf.distribute.MirroredStrategy() if gpus > 1
                 else tf.distribute.get_strategy())
-    return DeviceSetup(strategy, gpus, use_mixed)
+    return DeviceSetup(strategy, gpus, policy)
 
 
 def compile_autoencoder(model, learning_rate=DEFAULT_LEARNING_RATE,
@@ -313,7 +318,10 @@ def train(build_model, data, output_dir, *, epochs=10,
         learning_rate: Adam's step size.
         patience: early-stopping patience in epochs, or ``None``.
         jit_compile: compile the train step with XLA.
-        mixed_precision: ``"auto"`` (on a GPU), ``True`` or ``False``.
+        mixed_precision: ``"auto"`` (float16 on a GPU, bfloat16 on a CPU
+            that has it), ``"on"``, ``"off"`` or a policy name; see
+            ``configure_devices``. The policy that ran is recorded in
+            ``run.json`` as ``precision_policy``.
         settings: JSON-serialisable description of the run, stored in
             ``run.json``; a later start must match it (except ``epochs``).
         callbacks: more Keras callbacks, run after keras_ae's own.
@@ -340,6 +348,7 @@ def train(build_model, data, output_dir, *, epochs=10,
     _check_learning_rate(learning_rate)  # before the folder is claimed
     settings = dict(settings or {}, epochs=epochs, learning_rate=learning_rate)
     devices = configure_devices(mixed_precision)
+    settings["precision_policy"] = devices.policy
     # Built before the folder is claimed: a model the images cannot feed
     # (too small for its pooling, another shape) fails with nothing written.
     model = _build(build_model, devices, learning_rate, jit_compile)
@@ -445,8 +454,7 @@ def _images_per_second(images_per_epoch, seconds):
 
 def _build(build_model, devices, learning_rate, jit_compile):
     previous = keras.mixed_precision.global_policy()
-    if devices.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
+    keras.mixed_precision.set_global_policy(devices.policy)
     try:
         with devices.strategy.scope():
             model = build_model if isinstance(build_model, keras.Model) else build_model()

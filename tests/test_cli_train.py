@@ -10,7 +10,7 @@ import time
 import pytest
 
 import keras
-from keras_ae import cli, evaluation
+from keras_ae import cli, evaluation, export, training
 from keras_ae import data as data_lib
 
 
@@ -31,14 +31,30 @@ def test_train_writes_model_history_metrics_and_pictures(idx_dir, tmp_path, caps
     assert metrics["train_images_per_second"] > 0
     assert metrics["settings"]["model_options"] == {
         "decoder": "upsample", "filters": [8, 4]}
-    # the reported test MSE is that of the saved model on the test split
-    model = keras.models.load_model(out / "model.keras")
+    # the reported test MSE is that of the saved model on the test split,
+    # computing in float32 as its export will
+    model = export.float32_model(keras.models.load_model(out / "model.keras"))
     data = data_lib.from_idx(idx_dir, batch_size=64)
     assert metrics["test"]["mse"] == pytest.approx(
         evaluation.evaluate(model, data.test)["mse"], rel=1e-5)
     assert metrics["parameters"] == model.count_params()
+    # the policy that ran, as configure_devices chose it for this machine
+    policy = training.configure_devices().policy
+    assert metrics["precision_policy"] == policy
+    assert json.loads((out / "run.json").read_text())["precision_policy"] == policy
     printed = capsys.readouterr().out
     assert "test: MSE" in printed and "Epoch 2/2" in printed
+    assert f"devices: CPU, {policy}" in printed or "GPU" in printed
+
+
+def test_mixed_precision_flag_takes_a_policy_by_name(idx_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(train_args(idx_dir, out, 1, "--mixed-precision", "off")) == 0
+    assert json.loads((out / "metrics.json").read_text())["precision_policy"] == "float32"
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(train_args(idx_dir, tmp_path / "x", 1, "--mixed-precision", "bfloat16"))
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'bfloat16'" in capsys.readouterr().err
 
 
 def test_denoising_run(idx_dir, tmp_path):

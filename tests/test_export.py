@@ -10,6 +10,7 @@ import numpy as np
 import onnx
 import onnxruntime
 import pytest
+import tensorflow as tf
 
 import keras_ae
 from keras_ae import cli, export
@@ -191,6 +192,41 @@ def test_nearest_upsampling_becomes_one_resize_per_stage(tmp_path):
     # the Keras model itself is untouched
     kinds = [type(layer).__name__ for layer in model.get_layer("decoder").layers]
     assert kinds.count("UpSampling2D") == 2
+
+
+def test_transposed_convolutions_become_a_convolution_and_a_shuffle(tmp_path):
+    model = conv("transpose")
+    export.export_onnx(model, tmp_path / "model.onnx")
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "model.onnx")).graph.node]
+    layers = [type(layer).__name__ for part in ("encoder", "decoder")
+              for layer in model.get_layer(part).layers]
+    assert "ConvTranspose" not in ops and ops.count("Conv") == (
+        layers.count("Conv2D") + layers.count("Conv2DTranspose"))
+    x = images(5, seed=3)
+    np.testing.assert_allclose(run_onnx(tmp_path / "model.onnx", "image", x),
+                               model(x), atol=1e-6)
+
+
+@pytest.mark.parametrize("kernel, strides, replaced", [
+    (3, 3, True), ((2, 3), (2, 3), True), (3, 2, False), (2, 1, False)])
+def test_pixel_shuffle_is_exact_where_it_applies(kernel, strides, replaced):
+    from keras_ae.onnx_trace import PixelShuffleConv2DTranspose, for_onnx
+
+    image = keras.Input((5, 4, 3))
+    layer = keras.layers.Conv2DTranspose(6, kernel, strides=strides, activation="relu")
+    model = keras.Model(image, layer(image))
+    model.layers[-1].bias.assign(np.linspace(-0.5, 0.5, 6))
+    traced = for_onnx(model)
+    assert isinstance(traced.layers[-1], PixelShuffleConv2DTranspose)  # falls back
+    # to Conv2DTranspose's own call where kernel and stride differ
+    x = images(2, shape=(5, 4, 3), seed=1)
+    np.testing.assert_allclose(traced(x), model(x), atol=1e-6)
+    # the trace only: the model itself keeps its layer
+    assert type(model.layers[-1]) is keras.layers.Conv2DTranspose
+    if replaced:
+        graph = tf.function(traced).get_concrete_function(
+            tf.TensorSpec((None, 5, 4, 3))).graph
+        assert not any(op.type == "Conv2DBackpropInput" for op in graph.get_operations())
 
 
 def test_unpool_with_overlapping_windows_is_exact_in_onnx(tmp_path):

@@ -258,11 +258,24 @@ def test_session_options():
     assert onnx_files.session_options().intra_op_num_threads == 0  # onnxruntime's default
     with pytest.raises(ValueError, match="intra_op_threads"):
         onnx_files.session_options(intra_op_threads=0)
+    options = onnx_files.session_options(graph_optimization="basic",
+                                         allow_spinning=False)
+    assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert onnx_files.session_options().get_session_config_entry(
+        "session.intra_op.allow_spinning") == "1"
+    with pytest.raises(ValueError, match=r"graph_optimization must be one of "
+                       r"\['disable', 'basic', 'extended', 'all'\], got 'max'"):
+        onnx_files.session_options(graph_optimization="max")
 
 
 def test_explicit_providers_and_threads(folder):
-    model = OnnxAutoencoder(folder, providers=[CPU], intra_op_threads=1)
+    model = OnnxAutoencoder(folder, providers=[CPU], intra_op_threads=1,
+                            graph_optimization="basic", allow_spinning=False)
     assert model.provider == CPU
+    options = model._model_session.get_session_options()
+    assert options.intra_op_num_threads == 1
+    assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     image = _float_images(1)[0]
     np.testing.assert_array_equal(model.reconstruct(image),
                                   _expected_reconstruction(image))

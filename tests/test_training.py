@@ -8,7 +8,7 @@ import pytest
 import keras
 import keras_ae
 from keras_ae import data as data_lib
-from keras_ae import training
+from keras_ae import precision, training
 
 
 def blobs(n, size=16, seed=0):
@@ -71,7 +71,8 @@ def test_train_writes_the_run_folder(small_data, tmp_path):
     assert (out / "model.keras").exists() and (out / "logs").is_dir()
     assert not (out / "backup").exists()  # removed once the run finishes
     run = json.loads((out / "run.json").read_text())
-    assert run == {"note": "test", "epochs": 3, "learning_rate": 1e-2}
+    assert run == {"note": "test", "epochs": 3, "learning_rate": 1e-2,
+                   "precision_policy": result.devices.policy}
     history = training.read_history(out / "history.csv")
     assert [row["epoch"] for row in history] == [0, 1, 2]  # as CSVLogger numbers them
     assert {"loss", "val_loss", "train_seconds"} <= set(history[0])
@@ -172,18 +173,47 @@ def test_xla_training_with_the_unpool_decoder(small_data, tmp_path):
 
 
 def test_mixed_precision_trains_with_a_float32_output(small_data, tmp_path):
-    # runs on CPU too (slowly); on a GPU "auto" turns it on
+    # float16 runs on CPU too (slowly); on a GPU "auto" chooses it
     result = training.train(small_model, small_data, tmp_path / "run", epochs=1,
-                            mixed_precision=True, verbose=0)
+                            mixed_precision="mixed_float16", verbose=0)
     assert result.devices.mixed_precision
+    assert result.devices.policy == "mixed_float16"
     assert result.model.get_layer("encoder").outputs[0].dtype == "float16"
     assert result.model.output.dtype == "float32"
     assert keras.mixed_precision.global_policy().name == "float32"  # restored
+    run = json.loads((tmp_path / "run" / training.RUN_FILE).read_text())
+    assert run["precision_policy"] == "mixed_float16"
 
 
-def test_cpu_setup_and_bad_precision():
+def test_auto_trains_in_bfloat16_on_a_cpu_that_has_it(small_data, tmp_path,
+                                                      monkeypatch):
+    monkeypatch.setattr(precision, "cpu_bfloat16_flags", lambda: ("amx_bf16",))
+    result = training.train(small_model, small_data, tmp_path / "bf16", epochs=2,
+                            learning_rate=1e-2, verbose=0)
+    if result.devices.gpus:
+        pytest.skip("a GPU chooses mixed_float16")
+    assert result.devices.policy == "mixed_bfloat16"
+    assert result.devices.description == "CPU, mixed_bfloat16"
+    assert result.model.get_layer("encoder").outputs[0].dtype == "bfloat16"
+    assert result.model.output.dtype == "float32"  # the loss is float32
+    losses = [row["loss"] for row in result.history]
+    assert losses[-1] < losses[0]
+    run = json.loads((tmp_path / "bf16" / training.RUN_FILE).read_text())
+    assert run["precision_policy"] == "mixed_bfloat16"
+
+    monkeypatch.setattr(precision, "cpu_bfloat16_flags", lambda: ())
+    result = training.train(small_model, small_data, tmp_path / "f32", epochs=1,
+                            verbose=0)
+    assert result.devices.policy == "float32"
+    assert result.model.get_layer("encoder").outputs[0].dtype == "float32"
+
+
+def test_cpu_setup_and_bad_precision(monkeypatch):
+    monkeypatch.setattr(precision, "cpu_bfloat16_flags", lambda: ())
     setup = training.configure_devices()
     if setup.gpus == 0:
-        assert setup.description == "CPU" and not setup.mixed_precision
-    with pytest.raises(ValueError, match="mixed_precision must be 'auto', True or False"):
+        assert setup.description == "CPU, float32" and not setup.mixed_precision
+    with pytest.raises(ValueError, match=r"mixed_precision must be one of "
+                       r"\['auto', 'on', 'off', 'float32', 'mixed_float16', "
+                       r"'mixed_bfloat16'\] \(or True, False\), got 'yes'"):
         training.configure_devices("yes")

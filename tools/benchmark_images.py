@@ -46,7 +46,7 @@ import keras  # noqa: E402
 import keras_ae  # noqa: E402
 from keras_ae import data as data_lib  # noqa: E402
 from keras_ae import evaluation, training  # noqa: E402
-from benchmark_report import machine, publish_section  # noqa: E402
+from benchmark_report import machine, peak_rss_mb, publish_section  # noqa: E402
 from make_image_folders import write_fashion_tree, write_photo_crops  # noqa: E402
 
 START, END = "<!-- benchmark_images:start -->", "<!-- benchmark_images:end -->"
@@ -211,12 +211,7 @@ def probe_rss(folder, size, cache):
                                    color_mode="rgb", cache=cache, verbose=False)
     for _ in data.train:
         pass
-    # VmHWM, not getrusage's ru_maxrss: Linux keeps ru_maxrss across exec,
-    # so a child would report its parent's peak.
-    with open("/proc/self/status") as status:
-        peak_kib = next(int(line.split()[1]) for line in status
-                        if line.startswith("VmHWM:"))
-    print(json.dumps({"peak_mib": peak_kib / 1024, "images": data.num_train
+    print(json.dumps({"peak_mib": peak_rss_mb(), "images": data.num_train
                       + data.num_validation + data.num_test}))
     return 0
 

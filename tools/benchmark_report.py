@@ -49,3 +49,71 @@ def publish_section(path, start, end, text):
     write_section(path, start, end, text)
     print("\n" + text)
     print(f"wrote {path}")
+
+
+def float32_peak(size=4096, repeats=5):
+    """The machine's float32 peak as one process sees it: the best GFLOP/s
+    of a large matrix product (``size`` squared) in TensorFlow and in
+    NumPy, each timed ``repeats`` times after a warm-up.
+
+    Returns:
+        ``(gflops, how)``: the best figure and which library reached it.
+    """
+    import time
+
+    import numpy as np
+    import tensorflow as tf
+
+    a = np.random.default_rng(0).random((size, size), dtype=np.float32)
+    b = np.random.default_rng(1).random((size, size), dtype=np.float32)
+    ta, tb = tf.constant(a), tf.constant(b)
+    runs = {"TensorFlow matmul": lambda: tf.linalg.matmul(ta, tb).numpy(),
+            "NumPy matmul": lambda: a @ b}
+    best = {}
+    for name, run in runs.items():
+        run()
+        seconds = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            run()
+            seconds.append(time.perf_counter() - started)
+        best[name] = 2 * size ** 3 / min(seconds) / 1e9
+    how = max(best, key=best.get)
+    return best[how], f"{how} {size}x{size} float32, best of {repeats}"
+
+
+def forward_flops(model):
+    """Floating-point operations of one image's forward pass through the
+    convolutions, transposed convolutions and dense layers of ``model``
+    (two per multiply-add; activations, pooling and biases left out)."""
+    import math
+
+    import keras
+
+    def layers(model):
+        for layer in model.layers:
+            if isinstance(layer, keras.Model):
+                yield from layers(layer)
+            else:
+                yield layer
+
+    total = 0
+    for layer in layers(model):
+        if isinstance(layer, keras.layers.Conv2DTranspose):
+            kernel = layer.kernel.shape  # (kh, kw, out, in)
+            total += 2 * math.prod(layer.input.shape[1:3]) * math.prod(kernel)
+        elif isinstance(layer, keras.layers.Conv2D):
+            kernel = layer.kernel.shape  # (kh, kw, in, out)
+            total += 2 * math.prod(layer.output.shape[1:3]) * math.prod(kernel)
+        elif isinstance(layer, keras.layers.Dense):
+            total += 2 * math.prod(layer.kernel.shape)
+    return total
+
+
+def peak_rss_mb():
+    """This program's peak resident memory in MB: VmHWM. Not getrusage's
+    ru_maxrss: Linux keeps that across exec, so a child process would
+    report the peak of the benchmark it was started from."""
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status
+                    if line.startswith("VmHWM:")) / 1024

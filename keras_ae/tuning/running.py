@@ -139,7 +139,10 @@ def search(train, validation, *, hypermodel=None, tuner="hyperband",
         overwrite: delete an earlier search in that folder and start over
             (a folder that holds no keras-ae search is never deleted).
         seed: seeds the oracle's sampling and the weights.
-        mixed_precision: ``"auto"`` (on a GPU), ``True`` or ``False``.
+        mixed_precision: ``"auto"`` (float16 on a GPU, bfloat16 on a CPU
+            that has it), ``"on"``, ``"off"`` or a policy name (see
+            ``keras_ae.training.configure_devices``); every trial trains
+            under it.
         description: optional JSON-serialisable description of the data
             (e.g. its source), stored in ``search.json`` and checked on a
             resume like the other settings.
@@ -209,8 +212,7 @@ def search(train, validation, *, hypermodel=None, tuner="hyperband",
 
     devices = configure_devices(mixed_precision)
     previous_policy = keras.mixed_precision.global_policy()
-    if devices.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
+    keras.mixed_precision.set_global_policy(devices.policy)
     try:
         keras.utils.set_random_seed(seed)
         strategy = devices.strategy if devices.gpus > 1 else None

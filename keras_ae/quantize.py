@@ -1,0 +1,281 @@
+"""int8 ONNX models: onnxruntime's static quantization, checked against float.
+
+``quantize_onnx("exported/NAME/model.onnx", calibration_images,
+test_images=...)`` writes ``model.int8.onnx`` (and ``encoder.int8.onnx``)
+beside the float files: weights int8 per output channel, activations uint8,
+their ranges calibrated on ``calibration_images`` (training images), in
+onnxruntime's QDQ format, which its CPU provider fuses into integer kernels
+(VNNI and AMX on CPUs that have them). It then measures both models on
+``test_images`` and refuses, writing nothing, when the int8 model's
+reconstruction MSE is more than ``max_mse_increase`` (default 2%) above the
+float model's. ``keras_ae.serving.OnnxAutoencoder`` loads either file.
+
+The recipe was chosen by measurement on the shipped Fashion-MNIST models
+(``tools/benchmark_inference.py --quantization``; docs/benchmarks.md):
+
+- QDQ with uint8 activations (the x86 integer kernels' native u8 x s8);
+  onnxruntime's QOperator format and int8 activations measured no better;
+- per-channel weights;
+- min/max calibration averaged over calibration batches (a moving
+  average), which measured lower error than plain min/max, percentiles or
+  entropy;
+- ``ConvTranspose``, ``ScatterND`` (max unpooling) and the sigmoid stay in
+  float: onnxruntime has no integer kernels for them, and a quantized
+  neighbour would only add conversions (``FLOAT_OPS``).
+
+Needs ``onnx`` and ``onnxruntime`` (its ``quantization`` package), not
+TensorFlow. The model's preprocessing is run with
+``skip_symbolic_shape=True``: the symbolic shape pass would need ``sympy``
+and adds nothing for these fixed-shape image models.
+"""
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from keras_ae.errors import InputError
+from keras_ae.onnx_files import (IMAGE, METADATA_PREFIX, RECONSTRUCTION, check_io,
+                                 metadata_of, open_session, set_metadata)
+from keras_ae.pixels import per_image_mse, to_unit_float
+
+INT8_SUFFIX = ".int8.onnx"
+DEFAULT_MAX_MSE_INCREASE = 0.02
+DEFAULT_CALIBRATION_IMAGES = 1024
+CALIBRATION_BATCH = 16
+# Ops quantized: those with integer kernels in onnxruntime's CPU provider,
+# and the data movement between them; any other op stays float.
+QUANTIZABLE_OPS = ("Conv", "ConvTranspose", "MaxPool", "AveragePool", "Relu",
+                   "Resize", "Reshape", "Transpose", "Gemm", "MatMul", "Flatten")
+FLOAT_OPS = ("ConvTranspose",)
+CALIBRATIONS = ("minmax", "moving_average", "percentile", "entropy")
+# The recipe quantize_onnx follows unless told otherwise (see the module
+# docstring for why each choice).
+RECIPE = {"format": "QDQ", "activations": "uint8", "per_channel": False,
+          "calibration": "moving_average", "float_ops": FLOAT_OPS,
+          "float_output_conv": True}
+
+
+class QuantizationRefused(RuntimeError):
+    """The int8 model lost more quality than allowed; nothing was written.
+
+    Attributes:
+        report: the measurements (as ``quantize_onnx`` returns them).
+    """
+
+    def __init__(self, message, report):
+        super().__init__(message)
+        self.report = report
+
+
+def int8_path(path):
+    """``model.int8.onnx`` for ``model.onnx``: where the int8 twin of an
+    ONNX file goes."""
+    path = Path(path)
+    return path.with_name(path.name.removesuffix(".onnx") + INT8_SUFFIX)
+
+
+def quantize_onnx(path, calibration_images, *, test_images=None,
+                  max_mse_increase=DEFAULT_MAX_MSE_INCREASE, recipe=None,
+                  verbose=False):
+    """Writes an int8 twin of an exported ``model.onnx`` and its encoder.
+
+    Args:
+        path: ``model.onnx`` as ``keras_ae.export`` wrote it (its
+            ``encoder.onnx``, if exported, is quantized too).
+        calibration_images: training images, ``(N, H, W, C)`` uint8 or
+            float in [0, 1] (about 1,000 suffice); their activations set the
+            int8 ranges.
+        test_images: images to measure both models on (the test split);
+            ``None`` measures on the calibration images (the report says so).
+        max_mse_increase: the most the int8 model's reconstruction MSE may
+            exceed the float model's, as a fraction (0.02: 2%).
+        recipe: changes to ``RECIPE``: ``format`` (``"QDQ"`` or
+            ``"QOperator"``), ``activations`` (``"uint8"`` or ``"int8"``),
+            ``per_channel`` (bool), ``calibration`` (one of
+            ``CALIBRATIONS``), ``float_ops`` (op types kept in float, from
+            ``QUANTIZABLE_OPS``), ``float_output_conv`` (bool: keep the
+            convolution before the sigmoid in float).
+        verbose: print what is measured.
+
+    Returns:
+        A dict: ``files`` (the int8 files written, by part), ``float_mse``,
+        ``int8_mse``, ``mse_increase`` (a fraction), ``max_mse_increase``,
+        ``measured_on`` and ``images``, ``calibration_images`` and
+        ``recipe``. The same is stored in ``model.int8.onnx``'s metadata
+        ``keras_ae.quantization``.
+
+    Raises:
+        QuantizationRefused: when the MSE rises by more than
+            ``max_mse_increase``; no file is written.
+        ValueError: for images of another shape or range, a bad bound, or a
+            file that is not a keras_ae model.
+
+    Example::
+
+        report = quantize_onnx("exported/ae/model.onnx", train_images[:1024],
+                               test_images=test_images)
+        report["mse_increase"]   # e.g. 0.012
+    """
+    path = Path(path)
+    if not (isinstance(max_mse_increase, (int, float)) and max_mse_increase >= 0):
+        raise InputError(f"max_mse_increase must be a fraction >= 0, got "
+                         f"{max_mse_increase!r}.")
+    recipe = check_recipe(recipe)
+    session = open_session(path, ["CPUExecutionProvider"])
+    check_io(session, str(path), "autoencoder", IMAGE, RECONSTRUCTION)
+    metadata = metadata_of(session)
+    shape = tuple(metadata.get(METADATA_PREFIX + "input_shape") or
+                  session.get_inputs()[0].shape[1:])
+    calibration = _images("calibration_images", calibration_images, shape)
+    measured_on = "test images" if test_images is not None else "calibration images"
+    test = calibration if test_images is None else _images("test_images",
+                                                           test_images, shape)
+    parts = {"model": path}
+    encoder = metadata.get(METADATA_PREFIX + "encoder_file")
+    if encoder is not None and (path.parent / encoder).is_file():
+        parts["encoder"] = path.parent / encoder
+
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".int8-") as tmp:
+        written = {part: Path(tmp) / int8_path(source).name
+                   for part, source in parts.items()}
+        for part, source in parts.items():
+            _quantize_file(source, written[part], calibration, tmp, recipe)
+        float_mse = _mse(session, test)
+        int8_mse = _mse(open_session(written["model"], ["CPUExecutionProvider"]), test)
+        increase = int8_mse / float_mse - 1 if float_mse > 0 else (
+            0.0 if int8_mse == 0 else float("inf"))
+        report = {
+            "files": {part: int8_path(source).name for part, source in parts.items()},
+            "float_mse": float_mse, "int8_mse": int8_mse,
+            "mse_increase": increase, "max_mse_increase": max_mse_increase,
+            "measured_on": measured_on, "images": len(test),
+            "calibration_images": len(calibration),
+            "recipe": {**recipe, "float_ops": list(recipe["float_ops"]),
+                       "weights": "int8", "calibration_batch": CALIBRATION_BATCH,
+                       "tool": "onnxruntime.quantization"},
+        }
+        if verbose:
+            print(f"  int8: test MSE {int8_mse:.5f} against float {float_mse:.5f} "
+                  f"({increase:+.2%}; allowed +{max_mse_increase:.0%}) on "
+                  f"{len(test)} {measured_on}")
+        if not increase <= max_mse_increase:
+            raise QuantizationRefused(
+                f"{path.name}: the int8 model's MSE is {increase:+.1%} above the "
+                f"float model's ({int8_mse:.5f} against {float_mse:.5f} on "
+                f"{len(test)} {measured_on}); allowed: +{max_mse_increase:.0%}. "
+                f"No int8 file was written; the float model stands.", report)
+        _finish(written, parts, report)
+    return report
+
+
+def _images(what, images, shape):
+    images = np.asarray(images)
+    if images.ndim == 3 and shape[-1] == 1:
+        images = images[..., None]
+    if images.ndim != 4 or tuple(images.shape[1:]) != tuple(shape) or not len(images):
+        raise InputError(
+            f"{what} must be a batch shaped (N, {', '.join(map(str, shape))}), "
+            f"got shape {images.shape}.")
+    if images.dtype != np.uint8 and not (
+            np.issubdtype(images.dtype, np.floating)
+            and images.min() >= 0 and images.max() <= 1):
+        raise InputError(f"{what} must be uint8, or floats in [0, 1]; got "
+                         f"{images.dtype} from {images.min()} to {images.max()}.")
+    return np.ascontiguousarray(to_unit_float(images), dtype=np.float32)
+
+
+def check_recipe(recipe):
+    """``RECIPE`` with ``recipe``'s changes, each checked; a one-line
+    ``InputError`` naming what is allowed."""
+    merged = {**RECIPE, **(recipe or {})}
+    choices = {"format": ("QDQ", "QOperator"), "activations": ("uint8", "int8"),
+               "per_channel": (True, False), "calibration": CALIBRATIONS,
+               "float_output_conv": (True, False)}
+    unknown = sorted(set(merged) - set(RECIPE))
+    if unknown:
+        raise InputError(f"unknown recipe keys {unknown}; expected some of "
+                         f"{sorted(RECIPE)}.")
+    for key, allowed in choices.items():
+        if merged[key] not in allowed:
+            raise InputError(f"recipe {key!r} must be one of {list(allowed)}, got "
+                             f"{merged[key]!r}.")
+    float_ops = tuple(merged["float_ops"])
+    if not set(float_ops) <= set(QUANTIZABLE_OPS):
+        raise InputError(f"recipe 'float_ops' must be op types of "
+                         f"{list(QUANTIZABLE_OPS)}, got {list(float_ops)}.")
+    return {**merged, "float_ops": float_ops}
+
+
+def _quantize_file(source, target, calibration, tmp, recipe):
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod,
+                                          QuantFormat, QuantType, quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Batches(CalibrationDataReader):
+        def __init__(self):
+            self._batches = iter(range(0, len(calibration), CALIBRATION_BATCH))
+
+        def get_next(self):
+            start = next(self._batches, None)
+            if start is None:
+                return None
+            return {IMAGE: calibration[start:start + CALIBRATION_BATCH]}
+
+    prepared = Path(tmp) / f"{Path(source).stem}.prepared.onnx"
+    # sympy-free: the symbolic pass is for dynamic shapes these models lack
+    quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+    excluded = _output_convs(prepared) if recipe["float_output_conv"] else []
+    method = {"percentile": CalibrationMethod.Percentile,
+              "entropy": CalibrationMethod.Entropy}.get(recipe["calibration"],
+                                                        CalibrationMethod.MinMax)
+    quantize_static(
+        str(prepared), str(target), Batches(),
+        quant_format=getattr(QuantFormat, recipe["format"]),
+        activation_type=(QuantType.QUInt8 if recipe["activations"] == "uint8"
+                         else QuantType.QInt8),
+        weight_type=QuantType.QInt8, per_channel=recipe["per_channel"],
+        op_types_to_quantize=[op for op in QUANTIZABLE_OPS
+                              if op not in recipe["float_ops"]],
+        calibrate_method=method, nodes_to_exclude=excluded,
+        extra_options={"CalibMovingAverage": recipe["calibration"] == "moving_average"})
+
+
+def _output_convs(path):
+    """Names of the convolutions whose output goes into a sigmoid: the
+    model's last layer, the one int8 rounding hurts most (its logits
+    become the pixels)."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    producers = {output: node for node in graph.node for output in node.output}
+    return [producers[node.input[0]].name for node in graph.node
+            if node.op_type == "Sigmoid" and node.input[0] in producers
+            and producers[node.input[0]].op_type == "Conv"]
+
+
+def _mse(session, images):
+    errors = []
+    for start in range(0, len(images), 256):
+        batch = images[start:start + 256]
+        (out,) = session.run([RECONSTRUCTION], {IMAGE: batch})
+        errors.append(per_image_mse(out, batch))
+    return float(np.mean(np.concatenate(errors)))
+
+
+def _finish(written, parts, report):
+    """Metadata into each int8 file (the model names its int8 encoder), then
+    each renamed into place, the model last."""
+    import onnx
+
+    for part, temporary in written.items():
+        proto = onnx.load(str(temporary))
+        if part == "model":
+            set_metadata(proto, METADATA_PREFIX + "encoder_file",
+                         report["files"].get("encoder"))
+            set_metadata(proto, METADATA_PREFIX + "quantization", report)
+        set_metadata(proto, METADATA_PREFIX + "precision", "int8")
+        onnx.save(proto, str(temporary))
+    for part in sorted(written, key=lambda p: p == "model"):
+        os.replace(written[part], Path(parts[part]).parent / written[part].name)
