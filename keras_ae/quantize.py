@@ -2,31 +2,34 @@
 
 ``quantize_onnx("exported/NAME/model.onnx", calibration_images,
 test_images=...)`` writes ``model.int8.onnx`` (and ``encoder.int8.onnx``)
-beside the float files: weights int8 per output channel, activations uint8,
-their ranges calibrated on ``calibration_images`` (training images), in
-onnxruntime's QDQ format, which its CPU provider fuses into integer kernels
-(VNNI and AMX on CPUs that have them). It then measures both models on
-``test_images`` and refuses, writing nothing, when the int8 model's
-reconstruction MSE is more than ``max_mse_increase`` (default 2%) above the
-float model's. ``keras_ae.serving.OnnxAutoencoder`` loads either file.
+beside the float files: int8 weights, uint8 activations whose ranges are
+calibrated on ``calibration_images`` (training images), in onnxruntime's
+QDQ format, which its CPU provider fuses into integer kernels (VNNI and AMX
+where the CPU has them). It then measures both models on ``test_images``
+and refuses, writing nothing, when the int8 model's reconstruction MSE is
+more than ``max_mse_increase`` (default 2%) above the float model's.
+``keras_ae.serving.OnnxAutoencoder`` loads either file.
 
-The recipe was chosen by measurement on the shipped Fashion-MNIST models
-(``tools/benchmark_inference.py --quantization``; docs/benchmarks.md):
+The recipe (``RECIPE``) was chosen by measurement on the shipped
+Fashion-MNIST models (``tools/benchmark_inference.py --int8``, which
+tabulates every alternative in docs/benchmarks.md):
 
-- QDQ with uint8 activations (the x86 integer kernels' native u8 x s8);
-  onnxruntime's QOperator format and int8 activations measured no better;
-- per-channel weights;
-- min/max calibration averaged over calibration batches (a moving
-  average), which measured lower error than plain min/max, percentiles or
-  entropy;
-- ``ConvTranspose``, ``ScatterND`` (max unpooling) and the sigmoid stay in
-  float: onnxruntime has no integer kernels for them, and a quantized
-  neighbour would only add conversions (``FLOAT_OPS``).
+- QDQ with uint8 activations (x86's integer kernels multiply u8 by s8);
+- one scale per weight tensor: per-channel scales measured a larger MSE
+  increase on these models (about +3.7% against +2.3% for the transpose
+  model);
+- min/max ranges averaged over calibration batches of 16 (a moving
+  average): lower error than plain min/max, percentiles or entropy;
+- the convolution before the sigmoid stays float: its output becomes the
+  pixels, and rounding it to 256 levels alone added about 1.5% to the MSE;
+- ``ConvTranspose`` stays float (onnxruntime has no integer kernel for it);
+  keras_ae's own exports have none (``keras_ae.onnx_trace`` traces it as a
+  convolution and a pixel shuffle, which quantize).
 
 Needs ``onnx`` and ``onnxruntime`` (its ``quantization`` package), not
-TensorFlow. The model's preprocessing is run with
-``skip_symbolic_shape=True``: the symbolic shape pass would need ``sympy``
-and adds nothing for these fixed-shape image models.
+TensorFlow. The model is prepared with ``skip_symbolic_shape=True``: the
+symbolic shape pass would need ``sympy`` and adds nothing for these
+fixed-shape image models.
 """
 
 import os

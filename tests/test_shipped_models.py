@@ -67,3 +67,35 @@ def test_shipped_model_reproduces_its_cards_test_mse(name):
     expected = card(name)["test"]
     assert expected["images"] == 10_000
     assert mse == pytest.approx(expected["mse"], rel=1e-4)
+
+
+def _int8_twins():
+    return [name for name in sorted(SHIPPED)
+            if (card(name).get("int8") or {}).get("files")]
+
+
+@pytest.mark.parametrize("name", _int8_twins())
+def test_shipped_int8_twin_loads_and_stays_within_its_bound(name):
+    int8 = card(name)["int8"]
+    model = OnnxAutoencoder(EXPORTED / name / int8["files"]["model"])
+    assert model.precision == "int8" and model.quantization["int8_mse"] == int8["int8_mse"]
+    assert int8["mse_increase"] <= int8["max_mse_increase"] == 0.02
+    samples = np.stack([np.asarray(Image.open(p)) for p in
+                        sorted((EXPORTED / "samples").glob("*.png"))])
+    float_model = OnnxAutoencoder(EXPORTED / name / "model.onnx")
+    assert np.abs(model.reconstruct(samples)
+                  - float_model.reconstruct(samples)).mean() < 0.01
+    assert model.encode(samples).shape == (len(samples), *float_model.code_shape)
+
+
+@pytest.mark.skipif(not TEST_IMAGES.exists(),
+                    reason="the real Fashion-MNIST is not installed "
+                           "(apt-get install dataset-fashion-mnist)")
+@pytest.mark.parametrize("name", _int8_twins())
+def test_shipped_int8_twin_reproduces_its_cards_test_mse(name):
+    int8 = card(name)["int8"]
+    model = OnnxAutoencoder(EXPORTED / name / int8["files"]["model"])
+    mse = float(np.mean(model.reconstruction_error(read_idx(TEST_IMAGES)),
+                        dtype=np.float64))
+    assert (int8["measured_on"], int8["images"]) == ("test images", 10_000)
+    assert mse == pytest.approx(int8["int8_mse"], rel=1e-4)
