@@ -191,9 +191,9 @@ RECIPES = {
     "percentile calibration": {"calibration": "percentile"},
     "entropy calibration": {"calibration": "entropy"},
     "int8 activations": {"activations": "int8"},
-    "per-tensor weights": {"per_channel": False},
+    "per-channel weights": {"per_channel": True},
     "QOperator format": {"format": "QOperator"},
-    "ConvTranspose quantized too": {"float_ops": ()},
+    "output convolution in int8 too": {"float_output_conv": False},
 }
 # session settings tried: OnnxAutoencoder keyword arguments
 SESSION_SETTINGS = {
