@@ -256,25 +256,28 @@ def test_onnx_path_must_end_in_onnx(tmp_path):
         export.export_onnx(BUILDERS["dense"](), tmp_path / "model.bin")
 
 
-def test_mixed_precision_model_exports_a_float32_graph(tmp_path):
+@pytest.mark.parametrize("policy, onnx_type, tolerance", [
+    ("mixed_float16", onnx.TensorProto.FLOAT16, 5e-3),
+    ("mixed_bfloat16", onnx.TensorProto.BFLOAT16, 3e-2)])
+def test_mixed_precision_model_exports_a_float32_graph(tmp_path, policy, onnx_type,
+                                                       tolerance):
     previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy("mixed_float16")
+    keras.mixed_precision.set_global_policy(policy)
     try:
-        model = conv("upsample")
+        model = conv("transpose")
     finally:
         keras.mixed_precision.set_global_policy(previous)
-    assert model.get_layer("encoder").layers[1].compute_dtype == "float16"
+    assert model.get_layer("encoder").layers[1].compute_dtype == policy.removeprefix("mixed_")
     card = export.export_model(model, tmp_path / "out", verbose=False)
     assert card["exported_from_mixed_precision"] is True
     proto = onnx.load(str(tmp_path / "out" / "model.onnx"))
-    float16 = onnx.TensorProto.FLOAT16
-    assert not [t.name for t in proto.graph.initializer if t.data_type == float16]
+    assert not [t.name for t in proto.graph.initializer if t.data_type == onnx_type]
     assert not [n.name for n in proto.graph.node
-                if n.op_type == "Cast" and any(a.i == float16 for a in n.attribute)]
+                if n.op_type == "Cast" and any(a.i == onnx_type for a in n.attribute)]
     x = images(3)
     got = run_onnx(tmp_path / "out" / "model.onnx", "image", x)
     np.testing.assert_allclose(got, export.float32_model(model)(x), atol=1e-5)
-    np.testing.assert_allclose(got, model(x), atol=5e-3)  # float16 rounding only
+    np.testing.assert_allclose(got, model(x), atol=tolerance)  # 16-bit rounding only
 
 
 def test_float32_model_is_the_model_itself_when_already_float32():
