@@ -43,7 +43,8 @@ def add_parser(commands):
                       help="the most the int8 test MSE may exceed the float "
                            "model's (default 0.02: 2%%)")
     int8.add_argument("--seed", type=int, default=0,
-                      help="draws the calibration images (default 0)")
+                      help="seeds the shuffle the calibration images are "
+                           "drawn from (default 0)")
     add_data_options(export, images_help="the model's").description = (
         "where --quantize finds training and test images (default: the data "
         "the run trained on, from the metrics.json beside MODEL)")

@@ -13,6 +13,7 @@
 import argparse
 import os
 
+from keras_ae._validation import positive_int
 from keras_ae.errors import InputError
 from keras_ae.quiet import image_decoder_log_dropped
 from keras_ae.images import RESIZE_MODES  # numpy only: cheap to import
@@ -241,30 +242,28 @@ def export_formats(text):
 
 
 def quantization_images(args, model, metrics):
-    """``calibration_images`` (``--calibration-images`` training images,
-    drawn with ``--seed``) and ``test_images`` (the test split) for
-    ``keras-ae export --quantize``, from the data flags if any are given,
-    else from the data the run trained on (its metrics.json settings)."""
+    """``calibration_images`` (the first ``--calibration-images`` training
+    images of the pipeline's seeded shuffle) and ``test_images`` (the test
+    split) for ``keras-ae export --quantize``, from the data flags if any are
+    given, else from the data the run trained on (its metrics.json
+    settings)."""
     import numpy as np
 
-    given = args.images or args.data_dir or args.dataset
-    settings = metrics.get("settings") or {}
-    if not given:
-        _recorded_data_flags(args, settings)
+    count = positive_int("--calibration-images", args.calibration_images)
+    if not (args.images or args.data_dir or args.dataset):
+        _recorded_data_flags(args, metrics.get("settings") or {})
     shape = tuple(model.input_shape[1:])
     data = load_data(args, model_shape=shape, recorded=metrics.get("preprocessing"))
     print(f"int8 calibration and test images: {data.source}")
-    train = _targets(data.train)
-    count = positive_count("--calibration-images", args.calibration_images)
-    chosen = np.random.default_rng(args.seed).permutation(len(train))[:count]
-    return {"calibration_images": train[np.sort(chosen)],
-            "test_images": _targets(data.test)}
-
-
-def positive_count(flag, value):
-    if value < 1:
-        raise InputError(f"{flag} must be at least 1, got {value}.")
-    return value
+    calibration, taken = [], 0
+    for _, targets in data.train.as_numpy_iterator():  # shuffled: a random draw
+        calibration.append(targets[:count - taken])
+        taken += len(calibration[-1])
+        if taken == count:
+            break
+    return {"calibration_images": np.concatenate(calibration),
+            "test_images": np.concatenate(
+                [targets for _, targets in data.test.as_numpy_iterator()])}
 
 
 def _recorded_data_flags(args, settings):
@@ -288,10 +287,3 @@ def _recorded_data_flags(args, settings):
             f"the run trained on {source!r}, which keras-ae cannot read again; "
             "give --images, --data-dir or --dataset for the int8 calibration.")
     # nothing recorded (a model from elsewhere): load_data's default dataset
-
-
-def _targets(dataset):
-    """The clean images of a pipeline's ``(input, target)`` batches."""
-    import numpy as np
-
-    return np.concatenate([targets for _, targets in dataset.as_numpy_iterator()])

@@ -96,7 +96,6 @@ def configure_devices(mixed_precision="auto"):
         InputError: for a ``mixed_precision`` other than those, a
             malformed ``TF_CONFIG``, or a cluster asked for too late.
     """
-    precision.choose_policy(mixed_precision)  # a bad choice fails first
     config = cluster.tf_config()
     gpus = len(tf.config.list_physical_devices("GPU"))
     policy = precision.choose_policy(mixed_precision, gpus=gpus)
