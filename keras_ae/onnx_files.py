@@ -48,9 +48,9 @@ def session_options(intra_op_threads=None, graph_optimization="all",
     """The ``onnxruntime.SessionOptions`` every ``OnnxAutoencoder`` session uses.
 
     All session settings live here, so that a benchmark can tune them in
-    one place. The defaults are what measured best for keras_ae's models
-    at batch 1 and at batch 256 (``tools/benchmark_inference.py
-    --session-settings``; docs/benchmarks.md).
+    one place. The defaults measured best for keras_ae's default model at
+    batch 256, and in float32 at batch 1 (``tools/benchmark_inference.py
+    --int8``; docs/benchmarks.md).
 
     Args:
         intra_op_threads: threads one operator may use; ``None`` keeps
