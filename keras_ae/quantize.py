@@ -43,9 +43,9 @@ from pathlib import Path
 import numpy as np
 
 from keras_ae.errors import InputError
-from keras_ae.onnx_files import (IMAGE, METADATA_PREFIX, RECONSTRUCTION, check_io,
-                                 metadata_of, open_session, set_metadata)
-from keras_ae.pixels import per_image_mse, to_unit_float
+from keras_ae.onnx_files import IMAGE, METADATA_PREFIX, set_metadata
+from keras_ae.pixels import to_unit_float
+from keras_ae.serving import OnnxAutoencoder
 
 INT8_SUFFIX = ".int8.onnx"
 DEFAULT_MAX_MSE_INCREASE = 0.02
@@ -130,11 +130,8 @@ def quantize_onnx(path, calibration_images, *, test_images=None,
         raise InputError(f"max_mse_increase must be a fraction >= 0, got "
                          f"{max_mse_increase!r}.")
     recipe = check_recipe(recipe)
-    session = open_session(path, ["CPUExecutionProvider"])
-    check_io(session, str(path), "autoencoder", IMAGE, RECONSTRUCTION)
-    metadata = metadata_of(session)
-    shape = tuple(metadata.get(METADATA_PREFIX + "input_shape") or
-                  session.get_inputs()[0].shape[1:])
+    float_model = OnnxAutoencoder(path, providers=["CPUExecutionProvider"])
+    metadata, shape = float_model.metadata, float_model.input_shape
     calibration = _images("calibration_images", calibration_images, shape)
     measured_on = "test images" if test_images is not None else "calibration images"
     test = calibration if test_images is None else _images("test_images",
@@ -149,8 +146,9 @@ def quantize_onnx(path, calibration_images, *, test_images=None,
                    for part, source in parts.items()}
         for part, source in parts.items():
             _quantize_file(source, written[part], calibration, tmp, recipe)
-        float_mse = _mse(session, test)
-        int8_mse = _mse(open_session(written["model"], ["CPUExecutionProvider"]), test)
+        float_mse = _mse(float_model, test)
+        int8_mse = _mse(OnnxAutoencoder(written["model"],
+                                        providers=["CPUExecutionProvider"]), test)
         increase = int8_mse / float_mse - 1 if float_mse > 0 else (
             0.0 if int8_mse == 0 else float("inf"))
         report = {
@@ -262,13 +260,9 @@ def _output_convs(path):
             and producers[node.input[0]].op_type == "Conv"]
 
 
-def _mse(session, images):
-    errors = []
-    for start in range(0, len(images), 256):
-        batch = images[start:start + 256]
-        (out,) = session.run([RECONSTRUCTION], {IMAGE: batch})
-        errors.append(per_image_mse(out, batch))
-    return float(np.mean(np.concatenate(errors)))
+def _mse(model, images):
+    """Mean reconstruction MSE of ``OnnxAutoencoder`` ``model`` on ``images``."""
+    return float(np.mean(model.reconstruction_error(images), dtype=np.float64))
 
 
 def _finish(written, parts, report):
