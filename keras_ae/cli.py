@@ -250,14 +250,18 @@ def _model_options(args):
     return given
 
 
-def _previous_speed(output, result):
-    """Images/s of this run; for a finished run loaded again, the figure
-    measured when it trained (kept in its metrics.json)."""
+def _training_figures(output, result, seconds):
+    """``train_images_per_second`` and ``seconds`` of this run; for a
+    finished run loaded again, those measured when it trained (kept in its
+    metrics.json), not the time it took to measure it again."""
     speed = result.train_images_per_second
-    if math.isnan(speed) and os.path.exists(f"{output}/metrics.json"):
+    figures = {"train_images_per_second": None if math.isnan(speed) else round(speed, 1),
+               "seconds": round(seconds, 1)}
+    if result.finished_before and os.path.exists(f"{output}/metrics.json"):
         with open(f"{output}/metrics.json") as f:
-            return json.load(f).get("train_images_per_second")
-    return None if math.isnan(speed) else round(speed, 1)
+            previous = json.load(f)
+        figures = {key: previous.get(key, value) for key, value in figures.items()}
+    return figures
 
 
 def _train(args):
@@ -331,7 +335,7 @@ def _train(args):
         "preprocessing": data.preprocessing,
         "parameters": model.count_params(),
         "code_floats": keras_ae.code_floats(model),
-        "train_images_per_second": _previous_speed(output, result),
+        **_training_figures(output, result, time.time() - started),
         "epochs_run": len(result.history),
         "devices": result.devices.description,
         # as run.json records it: a finished run loaded again keeps its own
@@ -340,7 +344,6 @@ def _train(args):
         "settings": {**settings, "epochs": args.epochs,
                      "learning_rate": learning_rate},
         "keras_ae_version": keras_ae.__version__,
-        "seconds": round(time.time() - started, 1),
     }
     files.write_json(f"{output}/metrics.json", metrics)
     print(f"test: MSE {test['mse']:.5f}, PSNR {test['psnr']:.2f} dB, "

@@ -15,17 +15,23 @@ Fashion-MNIST models (``tools/benchmark_inference.py --int8``, which
 tabulates every alternative in docs/benchmarks.md):
 
 - QDQ with uint8 activations (x86's integer kernels multiply u8 by s8);
-- one scale per weight tensor: on the first shipped models (trained in
-  float32) per-channel scales raised the MSE more for two decoders of three
-  (upsample +3.1% against +1.3%, unpool +1.8% against -2.5%; transpose
-  +1.4% against +1.6%, measured by hand with onnxruntime's tools); on the
-  bfloat16-trained transpose model now shipped per-channel measures +0.9%
-  against +1.3% (the benchmark's recipe table), so the choice is close;
+- one scale per output channel of each weight tensor: on the shipped models
+  (trained in bfloat16) the MSE rose less than with one scale per tensor,
+  most for the decoders other than the default (upsample +1.3% against
+  +2.7%, unpool -1.0% against +4.5%, transpose +1.0% against +1.4%);
 - min/max ranges averaged over calibration batches of 16 (a moving
   average): lower error than plain min/max, percentiles or entropy;
-- the convolution before the sigmoid stays float: its output becomes the
-  pixels; in int8 too it doubled the MSE increase of the shipped transpose
-  model (+2.4% against +1.3%) for a little more speed;
+- the convolution before the sigmoid in int8 too, its output range cut to
+  ``LOGIT_LIMIT`` (+-ln 509): beyond it the sigmoid is within half an 8-bit
+  grey level of 0 or 1, so the 256 steps are spent where the pixel still
+  changes. Calibrated, the range ran to about -20 on dark backgrounds and
+  int8 doubled the MSE increase; cut, it costs little, and that
+  convolution, left in float, took a third of the int8 model's time with
+  the conversions around it;
+- convolutions over fewer than ``MIN_INPUT_CHANNELS`` (4) input channels
+  (the first one of a grey model) get zero channels and zero weights, the
+  same sums: onnxruntime's integer convolution ran the 1-channel one about
+  2.4 times slower than the 4-channel one;
 - ``ConvTranspose`` stays float (onnxruntime has no integer kernel for it);
   keras_ae's own exports have none (``keras_ae.onnx_trace`` traces it as a
   convolution and a pixel shuffle, which quantize).
@@ -36,12 +42,14 @@ symbolic shape pass would need ``sympy`` and adds nothing for these
 fixed-shape image models.
 """
 
+import math
 import os
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from keras_ae import int8_graph
 from keras_ae.errors import InputError
 from keras_ae.onnx_files import IMAGE, METADATA_PREFIX, set_metadata
 from keras_ae.pixels import to_unit_float
@@ -57,11 +65,15 @@ QUANTIZABLE_OPS = ("Conv", "ConvTranspose", "MaxPool", "AveragePool", "Relu",
                    "Resize", "Reshape", "Transpose", "Gemm", "MatMul", "Flatten")
 FLOAT_OPS = ("ConvTranspose",)
 CALIBRATIONS = ("minmax", "moving_average", "percentile", "entropy")
+# sigmoid(-x) < 1/510 for x > ln(509): half an 8-bit grey level from 0
+LOGIT_LIMIT = math.log(509)
+MIN_INPUT_CHANNELS = int8_graph.MIN_INPUT_CHANNELS
 # The recipe quantize_onnx follows unless told otherwise (see the module
 # docstring for why each choice).
-RECIPE = {"format": "QDQ", "activations": "uint8", "per_channel": False,
+RECIPE = {"format": "QDQ", "activations": "uint8", "per_channel": True,
           "calibration": "moving_average", "float_ops": FLOAT_OPS,
-          "float_output_conv": True}
+          "float_output_conv": False, "logit_limit": LOGIT_LIMIT,
+          "min_input_channels": MIN_INPUT_CHANNELS, "resize_as_shuffle": True}
 
 
 class QuantizationRefused(RuntimeError):
@@ -103,7 +115,12 @@ def quantize_onnx(path, calibration_images, *, test_images=None,
             ``per_channel`` (bool), ``calibration`` (one of
             ``CALIBRATIONS``), ``float_ops`` (op types kept in float, from
             ``QUANTIZABLE_OPS``), ``float_output_conv`` (bool: keep the
-            convolution before the sigmoid in float).
+            convolution before the sigmoid in float), ``logit_limit``
+            (``None``, or the largest magnitude the int8 range of the
+            sigmoid's input keeps), ``min_input_channels`` (``None``, or
+            the input channels a convolution is widened to),
+            ``resize_as_shuffle`` (bool: nearest upsampling as a 1x1
+            convolution and a pixel shuffle).
         verbose: print what is measured.
 
     Returns:
@@ -197,7 +214,8 @@ def check_recipe(recipe):
     merged = {**RECIPE, **(recipe or {})}
     choices = {"format": ("QDQ", "QOperator"), "activations": ("uint8", "int8"),
                "per_channel": (True, False), "calibration": CALIBRATIONS,
-               "float_output_conv": (True, False)}
+               "float_output_conv": (True, False),
+               "resize_as_shuffle": (True, False)}
     unknown = sorted(set(merged) - set(RECIPE))
     if unknown:
         raise InputError(f"unknown recipe keys {unknown}; expected some of "
@@ -206,6 +224,15 @@ def check_recipe(recipe):
         if merged[key] not in allowed:
             raise InputError(f"recipe {key!r} must be one of {list(allowed)}, got "
                              f"{merged[key]!r}.")
+    limit, channels = merged["logit_limit"], merged["min_input_channels"]
+    if limit is not None and not (isinstance(limit, (int, float))
+                                  and not isinstance(limit, bool) and limit > 0):
+        raise InputError(f"recipe 'logit_limit' must be None or a number > 0, got "
+                         f"{limit!r}.")
+    if channels is not None and not (isinstance(channels, int)
+                                     and not isinstance(channels, bool) and channels >= 1):
+        raise InputError(f"recipe 'min_input_channels' must be None or an integer "
+                         f">= 1, got {channels!r}.")
     float_ops = tuple(merged["float_ops"])
     if not set(float_ops) <= set(QUANTIZABLE_OPS):
         raise InputError(f"recipe 'float_ops' must be op types of "
@@ -231,7 +258,13 @@ def _quantize_file(source, target, calibration, tmp, recipe):
     prepared = Path(tmp) / f"{Path(source).stem}.prepared.onnx"
     # sympy-free: the symbolic pass is for dynamic shapes these models lack
     quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
-    excluded = _output_convs(prepared) if recipe["float_output_conv"] else []
+    _rewrite_for_integers(prepared, recipe)
+    output_convs = _output_convs(prepared)
+    excluded = [node.name for node in output_convs] if recipe["float_output_conv"] else []
+    overrides = {}
+    if recipe["logit_limit"] and not recipe["float_output_conv"]:
+        overrides = _logit_ranges(prepared, output_convs, calibration,
+                                  recipe["logit_limit"])
     method = {"percentile": CalibrationMethod.Percentile,
               "entropy": CalibrationMethod.Entropy}.get(recipe["calibration"],
                                                         CalibrationMethod.MinMax)
@@ -244,20 +277,59 @@ def _quantize_file(source, target, calibration, tmp, recipe):
         op_types_to_quantize=[op for op in QUANTIZABLE_OPS
                               if op not in recipe["float_ops"]],
         calibrate_method=method, nodes_to_exclude=excluded,
-        extra_options={"CalibMovingAverage": recipe["calibration"] == "moving_average"})
+        extra_options={"CalibMovingAverage": recipe["calibration"] == "moving_average",
+                       "TensorQuantOverrides": overrides})
+
+
+def _rewrite_for_integers(path, recipe):
+    """The recipe's rewrites of the float graph (``keras_ae.int8_graph``),
+    in place; each computes the same, faster in integers."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    changed = []
+    if recipe["min_input_channels"]:
+        changed += int8_graph.widen_thin_convolutions(proto,
+                                                      recipe["min_input_channels"])
+    if recipe["resize_as_shuffle"]:
+        changed += int8_graph.nearest_resize_as_shuffle(proto)
+    if changed:
+        onnx.save(proto, str(path))
 
 
 def _output_convs(path):
-    """Names of the convolutions whose output goes into a sigmoid: the
-    model's last layer, the one int8 rounding hurts most (its logits
-    become the pixels)."""
+    """The convolutions whose output goes into a sigmoid: the model's last
+    layer, whose output (the logits) becomes the pixels."""
     import onnx
 
     graph = onnx.load(str(path)).graph
     producers = {output: node for node in graph.node for output in node.output}
-    return [producers[node.input[0]].name for node in graph.node
+    return [producers[node.input[0]] for node in graph.node
             if node.op_type == "Sigmoid" and node.input[0] in producers
             and producers[node.input[0]].op_type == "Conv"]
+
+
+def _logit_ranges(path, convs, calibration, limit):
+    """``TensorQuantOverrides`` for the outputs of ``convs``: their range on
+    the calibration images, cut to ``[-limit, limit]``."""
+    import onnx
+    import onnxruntime
+
+    if not convs:
+        return {}
+    proto = onnx.load(str(path))
+    names = [conv.output[0] for conv in convs]
+    proto.graph.output.extend(onnx.ValueInfoProto(name=name) for name in names)
+    session = onnxruntime.InferenceSession(proto.SerializeToString(),
+                                           providers=["CPUExecutionProvider"])
+    lows, highs = np.full(len(names), np.inf), np.full(len(names), -np.inf)
+    for start in range(0, len(calibration), 256):
+        logits = session.run(names, {IMAGE: calibration[start:start + 256]})
+        lows = np.minimum(lows, [value.min() for value in logits])
+        highs = np.maximum(highs, [value.max() for value in logits])
+    return {name: [{"rmin": np.float32(max(low, -limit)),
+                    "rmax": np.float32(min(high, limit))}]
+            for name, low, high in zip(names, lows, highs)}
 
 
 def _mse(model, images):

@@ -46,6 +46,16 @@ def test_train_writes_model_history_metrics_and_pictures(idx_dir, tmp_path, caps
     assert "test: MSE" in printed and "Epoch 2/2" in printed
     assert f"devices: CPU, {policy}" in printed or "GPU" in printed
 
+    # the same command again measures the finished model again; its
+    # training figures stay those of the training
+    assert cli.main(train_args(idx_dir, out)) == 0
+    assert "holds this run, finished: measuring its model again" in \
+        capsys.readouterr().out
+    again = json.loads((out / "metrics.json").read_text())
+    assert (again["seconds"], again["train_images_per_second"]) == (
+        metrics["seconds"], metrics["train_images_per_second"])
+    assert again["test"] == metrics["test"]
+
 
 def test_mixed_precision_flag_takes_a_policy_by_name(idx_dir, tmp_path, capsys):
     out = tmp_path / "run"

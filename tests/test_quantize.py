@@ -1,6 +1,7 @@
 """int8 exports: onnxruntime static quantization, its refusal rule, serving."""
 
 import json
+import re
 
 import numpy as np
 import onnx
@@ -231,3 +232,75 @@ def test_export_quantize_with_a_bad_count(run_folder, tmp_path, capsys):
     assert "--calibration-images must be a positive integer, got 0." in \
         capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+# --- the recipe's graph preparation ------------------------------------------
+
+def test_the_output_convolution_is_int8_with_its_logits_cut(trained, exported, tmp_path):
+    import onnxruntime
+
+    _, train, test = trained
+    path = _copy(exported, tmp_path)
+    limit = 0.5
+    # (a cut this deep clips the pixels to [0.38, 0.62]: no bound)
+    quantize_onnx(path, train[:128], test_images=test, max_mse_increase=float("inf"),
+                  recipe={"logit_limit": limit})
+    graph = onnx.load(int8_path(path)).graph
+    producers = {out: node for node in graph.node for out in node.output}
+    values = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
+    sigmoid = next(node for node in graph.node if node.op_type == "Sigmoid")
+    dequantize = producers[sigmoid.input[0]]
+    assert dequantize.op_type == "DequantizeLinear"  # the logits come from int8
+    logits = producers[producers[dequantize.input[0]].input[0]].output[0]
+
+    # the logits' range on the calibration images, cut to [-0.5, 0.5]
+    proto = onnx.load(path)
+    proto.graph.output.extend([onnx.ValueInfoProto(name=logits)])
+    session = onnxruntime.InferenceSession(proto.SerializeToString(),
+                                           providers=["CPUExecutionProvider"])
+    seen = session.run([logits], {"image": train[:128].astype(np.float32)})[0]
+    assert seen.min() < -limit and seen.max() > limit  # so the cut shows
+    assert float(values[dequantize.input[1]]) == pytest.approx(2 * limit / 255)
+
+    # the first convolution (1 channel in) was widened to 4
+    assert any(node.op_type == "Pad" for node in graph.node)
+
+
+def test_the_output_convolution_can_stay_float(trained, exported, tmp_path):
+    _, train, _ = trained
+    path = _copy(exported, tmp_path)
+    report = quantize_onnx(path, train[:64], max_mse_increase=1.0,
+                           recipe={"float_output_conv": True, "min_input_channels": None})
+    assert report["recipe"]["float_output_conv"] is True
+    graph = onnx.load(int8_path(path)).graph
+    producers = {out: node for node in graph.node for out in node.output}
+    sigmoid = next(node for node in graph.node if node.op_type == "Sigmoid")
+    assert producers[sigmoid.input[0]].op_type == "Conv"
+    assert not any(node.op_type == "Pad" for node in graph.node)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"logit_limit": 0}, "recipe 'logit_limit' must be None or a number > 0, got 0."),
+    ({"min_input_channels": True},
+     "recipe 'min_input_channels' must be None or an integer >= 1, got True."),
+    ({"per_channel": "yes"}, "recipe 'per_channel' must be one of [True, False], "
+                             "got 'yes'."),
+    ({"bits": 4}, "unknown recipe keys ['bits']; expected some of"),
+])
+def test_bad_recipes(change, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        quantize.check_recipe(change)
+
+
+def test_upsampling_runs_as_a_copy_and_a_shuffle_in_int8_only(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = keras_ae.build_conv_autoencoder((16, 16, 1), filters=(8, 4),
+                                            convs_per_stage=1, decoder="upsample")
+    export.export_onnx(model, tmp_path / "model.onnx")
+    images = np.random.default_rng(0).random((32, 16, 16, 1), np.float32)
+    report = quantize_onnx(tmp_path / "model.onnx", images,
+                           max_mse_increase=float("inf"))
+    float_ops = {n.op_type for n in onnx.load(tmp_path / "model.onnx").graph.node}
+    int8_ops = {n.op_type for n in onnx.load(int8_path(tmp_path / "model.onnx")).graph.node}
+    assert "Resize" in float_ops and "Resize" not in int8_ops
+    assert report["recipe"]["resize_as_shuffle"] is True
