@@ -17,21 +17,24 @@ tabulates every alternative in docs/benchmarks.md):
 - QDQ with uint8 activations (x86's integer kernels multiply u8 by s8);
 - one scale per output channel of each weight tensor: on the shipped models
   (trained in bfloat16) the MSE rose less than with one scale per tensor,
-  most for the decoders other than the default (upsample +1.3% against
-  +2.7%, unpool -1.0% against +4.5%, transpose +1.0% against +1.4%);
+  most for the decoders other than the default (measured by hand with the
+  rest of this recipe: upsample +1.3% against +2.7%, unpool -1.0% against
+  +4.5%, transpose +1.0% against +1.4%);
 - min/max ranges averaged over calibration batches of 16 (a moving
   average): lower error than plain min/max, percentiles or entropy;
 - the convolution before the sigmoid in int8 too, its output range cut to
   ``LOGIT_LIMIT`` (+-ln 509): beyond it the sigmoid is within half an 8-bit
   grey level of 0 or 1, so the 256 steps are spent where the pixel still
-  changes. Calibrated, the range ran to about -20 on dark backgrounds and
-  int8 doubled the MSE increase; cut, it costs little, and that
-  convolution, left in float, took a third of the int8 model's time with
-  the conversions around it;
-- convolutions over fewer than ``MIN_INPUT_CHANNELS`` (4) input channels
-  (the first one of a grey model) get zero channels and zero weights, the
-  same sums: onnxruntime's integer convolution ran the 1-channel one about
-  2.4 times slower than the 4-channel one;
+  changes. On the shipped models' black backgrounds the logits reach -24
+  to -94 (46% of the transpose model's lie below -6.2), and calibrated
+  as they are, int8 doubled the MSE increase (+2.0% against +1.0%); left in
+  float, that convolution and the conversions around it took a third of
+  the int8 model's time;
+- the float graph rewritten first where onnxruntime's integer kernels run
+  another shape faster, computing the same (``keras_ae.int8_graph``):
+  convolutions over fewer than ``MIN_INPUT_CHANNELS`` (4) input channels
+  widened with zeros; nearest upsampling as a copying 1x1 convolution and
+  a pixel shuffle;
 - ``ConvTranspose`` stays float (onnxruntime has no integer kernel for it);
   keras_ae's own exports have none (``keras_ae.onnx_trace`` traces it as a
   convolution and a pixel shuffle, which quantize).
@@ -118,7 +121,7 @@ def quantize_onnx(path, calibration_images, *, test_images=None,
             convolution before the sigmoid in float), ``logit_limit``
             (``None``, or the largest magnitude the int8 range of the
             sigmoid's input keeps), ``min_input_channels`` (``None``, or
-            the input channels a convolution is widened to),
+            the input channels thin convolutions are widened to),
             ``resize_as_shuffle`` (bool: nearest upsampling as a 1x1
             convolution and a pixel shuffle).
         verbose: print what is measured.
@@ -289,8 +292,7 @@ def _rewrite_for_integers(path, recipe):
     proto = onnx.load(str(path))
     changed = []
     if recipe["min_input_channels"]:
-        changed += int8_graph.widen_thin_convolutions(proto,
-                                                      recipe["min_input_channels"])
+        changed += int8_graph.widen_thin_convolutions(proto, recipe["min_input_channels"])
     if recipe["resize_as_shuffle"]:
         changed += int8_graph.nearest_resize_as_shuffle(proto)
     if changed:
