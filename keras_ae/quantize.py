@@ -32,9 +32,10 @@ tabulates every alternative in docs/benchmarks.md):
   the int8 model's time;
 - the float graph rewritten first where onnxruntime's integer kernels run
   another shape faster, computing the same (``keras_ae.int8_graph``):
-  convolutions over fewer than ``MIN_INPUT_CHANNELS`` (4) input channels
-  widened with zeros; nearest upsampling as a copying 1x1 convolution and
-  a pixel shuffle;
+  convolutions over fewer than ``MIN_INPUT_CHANNELS`` (4) input channels,
+  and an output convolution with fewer than ``MIN_FILTERS`` (16) filters,
+  widened with zeros (the extra outputs sliced off); nearest upsampling as
+  a copying 1x1 convolution and a pixel shuffle;
 - ``ConvTranspose`` stays float (onnxruntime has no integer kernel for it);
   keras_ae's own exports have none (``keras_ae.onnx_trace`` traces it as a
   convolution and a pixel shuffle, which quantize).
@@ -71,12 +72,14 @@ CALIBRATIONS = ("minmax", "moving_average", "percentile", "entropy")
 # sigmoid(-x) < 1/510 for x > ln(509): half an 8-bit grey level from 0
 LOGIT_LIMIT = math.log(509)
 MIN_INPUT_CHANNELS = int8_graph.MIN_INPUT_CHANNELS
+MIN_FILTERS = int8_graph.MIN_FILTERS
 # The recipe quantize_onnx follows unless told otherwise (see the module
 # docstring for why each choice).
 RECIPE = {"format": "QDQ", "activations": "uint8", "per_channel": True,
           "calibration": "moving_average", "float_ops": FLOAT_OPS,
           "float_output_conv": False, "logit_limit": LOGIT_LIMIT,
-          "min_input_channels": MIN_INPUT_CHANNELS, "resize_as_shuffle": True}
+          "min_input_channels": MIN_INPUT_CHANNELS, "min_filters": MIN_FILTERS,
+          "resize_as_shuffle": True}
 
 
 class QuantizationRefused(RuntimeError):
@@ -122,6 +125,8 @@ def quantize_onnx(path, calibration_images, *, test_images=None,
             (``None``, or the largest magnitude the int8 range of the
             sigmoid's input keeps), ``min_input_channels`` (``None``, or
             the input channels thin convolutions are widened to),
+            ``min_filters`` (``None``, or the filters an int8 output
+            convolution is widened to),
             ``resize_as_shuffle`` (bool: nearest upsampling as a 1x1
             convolution and a pixel shuffle).
         verbose: print what is measured.
@@ -227,15 +232,17 @@ def check_recipe(recipe):
         if merged[key] not in allowed:
             raise InputError(f"recipe {key!r} must be one of {list(allowed)}, got "
                              f"{merged[key]!r}.")
-    limit, channels = merged["logit_limit"], merged["min_input_channels"]
+    limit = merged["logit_limit"]
     if limit is not None and not (isinstance(limit, (int, float))
                                   and not isinstance(limit, bool) and limit > 0):
         raise InputError(f"recipe 'logit_limit' must be None or a number > 0, got "
                          f"{limit!r}.")
-    if channels is not None and not (isinstance(channels, int)
-                                     and not isinstance(channels, bool) and channels >= 1):
-        raise InputError(f"recipe 'min_input_channels' must be None or an integer "
-                         f">= 1, got {channels!r}.")
+    for key in ("min_input_channels", "min_filters"):
+        count = merged[key]
+        if count is not None and not (isinstance(count, int)
+                                      and not isinstance(count, bool) and count >= 1):
+            raise InputError(f"recipe {key!r} must be None or an integer >= 1, got "
+                             f"{count!r}.")
     float_ops = tuple(merged["float_ops"])
     if not set(float_ops) <= set(QUANTIZABLE_OPS):
         raise InputError(f"recipe 'float_ops' must be op types of "
@@ -293,6 +300,8 @@ def _rewrite_for_integers(path, recipe):
     changed = []
     if recipe["min_input_channels"]:
         changed += int8_graph.widen_thin_convolutions(proto, recipe["min_input_channels"])
+    if recipe["min_filters"] and not recipe["float_output_conv"]:  # for int8 kernels
+        changed += int8_graph.widen_output_convolutions(proto, recipe["min_filters"])
     if recipe["resize_as_shuffle"]:
         changed += int8_graph.nearest_resize_as_shuffle(proto)
     if changed:
@@ -300,15 +309,21 @@ def _rewrite_for_integers(path, recipe):
 
 
 def _output_convs(path):
-    """The convolutions whose output goes into a sigmoid: the model's last
-    layer, whose output (the logits) becomes the pixels."""
+    """The convolutions whose output goes into a sigmoid (directly, or
+    through ``widen_output_convolutions``' slice): the model's last layer, whose
+    output (the logits) becomes the pixels."""
     import onnx
 
     graph = onnx.load(str(path)).graph
     producers = {output: node for node in graph.node for output in node.output}
-    return [producers[node.input[0]] for node in graph.node
-            if node.op_type == "Sigmoid" and node.input[0] in producers
-            and producers[node.input[0]].op_type == "Conv"]
+    convs = []
+    for sigmoid in [node for node in graph.node if node.op_type == "Sigmoid"]:
+        node = producers.get(sigmoid.input[0])
+        while node is not None and node.op_type in ("Transpose", "Slice"):
+            node = producers.get(node.input[0])
+        if node is not None and node.op_type == "Conv":
+            convs.append(node)
+    return convs
 
 
 def _logit_ranges(path, convs, calibration, limit):

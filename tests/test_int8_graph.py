@@ -95,3 +95,43 @@ def test_other_resizes_are_left():
                   _resize_model(2, 2, [1, 2, 2, 2])):
         assert int8_graph.nearest_resize_as_shuffle(model) == []
         assert [node.op_type for node in model.graph.node] == ["Resize"]
+
+
+def _output_conv_model(filters, sigmoid=True):
+    """A hand-made ONNX model: a 1x1 convolution (with bias) into a sigmoid."""
+    kernel = np.arange(1, 2 * filters + 1, dtype=np.float32).reshape(filters, 2, 1, 1)
+    bias = -np.arange(filters, dtype=np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["logits" if sigmoid else "y"],
+                              name="conv")]
+    if sigmoid:
+        nodes.append(helper.make_node("Sigmoid", ["logits"], ["y"], name="sigmoid"))
+    graph = helper.make_graph(
+        nodes, "output_conv",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [None, 2, 2, 3])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT,
+                                       [None, filters, 2, 3])],
+        [numpy_helper.from_array(kernel, "w"), numpy_helper.from_array(bias, "b")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def test_a_one_filter_output_convolution_is_widened_and_sliced_back():
+    model = _output_conv_model(1)
+    image = np.array([[[[0, 1, 2], [3, 4, 5]], [[1, 0, 1], [0, 1, 0]]]], np.float32)
+    # by hand: sigmoid(1 * channel 0 + 2 * channel 1 + 0)
+    expected = 1 / (1 + np.exp(-(image[:, :1] + 2 * image[:, 1:])))
+    np.testing.assert_allclose(_run(model, image), expected, rtol=1e-6)
+
+    assert int8_graph.widen_output_convolutions(model, 16) == ["conv"]
+    assert [node.op_type for node in model.graph.node] == [
+        "Conv", "Transpose", "Slice", "Transpose", "Sigmoid"]
+    weights = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    kernel, bias = (weights[name] for name in model.graph.node[0].input[1:])
+    assert kernel.shape == (16, 2, 1, 1) and not kernel[1:].any()
+    assert bias.shape == (16,) and not bias[1:].any()
+    assert not {"w", "b"} & set(weights)  # the old ones, unused, are gone
+    np.testing.assert_allclose(_run(model, image), expected, rtol=1e-6)
+
+    # wide enough, or not into a sigmoid: left alone
+    assert int8_graph.widen_output_convolutions(_output_conv_model(16), 16) == []
+    assert int8_graph.widen_output_convolutions(
+        _output_conv_model(1, sigmoid=False), 16) == []

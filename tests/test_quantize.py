@@ -248,13 +248,20 @@ def test_the_output_convolution_is_int8_with_its_logits_cut(trained, exported, t
     graph = onnx.load(int8_path(path)).graph
     producers = {out: node for node in graph.node for out in node.output}
     values = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
-    sigmoid = next(node for node in graph.node if node.op_type == "Sigmoid")
-    dequantize = producers[sigmoid.input[0]]
-    assert dequantize.op_type == "DequantizeLinear"  # the logits come from int8
-    logits = producers[producers[dequantize.input[0]].input[0]].output[0]
+    # back from the sigmoid, through the slice of the widened output
+    # convolution, to that convolution: the logits come from int8
+    path_back = [producers[next(n for n in graph.node
+                                if n.op_type == "Sigmoid").input[0]]]
+    while path_back[-1].op_type in ("Transpose", "Slice", "QuantizeLinear",
+                                    "DequantizeLinear"):
+        path_back.append(producers[path_back[-1].input[0]])
+    assert path_back[-1].op_type == "Conv"
+    assert "Slice" in [node.op_type for node in path_back]
+    dequantize = next(n for n in path_back if n.op_type == "DequantizeLinear")
 
     # the logits' range on the calibration images, cut to [-0.5, 0.5]
     proto = onnx.load(path)
+    logits = next(n for n in proto.graph.node if n.op_type == "Sigmoid").input[0]
     proto.graph.output.extend([onnx.ValueInfoProto(name=logits)])
     session = onnxruntime.InferenceSession(proto.SerializeToString(),
                                            providers=["CPUExecutionProvider"])
@@ -276,13 +283,15 @@ def test_the_output_convolution_can_stay_float(trained, exported, tmp_path):
     producers = {out: node for node in graph.node for out in node.output}
     sigmoid = next(node for node in graph.node if node.op_type == "Sigmoid")
     assert producers[sigmoid.input[0]].op_type == "Conv"
-    assert not any(node.op_type == "Pad" for node in graph.node)
+    # neither widened: the first by request, the float one is not for int8
+    assert not {"Pad", "Slice"} & {node.op_type for node in graph.node}
 
 
 @pytest.mark.parametrize("change, message", [
     ({"logit_limit": 0}, "recipe 'logit_limit' must be None or a number > 0, got 0."),
     ({"min_input_channels": True},
      "recipe 'min_input_channels' must be None or an integer >= 1, got True."),
+    ({"min_filters": 0}, "recipe 'min_filters' must be None or an integer >= 1, got 0."),
     ({"per_channel": "yes"}, "recipe 'per_channel' must be one of [True, False], "
                              "got 'yes'."),
     ({"bits": 4}, "unknown recipe keys ['bits']; expected some of"),

@@ -197,6 +197,7 @@ RECIPES = {
     "output convolution in float": ("transpose", {"float_output_conv": True}),
     "logits' range as calibrated": ("transpose", {"logit_limit": None}),
     "1-channel convolution as it is": ("transpose", {"min_input_channels": None}),
+    "1-filter output convolution as it is": ("transpose", {"min_filters": None}),
     "upsample: keras_ae's recipe": ("upsample", {}),
     "upsample: uint8 Resize": ("upsample", {"resize_as_shuffle": False}),
 }
