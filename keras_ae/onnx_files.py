@@ -49,8 +49,9 @@ def session_options(intra_op_threads=None, graph_optimization="all",
 
     All session settings live here, so that a benchmark can tune them in
     one place. The defaults measured best for keras_ae's default model at
-    batch 256, and in float32 at batch 1 (``tools/benchmark_inference.py
-    --int8``; docs/benchmarks.md).
+    batch 256 and at batch 1, float32 and int8 (``tools/benchmark_inference.py
+    --int8``; docs/benchmarks.md; in an earlier run one thread was faster
+    for int8 at batch 1).
 
     Args:
         intra_op_threads: threads one operator may use; ``None`` keeps
