@@ -52,7 +52,6 @@ def widen_thin_convolutions(model, channels=MIN_INPUT_CHANNELS):
     Returns:
         The names of the convolutions widened.
     """
-    import onnx
     from onnx import helper, numpy_helper
 
     graph = model.graph
@@ -79,10 +78,18 @@ def widen_thin_convolutions(model, channels=MIN_INPUT_CHANNELS):
         node.input[0], node.input[1] = f"{name}_input", f"{name}_kernel"
         _drop_unused(graph, [kernel])
         widened.append(node.name)
-    if widened:
-        del graph.value_info[:]  # shapes changed: inferred again
+    return _with_shapes_inferred(model, widened)
+
+
+def _with_shapes_inferred(model, changed):
+    """``changed``, after inferring ``model``'s shapes again if it is not
+    empty (the rewrites change them)."""
+    import onnx
+
+    if changed:
+        del model.graph.value_info[:]
         model.CopyFrom(onnx.shape_inference.infer_shapes(model))
-    return widened
+    return changed
 
 
 def _drop_unused(graph, tensors):
@@ -110,7 +117,6 @@ def widen_output_convolutions(model, filters=MIN_FILTERS):
     Returns:
         The names of the convolutions widened.
     """
-    import onnx
     from onnx import helper, numpy_helper
 
     graph = model.graph
@@ -151,10 +157,7 @@ def widen_output_convolutions(model, filters=MIN_FILTERS):
             graph.node.insert(position + offset, added)
         _drop_unused(graph, [kernel] + ([bias] if bias is not None else []))
         widened.append(node.name)
-    if widened:
-        del graph.value_info[:]  # shapes changed: inferred again
-        model.CopyFrom(onnx.shape_inference.infer_shapes(model))
-    return widened
+    return _with_shapes_inferred(model, widened)
 
 
 def nearest_resize_as_shuffle(model):
@@ -176,7 +179,6 @@ def nearest_resize_as_shuffle(model):
     Returns:
         The names of the resizes replaced.
     """
-    import onnx
     from onnx import helper, numpy_helper
 
     graph = model.graph
@@ -218,10 +220,7 @@ def nearest_resize_as_shuffle(model):
             previous = output
         graph.node.remove(node)
         replaced.append(node.name)
-    if replaced:
-        del graph.value_info[:]  # shapes changed: inferred again
-        model.CopyFrom(onnx.shape_inference.infer_shapes(model))
-    return replaced
+    return _with_shapes_inferred(model, replaced)
 
 
 def _nearest_factor(node, constants):
