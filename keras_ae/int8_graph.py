@@ -57,11 +57,8 @@ def widen_thin_convolutions(model, channels=MIN_INPUT_CHANNELS):
     graph = model.graph
     weights = {tensor.name: tensor for tensor in graph.initializer}
     widened = []
-    for node in list(graph.node):
-        group = next((a.i for a in node.attribute if a.name == "group"), 1)
-        kernel = weights.get(node.input[1]) if node.op_type == "Conv" else None
-        if kernel is None or group != 1 or len(kernel.dims) != 4 \
-                or kernel.dims[1] >= channels:
+    for node, kernel in _plain_convolutions(graph, weights):
+        if kernel.dims[1] >= channels:
             continue
         old = numpy_helper.to_array(kernel)
         wide = np.zeros((old.shape[0], channels, *old.shape[2:]), old.dtype)
@@ -79,6 +76,19 @@ def widen_thin_convolutions(model, channels=MIN_INPUT_CHANNELS):
         _drop_unused(graph, [kernel])
         widened.append(node.name)
     return _with_shapes_inferred(model, widened)
+
+
+def _plain_convolutions(graph, weights):
+    """``(node, kernel)`` of each 2-D, ungrouped ``Conv`` whose kernel is
+    one of ``weights`` (name -> initializer); a list, so that the caller
+    may insert nodes."""
+    convolutions = []
+    for node in graph.node:
+        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        kernel = weights.get(node.input[1]) if node.op_type == "Conv" else None
+        if kernel is not None and group == 1 and len(kernel.dims) == 4:
+            convolutions.append((node, kernel))
+    return convolutions
 
 
 def _with_shapes_inferred(model, changed):
@@ -123,11 +133,8 @@ def widen_output_convolutions(model, filters=MIN_FILTERS):
     weights = {tensor.name: tensor for tensor in graph.initializer}
     into_sigmoid = {node.input[0] for node in graph.node if node.op_type == "Sigmoid"}
     widened = []
-    for node in list(graph.node):
-        group = next((a.i for a in node.attribute if a.name == "group"), 1)
-        kernel = weights.get(node.input[1]) if node.op_type == "Conv" else None
-        if kernel is None or group != 1 or len(kernel.dims) != 4 \
-                or kernel.dims[0] >= filters or node.output[0] not in into_sigmoid:
+    for node, kernel in _plain_convolutions(graph, weights):
+        if kernel.dims[0] >= filters or node.output[0] not in into_sigmoid:
             continue
         name, kept = f"{node.name}_widened", kernel.dims[0]
         bias = weights.get(node.input[2]) if len(node.input) > 2 else None
@@ -187,9 +194,9 @@ def nearest_resize_as_shuffle(model):
               for info in [*graph.input, *graph.value_info]}
     replaced = []
     for node in list(graph.node):
-        shape = shapes.get(node.input[0]) if node.op_type == "Resize" else None
         factor = _nearest_factor(node, constants)
-        if factor is None or shape is None or len(shape) != 4 or 0 in shape[1:]:
+        shape = shapes.get(node.input[0]) if factor else None
+        if shape is None or len(shape) != 4 or 0 in shape[1:]:
             continue
         channels, height, width = shape[1:]
         copies = np.zeros((factor * factor * channels, channels, 1, 1), np.float32)

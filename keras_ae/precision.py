@@ -88,8 +88,8 @@ def choose_policy(mixed_precision="auto", *, gpus=0, cpu_flags=None):
     >>> choose_policy("mixed_bfloat16")
     'mixed_bfloat16'
     """
-    choice = {True: "on", False: "off"}.get(mixed_precision, mixed_precision) \
-        if isinstance(mixed_precision, bool) else mixed_precision
+    choice = ({True: "on", False: "off"}[mixed_precision]
+              if isinstance(mixed_precision, bool) else mixed_precision)
     if choice not in CHOICES:
         raise InputError(
             f"mixed_precision must be one of {list(CHOICES)} (or True, False), "

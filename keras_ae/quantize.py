@@ -268,12 +268,12 @@ def _quantize_file(source, target, calibration, tmp, recipe):
     prepared = Path(tmp) / f"{Path(source).stem}.prepared.onnx"
     # sympy-free: the symbolic pass is for dynamic shapes these models lack
     quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
-    _rewrite_for_integers(prepared, recipe)
-    output_convs = _output_convs(prepared)
+    float_model = _rewrite_for_integers(prepared, recipe)
+    output_convs = _output_convs(float_model.graph)
     excluded = [node.name for node in output_convs] if recipe["float_output_conv"] else []
     overrides = {}
     if recipe["logit_limit"] and not recipe["float_output_conv"]:
-        overrides = _logit_ranges(prepared, output_convs, calibration,
+        overrides = _logit_ranges(float_model, output_convs, calibration,
                                   recipe["logit_limit"])
     method = {"percentile": CalibrationMethod.Percentile,
               "entropy": CalibrationMethod.Entropy}.get(recipe["calibration"],
@@ -293,7 +293,8 @@ def _quantize_file(source, target, calibration, tmp, recipe):
 
 def _rewrite_for_integers(path, recipe):
     """The recipe's rewrites of the float graph (``keras_ae.int8_graph``),
-    in place; each computes the same, faster in integers."""
+    in place; each computes the same, faster in integers. Returns the
+    rewritten ``ModelProto``, as saved at ``path``."""
     import onnx
 
     proto = onnx.load(str(path))
@@ -306,15 +307,13 @@ def _rewrite_for_integers(path, recipe):
         changed += int8_graph.nearest_resize_as_shuffle(proto)
     if changed:
         onnx.save(proto, str(path))
+    return proto
 
 
-def _output_convs(path):
-    """The convolutions whose output goes into a sigmoid (directly, or
-    through ``widen_output_convolutions``' slice): the model's last layer, whose
-    output (the logits) becomes the pixels."""
-    import onnx
-
-    graph = onnx.load(str(path)).graph
+def _output_convs(graph):
+    """The convolutions of ``graph`` whose output goes into a sigmoid
+    (directly, or through ``widen_output_convolutions``' slice): the model's
+    last layer, whose output (the logits) becomes the pixels."""
     producers = {output: node for node in graph.node for output in node.output}
     convs = []
     for sigmoid in [node for node in graph.node if node.op_type == "Sigmoid"]:
@@ -326,15 +325,17 @@ def _output_convs(path):
     return convs
 
 
-def _logit_ranges(path, convs, calibration, limit):
-    """``TensorQuantOverrides`` for the outputs of ``convs``: their range on
-    the calibration images, cut to ``[-limit, limit]``."""
+def _logit_ranges(model, convs, calibration, limit):
+    """``TensorQuantOverrides`` for the outputs of ``convs`` (nodes of the
+    ``ModelProto`` ``model``): their range on the calibration images, cut to
+    ``[-limit, limit]``."""
     import onnx
     import onnxruntime
 
     if not convs:
         return {}
-    proto = onnx.load(str(path))
+    proto = onnx.ModelProto()
+    proto.CopyFrom(model)  # the logits as outputs too, in a copy
     names = [conv.output[0] for conv in convs]
     proto.graph.output.extend(onnx.ValueInfoProto(name=name) for name in names)
     session = onnxruntime.InferenceSession(proto.SerializeToString(),
