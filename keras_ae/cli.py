@@ -28,6 +28,7 @@ Run ``keras-ae SUBCOMMAND --help`` for the options of each.
 """
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -35,9 +36,10 @@ import sys
 from pathlib import Path
 
 from keras_ae import cli_anomaly, cli_export, cli_uses, precision
-from keras_ae.cli_options import (add_data_options, class_labels, data_report,
-                                  float_tuple, image_settings, int_tuple,
-                                  labels_of, load_data, name_tuple, say_data)
+from keras_ae.cli_options import (add_data_options, add_output_options,
+                                  add_pixel_limit, class_labels, data_report, float_tuple,
+                                  image_settings, int_tuple, labels_of,
+                                  load_data, name_tuple, say_data)
 from keras_ae.errors import InputError
 from keras_ae.quiet import start_tensorflow
 
@@ -179,8 +181,6 @@ def _add_tune_parser(commands):
                      help="epochs of a fully trained trial (default 10)")
     run.add_argument("--seed", type=int, default=0)
     _add_mixed_precision(run)
-    run.add_argument("--overwrite", action="store_true",
-                     help="delete an earlier search in --output and start over")
     run.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1,
                      nargs="?", const=2,
                      help="0 quiet, 1 a line per trial (default), 2 (or the "
@@ -199,10 +199,19 @@ def _add_mixed_precision(group):
 
 
 def _add_resumable_output(parser, kind, run):
-    """``--output``, the folder of a ``kind`` the same command resumes."""
-    parser.add_argument("--output", required=True, metavar="DIR",
-                        help=f"{kind} folder (created; an existing one must "
-                             f"hold the same {kind}, which is then resumed)")
+    """``--output``, the folder of a ``kind`` the same command resumes, and
+    ``--overwrite``, which starts it over."""
+    parser.add_argument(
+        "--output", required=True, metavar="DIR",
+        help=f"{kind} folder; the rule for every command: it is new, empty, "
+             f"or this command's earlier {kind} (the same {kind} is resumed), "
+             f"else refused (--overwrite: start over, replacing only the "
+             f"earlier {kind}'s own files)")
+    parser.add_argument(
+        "--overwrite", action="store_true",
+        help=f"start the {kind} over: delete the earlier {kind}'s own files "
+             f"in --output (never a file it did not write) and write beside "
+             f"any other files")
     parser.set_defaults(run=run)
 
 
@@ -219,8 +228,10 @@ def _add_predict_parser(commands):
     predict.add_argument("images", nargs="+", metavar="IMAGE",
                          help="PNG, JPEG, BMP, GIF or WebP files; colour is "
                               "converted to the model's")
-    predict.add_argument("--out", required=True, metavar="DIR",
-                         help="folder for NAME_reconstruction.png files")
+    add_output_options(predict, "NAME_reconstruction.png files' (an "
+                                "existing file is never replaced without "
+                                "--overwrite; images in several folders keep "
+                                "their relative paths)", flag="--out")
     predict.add_argument("--anomaly", action="store_true",
                          help="MODEL is an exported anomaly detector "
                               "(detector.onnx from keras-ae anomaly): print "
@@ -231,6 +242,7 @@ def _add_predict_parser(commands):
                               "training images were (stretch, crop or pad, "
                               "from the export's metadata; stretch where it "
                               "says nothing)")
+    add_pixel_limit(predict)
     predict.set_defaults(run=_predict)
 
 
@@ -270,7 +282,7 @@ def _train(args):
     import keras
 
     import keras_ae
-    from keras_ae import evaluation, export, files, training
+    from keras_ae import outputs, training
 
     started = time.time()
     # First: under a TF_CONFIG cluster, TensorFlow must set up its collective
@@ -304,12 +316,30 @@ def _train(args):
         settings["normal_classes"] = normal
     learning_rate = (training.DEFAULT_LEARNING_RATE if args.learning_rate is None
                      else args.learning_rate)
+    # The chief holds the run folder's lock for the whole command (training
+    # claims it again inside); a cluster's other workers write only backup/.
+    folder = (outputs.claim(args.output, "train", data.source,
+                            names=training.RUN_ENTRIES, overwrite=args.overwrite,
+                            legacy_marker=training.RUN_FILE)
+              if devices.chief else contextlib.nullcontext())
+    with folder:
+        return _train_and_measure(args, builder, options, data, settings,
+                                  learning_rate, devices, started)
+
+
+def _train_and_measure(args, builder, options, data, settings, learning_rate,
+                       devices, started):
+    import time
+
+    import keras_ae
+    from keras_ae import evaluation, export, files, training
+
     result = training.train(
         lambda: builder(data.image_shape, **options), data, args.output,
         epochs=args.epochs, learning_rate=learning_rate,
         patience=args.patience, jit_compile=args.xla,
         mixed_precision=args.mixed_precision,
-        settings=settings)
+        settings=settings, overwrite=args.overwrite)
     if result.finished_before:
         print(f"{args.output} holds this run, finished: measuring its model "
               "again. To train further, start a new --output folder.")
@@ -360,6 +390,44 @@ def _train(args):
 
 
 def _predict(args):
+    if args.anomaly:
+        return _predict_anomaly(args)
+    names = _output_names(args.images, "_reconstruction.png")
+    with _predict_output(args, names):
+        return _predict_reconstructions(args, names)
+
+
+def _predict_output(args, names):
+    """``--out`` claimed for these files (``keras_ae.outputs``)."""
+    from keras_ae import outputs
+
+    folder = outputs.claim(args.out, "predict", os.path.abspath(args.model),
+                           names=names, overwrite=args.overwrite,
+                           reads=[args.model, *args.images], replace_own=False)
+    return folder.in_place(names)
+
+
+def _output_names(images, suffix):
+    """Each image's output file, relative to ``--out``: its path below the
+    images' common folder with ``suffix`` for its extension, made unique
+    (``a/x.png`` and ``b/x.png`` -> ``a/x...``, ``b/x...``; ``x.png`` and
+    ``x.jpg`` -> ``x...``, ``x_jpg...``)."""
+    paths = [os.path.abspath(path) for path in images]
+    common = os.path.commonpath([os.path.dirname(path) for path in paths])
+    names = []
+    for path in paths:
+        stem, extension = os.path.splitext(os.path.relpath(path, common))
+        name, copy = stem + suffix, 1
+        if name in names:
+            name = f"{stem}_{extension.lstrip('.')}{suffix}"
+        while name in names:  # the same file given twice
+            copy += 1
+            name = f"{stem}_{copy}{suffix}"
+        names.append(name.replace(os.sep, "/"))
+    return names
+
+
+def _predict_reconstructions(args, names):
     from pathlib import Path
 
     import numpy as np
@@ -369,11 +437,10 @@ def _predict(args):
     from keras_ae.images import describe_size
     from keras_ae.serving import OnnxAutoencoder
 
-    if args.anomaly:
-        return _predict_anomaly(args)
     model = OnnxAutoencoder(args.model)
     height, width, channels = model.input_shape
-    batch = model.prepare(list(args.images), resize=args.resize)
+    batch = model.prepare(list(args.images), resize=args.resize,
+                          max_pixels=args.max_image_pixels)
     reconstructions = model.reconstruct(batch)
     errors = model.reconstruction_error(batch)
     print(f"{args.model}: {model.decoder_kind} decoder, on {model.provider}")
@@ -383,28 +450,36 @@ def _predict(args):
                     "were sized")
         print(f"images of another size resized to {describe_size(height, width)} "
               f"by {model.resize_mode!r} ({why})")
-    for name, reconstruction, error in zip(args.images, reconstructions, errors):
+    for name, reconstruction, error, written in zip(args.images, reconstructions,
+                                                    errors, names):
         pixels = np.round(np.clip(reconstruction, 0, 1) * 255).astype(np.uint8)
         picture = Image.fromarray(pixels[..., 0] if channels == 1 else pixels)
-        out = Path(args.out) / f"{Path(name).stem}_reconstruction.png"
+        out = Path(args.out) / written
         files.write_atomically(out, lambda tmp, p=picture: p.save(tmp, format="PNG"))
         print(f"{name}: reconstruction error (MSE) {float(error):.5f} -> {out}")
     return 0
 
 
 def _predict_anomaly(args):
+    names = _output_names(args.images, "_anomaly_map.png")
+    with _predict_output(args, names):
+        return _predict_anomaly_maps(args, names)
+
+
+def _predict_anomaly_maps(args, names):
     from pathlib import Path
 
     from keras_ae.anomaly_pictures import save_map_overlays
     from keras_ae.serving_anomaly import OnnxAnomalyDetector
 
     detector = OnnxAnomalyDetector(args.model)
-    batch = detector.prepare(list(args.images), resize=args.resize)
+    batch = detector.prepare(list(args.images), resize=args.resize,
+                             max_pixels=args.max_image_pixels)
     scores, maps = detector.scores_and_maps(batch)
     print(f"{args.model}: score {detector.score_name}, threshold "
           f"{detector.threshold:.4f} ({detector.rule}), on {detector.provider}")
     for index, name in enumerate(args.images):
-        out = Path(args.out) / f"{Path(name).stem}_anomaly_map.png"
+        out = Path(args.out) / names[index]
         verdict = "anomaly" if scores[index] > detector.threshold else "normal"
         save_map_overlays(batch[index:index + 1], maps[index:index + 1],
                           scores[index:index + 1], out, threshold=detector.threshold)
@@ -525,6 +600,11 @@ def _summary(args):
 def main(argv=None):
     """Entry point of the ``keras-ae`` console script; returns an exit code."""
     args = _parser().parse_args(argv)
+    # File names that are not UTF-8 reach Python as surrogates; shown
+    # escaped rather than failing the print.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     try:
         if args.command != "predict":  # predict runs on onnxruntime alone
             start_tensorflow(verbose=args.verbose is True or args.verbose == 2)

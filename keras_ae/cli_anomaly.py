@@ -11,8 +11,9 @@ from an anomaly.
 
 import os
 
-from keras_ae.cli_options import (add_data_options, class_labels, load_data,
-                                  name_tuple, run_metrics)
+from keras_ae.cli_options import (add_data_options, add_output_options,
+                                  class_labels, load_data, name_tuple,
+                                  run_metrics, writing_output)
 from keras_ae.errors import InputError
 
 SHOWN = 12  # most anomalous test images drawn in anomaly_maps.png
@@ -36,8 +37,7 @@ def add_parser(commands):
     command.add_argument("model", metavar="MODEL",
                          help="a trained model: MODEL.keras or an exported model.onnx")
     add_data_options(command, images_help="the model's")
-    command.add_argument("--output", required=True, metavar="DIR",
-                         help="folder for the JSON, pictures and detector.onnx")
+    add_output_options(command, "the JSON, pictures and detector.onnx's")
     command.add_argument("--seed", type=int, default=0,
                          help="seeds the data splits (keep training's) (default 0)")
     classes = command.add_mutually_exclusive_group()
@@ -60,7 +60,12 @@ def add_parser(commands):
                            "normal validation images' scores (default 3)")
     rule.add_argument("--percentile", type=float, default=None,
                       help="threshold = this percentile of their scores instead")
-    command.set_defaults(run=run)
+    command.set_defaults(run=writing_output("anomaly", OUTPUTS, run))
+
+
+# What keras-ae anomaly writes into --output.
+OUTPUTS = ("anomaly.json", "anomaly_scores.png", "anomaly_maps.png",
+           "detector.onnx", "detector_card.json")
 
 
 def _normal_labels(args, data, known):

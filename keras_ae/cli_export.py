@@ -5,8 +5,9 @@ the ONNX files, refused past a quality bound (``keras_ae.quantize``)."""
 import os
 
 from keras_ae import cli_uses
-from keras_ae.cli_options import (add_data_options, export_formats,
-                                  quantization_images, run_metrics)
+from keras_ae.cli_options import (add_data_options, add_output_options,
+                                  export_formats, quantization_images,
+                                  run_metrics)
 
 
 def add_parser(commands):
@@ -21,9 +22,8 @@ def add_parser(commands):
             into the card.""")
     export.add_argument("model", metavar="MODEL.keras",
                         help="a trained model, e.g. runs/NAME/model.keras")
-    export.add_argument("--output", required=True, metavar="DIR",
-                        help="export folder (an existing one is replaced once "
-                             "the new export is complete)")
+    add_output_options(export, "export (its files are replaced only once the "
+                               "new export is complete)")
     export.add_argument("--opset", type=int, default=17,
                         help="ONNX opset, 13 to 18 (default 17; unpool needs 16+)")
     export.add_argument("--formats", type=export_formats, default=("saved_model", "onnx"),
@@ -73,12 +73,23 @@ def run(args):
         export.export_model(model, args.output, opset=args.opset,
                             saved_model="saved_model" in args.formats,
                             onnx="onnx" in args.formats, card=card,
-                            preprocessing=metrics.get("preprocessing"), **quantize)
+                            preprocessing=metrics.get("preprocessing"),
+                            source=args.model, overwrite=args.overwrite, **quantize)
     except export.quantization.QuantizationRefused:
-        print(f"wrote {args.output}/ ({', '.join(sorted(os.listdir(args.output)))}) "
+        print(f"wrote {args.output}/ ({_written(args.output)}) "
               "without int8 files: the int8 model lost too much (above; the "
               "card's int8 entry has the figures). Allow more with "
               "--max-mse-increase, or serve the float model.")
         return 1
-    print(f"wrote {args.output}/ ({', '.join(sorted(os.listdir(args.output)))})")
+    print(f"wrote {args.output}/ ({_written(args.output)})")
     return 0
+
+
+def _written(folder):
+    """The files of the export just written, as its card lists them."""
+    import json
+
+    from keras_ae.export import MODEL_CARD_FILE
+
+    with open(os.path.join(folder, MODEL_CARD_FILE)) as f:
+        return ", ".join(sorted([*json.load(f)["files"].values(), MODEL_CARD_FILE]))

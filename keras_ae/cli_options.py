@@ -103,9 +103,68 @@ def add_data_options(parser, images_help="the images' own"):
                           "epoch), memory, none, or a file prefix for "
                           "tf.data's cache file")
     own.add_argument("--skip-bad-images", action="store_true",
-                     help="leave out files that do not decode (counted in "
-                          "the report) instead of stopping")
+                     help="leave out files that do not decode or are over "
+                          "--max-image-pixels (counted in the report) "
+                          "instead of stopping")
+    add_pixel_limit(own)
     return data
+
+
+def add_pixel_limit(group):
+    """``--max-image-pixels``: keras_ae.images.MAX_IMAGE_PIXELS by default."""
+    from keras_ae.images import MAX_IMAGE_PIXELS
+
+    group.add_argument(
+        "--max-image-pixels", type=pixel_limit, default=MAX_IMAGE_PIXELS,
+        metavar="N",
+        help=f"refuse images of more pixels, read from each file's header "
+             f"before decoding (default {MAX_IMAGE_PIXELS:,}, Pillow's "
+             f"decompression-bomb limit); 'none' for no limit")
+
+
+def pixel_limit(text):
+    """An argparse type: a positive number of pixels, or ``none``."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        value = int(text.replace(",", "").replace("_", ""))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive number of pixels or 'none'; got {text!r}")
+    return value
+
+
+def add_output_options(parser, what, flag="--output"):
+    """``--output DIR`` (predict's ``--out``) and ``--overwrite``: the one
+    rule of ``keras_ae.outputs``, said in one line."""
+    parser.add_argument(
+        flag, required=True, metavar="DIR",
+        help=f"{what} folder; the rule for every command: it is new, empty, "
+             f"or this command's earlier output from the same source, else "
+             f"refused (--overwrite: write beside other files, replacing "
+             f"only this command's own)")
+    parser.add_argument(
+        "--overwrite", action="store_true",
+        help="write into a folder of other files or another source's output, "
+             "replacing only this command's own earlier files (never a "
+             "file it did not write, never what it reads)")
+
+
+def writing_output(command, names, run):
+    """``run(args)`` with ``args.output`` claimed for ``command``, which
+    writes ``names`` there from the model ``args.model``
+    (``keras_ae.outputs``: checked before any work, locked while it runs)."""
+    def claimed(args):
+        from keras_ae import outputs
+
+        folder = outputs.claim(args.output, command, os.path.abspath(args.model),
+                               names=names, overwrite=args.overwrite,
+                               reads=[args.model])
+        with folder.in_place(names):
+            return run(args)
+    return claimed
 
 
 def load_data(args, model_shape=None, recorded=None, **options):
@@ -118,9 +177,12 @@ def load_data(args, model_shape=None, recorded=None, **options):
     from keras_ae import data as data_lib
     from keras_ae.images import DEFAULT_RESIZE
 
+    from keras_ae.images import MAX_IMAGE_PIXELS
+
     folder_flags = {"--image-size": args.image_size, "--resize": args.resize,
                     "--color": args.color, "--test-split": args.test_split,
-                    "--cache": args.cache, "--skip-bad-images": args.skip_bad_images}
+                    "--cache": args.cache, "--skip-bad-images": args.skip_bad_images,
+                    "--max-image-pixels": args.max_image_pixels != MAX_IMAGE_PIXELS}
     if args.images is None:
         given = [flag for flag, value in folder_flags.items() if value]
         if given:
@@ -149,7 +211,8 @@ def load_data(args, model_shape=None, recorded=None, **options):
             color_mode=color or "auto", validation_split=args.validation_split,
             test_split=0.1 if args.test_split is None else args.test_split,
             seed=args.seed, cache=args.cache or "auto",
-            skip_bad_images=args.skip_bad_images, **options)
+            skip_bad_images=args.skip_bad_images,
+            max_image_pixels=args.max_image_pixels, **options)
 
 
 def class_labels(tokens, data, known, flag):

@@ -5,7 +5,8 @@ pictures into ``--output``."""
 
 import os
 
-from keras_ae.cli_options import add_data_options, load_data, run_metrics
+from keras_ae.cli_options import (add_data_options, add_output_options,
+                                  load_data, run_metrics, writing_output)
 from keras_ae.errors import InputError
 
 
@@ -38,8 +39,7 @@ def add_parsers(commands):
                              help="a trained model: MODEL.keras or an exported "
                                   "model.onnx")
         add_data_options(command, images_help="the model's")
-        command.add_argument("--output", required=True, metavar="DIR",
-                             help="folder for the JSON and pictures")
+        add_output_options(command, "the JSON and pictures'")
         command.add_argument("--seed", type=int, default=0,
                              help="seeds the data splits (keep training's, so "
                                   "that the test images are held-out ones) "
@@ -58,7 +58,13 @@ def add_parsers(commands):
                                  help="samples to draw (default 16)")
             command.add_argument("--steps", type=int, default=8,
                                  help="images in the interpolation (default 8)")
-        command.set_defaults(run=run)
+        command.set_defaults(run=writing_output(name, OUTPUTS[name], run))
+
+
+# What each command writes into --output.
+OUTPUTS = {"features": ("features.json",),
+           "cluster": ("cluster.json", "code_map.png"),
+           "generate": ("generate.json", "interpolation.png", "samples.png")}
 
 
 def open_model(path):

@@ -33,7 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 import keras_ae
-from keras_ae import files, model_facts
+from keras_ae import files, model_facts, outputs
 from keras_ae import quantize as quantization
 from keras_ae.quantize import DEFAULT_MAX_MSE_INCREASE
 from keras_ae.model_facts import describe
@@ -49,6 +49,9 @@ MIN_OPSET, MAX_OPSET = 13, 18  # tf2onnx 1.17 converts up to opset 18
 UNPOOL_MIN_OPSET = 16  # ScatterND's reduction="add" (summed duplicates)
 ENCODER_FILE, DECODER_FILE = "encoder.onnx", "decoder.onnx"
 MODEL_CARD_FILE = "model_card.json"
+# What an export folder holds (the int8 twins as quantize names them).
+EXPORT_ENTRIES = ("saved_model", "model.onnx", ENCODER_FILE, DECODER_FILE,
+                  "*.int8.onnx", MODEL_CARD_FILE)
 
 
 class ExportParityError(RuntimeError):
@@ -221,7 +224,8 @@ def export_saved_model(model, directory, *, images=None):
             endpoints, images, "SavedModel")
         return {SIGNATURES[part]: value for part, value in figures.items()}
 
-    return files.replace_folder(directory, write)
+    return files.replace_folder(directory, write, kind="SavedModel",
+                                is_kind=lambda path: (path / "saved_model.pb").exists())
 
 
 def _run_signature(loaded, part, endpoints, inputs):
@@ -429,15 +433,19 @@ def _add_metadata(proto, part, facts, names):
 def export_model(model, directory, *, opset=DEFAULT_OPSET, saved_model=True,
                  onnx=True, card=None, images=None, preprocessing=None,
                  quantize=None, calibration_images=None, test_images=None,
-                 max_mse_increase=DEFAULT_MAX_MSE_INCREASE, verbose=True):
+                 max_mse_increase=DEFAULT_MAX_MSE_INCREASE, source=None,
+                 overwrite=False, verbose=True):
     """Exports SavedModel and ONNX into one folder with a ``model_card.json``.
 
     The folder gets ``saved_model/``, ``model.onnx`` (with ``encoder.onnx``
     and, where possible, ``decoder.onnx``) and ``model_card.json``: the
     model's facts (``describe``), the parity figures of every artifact, and
     whatever ``card`` adds (``keras-ae export`` adds the run's training
-    settings and test metrics). The whole folder is built under a temporary
-    name and swapped into place at the end.
+    settings and test metrics). The export is built in a temporary folder
+    and its files moved into place at the end, by ``keras_ae.outputs``'
+    rule: ``directory`` must be new, empty or an earlier export of the same
+    source; only an earlier export's own files are ever replaced (the
+    folder's ``keras-ae.json`` lists them).
 
     Args:
         model: an autoencoder (``keras.Model``).
@@ -453,6 +461,11 @@ def export_model(model, directory, *, opset=DEFAULT_OPSET, saved_model=True,
         quantize, calibration_images, test_images, max_mse_increase: an
             int8 twin of the ONNX files (see ``export_onnx``); the card
             records its measurements under ``int8``.
+        source: the model file exported: an earlier export of another
+            source is refused without ``overwrite`` (default ``None``: not
+            compared).
+        overwrite: export into a folder holding other files or another
+            source's export, replacing only the earlier export's own files.
         verbose: print a line per artifact.
 
     Returns:
@@ -524,7 +537,13 @@ def export_model(model, directory, *, opset=DEFAULT_OPSET, saved_model=True,
         files.write_json(f"{temporary}/{MODEL_CARD_FILE}", model_card)
         return model_card
 
-    model_card = files.replace_folder(directory, write)
+    folder = outputs.claim(
+        directory, "export", os.path.abspath(source) if source else None,
+        names=EXPORT_ENTRIES, overwrite=overwrite, reads=[source] if source else [],
+        legacy_marker=MODEL_CARD_FILE)
+    with folder, folder.staging() as staged:
+        model_card = write(str(staged))
+        folder.commit(staged, last=(MODEL_CARD_FILE,), replace_all_own=True)
     if refused:  # the folder stands, float only; the caller learns why
         raise refused[0]
     return model_card

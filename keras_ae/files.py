@@ -6,10 +6,13 @@ so a failed or killed write leaves the previous file (or none), never half a
 file. No TensorFlow here: serving code uses it too.
 """
 
+import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
+import socket
 from pathlib import Path
 
 from keras_ae.errors import InputError
@@ -18,8 +21,7 @@ from keras_ae.errors import InputError
 def write_atomically(path, write):
     """Calls ``write(temporary_path)``, then renames the result to ``path``.
 
-    The temporary file sits in ``path``'s folder, named ``.NAME.RANDOM.tmpSUFFIX``:
-    it keeps ``path``'s suffix for writers that check it (``model.save`` wants
+    The temporary file sits in ``path``'s folder (``temporary_path``): it keeps ``path``'s suffix for writers that check it (``model.save`` wants
     ``.keras``, matplotlib infers the format), and ``write`` creates it itself,
     so it gets the usual permissions rather than ``mkstemp``'s 0600.
 
@@ -39,7 +41,7 @@ def write_atomically(path, write):
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp{path.suffix}")
+    temporary = temporary_path(path.parent, path.suffix)
     try:
         write(str(temporary))
         os.replace(temporary, path)
@@ -65,32 +67,52 @@ def save_png(figure, path):
     return write_atomically(path, lambda tmp: figure.savefig(tmp, format="png"))
 
 
-def replace_folder(directory, write):
+def replace_folder(directory, write, *, kind, is_kind):
     """Calls ``write(temporary_folder)``, then swaps the result into ``directory``.
 
-    The temporary folder sits beside ``directory``; if ``write`` fails, it is
+    The temporary folder sits beside ``directory`` under a short
+    process-tagged name (see ``temporary_path``); if ``write`` fails, it is
     removed and ``directory`` is untouched. An existing ``directory`` is
-    moved aside, the new one renamed in, and the old one deleted.
+    replaced only when it is empty or ``is_kind`` recognises it as what this
+    call writes (a SavedModel, say): anything else is refused, so that a
+    folder of other files is never deleted.
+
+    Args:
+        directory: the folder to write.
+        write: a function that fills the folder it is given.
+        kind: what the folder is, for messages (``"SavedModel"``).
+        is_kind: ``is_kind(path)`` is True for a folder this call may replace.
 
     Returns:
         What ``write`` returned.
+
+    Raises:
+        InputError: if ``directory`` is a file, or a folder of something else.
 
     Example:
 
     >>> import tempfile
     >>> folder = Path(tempfile.mkdtemp()) / "out"
-    >>> replace_folder(folder, lambda tmp: Path(tmp, "a.txt").write_text("hi"))
+    >>> replace_folder(folder, lambda tmp: Path(tmp, "a.txt").write_text("hi"),
+    ...                kind="note", is_kind=lambda p: (p / "a.txt").exists())
     2
     >>> sorted(p.name for p in folder.parent.iterdir())
     ['out']
     """
     directory = Path(directory)
-    if directory.exists() and not directory.is_dir():
-        raise InputError(f"{directory} exists and is not a folder.")
+    if directory.exists():
+        if not directory.is_dir():
+            raise InputError(f"{str(directory)!r} exists and is not a folder; "
+                             f"expected a {kind} folder or a new name.")
+        if any(directory.iterdir()) and not is_kind(directory):
+            raise InputError(
+                f"{str(directory)!r} holds files that are not a {kind} "
+                f"({listing(directory)}): nothing in it is replaced. Choose a "
+                f"new or empty folder.")
     directory.parent.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_hex(4)
-    temporary = directory.with_name(f".{directory.name}.{token}.tmp")
-    old = directory.with_name(f".{directory.name}.{token}.old")
+    remove_stale_temporaries(directory.parent)
+    temporary = temporary_path(directory.parent)
+    old = temporary_path(directory.parent)
     try:
         temporary.mkdir()
         result = write(str(temporary))
@@ -103,13 +125,91 @@ def replace_folder(directory, write):
     return result
 
 
+def listing(folder, shown=4):
+    """``"a/, b/, notes.txt and 3 more"``: what a folder holds, for messages
+    (keras_ae's own temporaries, manifest and lock left out)."""
+    names = sorted(entry.name + ("/" if entry.is_dir() else "")
+                   for entry in os.scandir(folder) if not is_keras_ae_own(entry.name))
+    return names_shown(names, shown)
+
+
+def names_shown(names, shown=4):
+    """Up to ``shown`` names joined, with how many more."""
+    names = list(names)
+    text = ", ".join(names[:shown])
+    return text + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+
+# --- temporaries a killed process leaves -------------------------------------
+
+# Names of keras_ae's temporaries: host tag, process id, random part.
+_TEMPORARY = re.compile(r"^\.keras-ae-([0-9a-f]{8})-([0-9]+)-[0-9a-f]+\.tmp")
+_HOST_TAG = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def temporary_path(folder, suffix=""):
+    """A new temporary name in ``folder``: ``.keras-ae-HOST-PID-RANDOM.tmpSUFFIX``.
+
+    It carries this host and process, so that one a killed process left can
+    be told from one a live process is writing (``remove_stale_temporaries``),
+    and its length does not depend on the destination's name, so a legal
+    name near the file system's 255-byte limit stays writable.
+    """
+    return Path(folder) / (f".keras-ae-{_HOST_TAG}-{os.getpid()}-"
+                           f"{secrets.token_hex(3)}.tmp{suffix}")
+
+
+def is_keras_ae_own(name):
+    """A name keras_ae keeps in an output folder for itself: a temporary,
+    the manifest or the lock (see ``keras_ae.outputs``)."""
+    return bool(_TEMPORARY.match(name)) or name in (".keras-ae.lock",
+                                                    "keras-ae.json")
+
+
+def process_alive(pid):
+    """Whether process ``pid`` runs on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # runs, as another user
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder):
+    """Removes the temporaries (files or folders) in ``folder`` that a
+    process of this host left when it was killed; those of a live process,
+    or of another host, are left alone. Returns how many were removed."""
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
+    for entry in entries:
+        match = _TEMPORARY.match(entry.name)
+        if not match or match.group(1) != _HOST_TAG:
+            continue
+        pid = int(match.group(2))
+        if pid == os.getpid() or process_alive(pid):
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            Path(entry.path).unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
 def claim_folder(folder, settings_file, settings, *, kind, remedy, ignore=(),
                  allow_different=False):
     """Checks, before anything is written, that ``folder`` may take a run.
 
     A run (a training run, a search) keeps what it was asked for in
     ``folder/settings_file``; the same settings there mean the same run, to
-    be resumed. Nothing here writes or deletes.
+    be resumed. Whether the folder may be written at all is
+    ``keras_ae.outputs.claim``'s to say, first. Nothing here writes or
+    deletes.
 
     Args:
         folder: the run's folder.
@@ -122,11 +222,10 @@ def claim_folder(folder, settings_file, settings, *, kind, remedy, ignore=(),
             rather than raise for other settings.
 
     Returns:
-        ``"new"`` (missing or empty), ``"same"`` or ``"different"``.
+        ``"new"`` (no ``settings_file``), ``"same"`` or ``"different"``.
 
     Raises:
-        InputError: if ``folder`` is a file, holds files but no
-            ``settings_file``, or holds other settings (unless
+        InputError: if ``folder`` is a file, or holds other settings (unless
             ``allow_different``); the message lists the differences.
     """
     folder = Path(folder)
@@ -147,9 +246,4 @@ def claim_folder(folder, settings_file, settings, *, kind, remedy, ignore=(),
         raise InputError(
             f"{str(folder)!r} holds a different {kind} "
             f"({'; '.join(differences)}). {remedy}")
-    if folder.exists() and any(folder.iterdir()):
-        raise InputError(
-            f"{str(folder)!r} is not empty and holds no {settings_file}: it is "
-            f"not a keras-ae {kind}, and nothing in it is deleted. Choose an "
-            f"empty or new folder.")
     return "new"

@@ -56,15 +56,32 @@ def _count(number, noun):
 
 # --- finding the files -----------------------------------------------------
 
-def _walk(root):
-    """``(image paths, other paths)`` under ``root``, sorted, hidden skipped."""
+def _walk(root, seen):
+    """``(image paths, other paths)`` under ``root``, sorted, hidden skipped.
+
+    Symbolic links are followed, but only to what the walk has not seen:
+    ``seen`` holds the real paths of folders and files met so far (across
+    calls), so a link back into the tree neither loops nor counts a file
+    twice.
+    """
     images, others = [], []
     for folder, subfolders, names in os.walk(root, followlinks=True):
-        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+        seen.add(os.path.realpath(folder))
+        kept = []
+        for name in sorted(d for d in subfolders if not d.startswith(".")):
+            real = os.path.realpath(os.path.join(folder, name))
+            if real not in seen:
+                seen.add(real)
+                kept.append(name)
+        subfolders[:] = kept
         for name in names:
             if name.startswith("."):
                 continue
             path = os.path.join(folder, name)
+            real = os.path.realpath(path)
+            if real in seen:
+                continue
+            seen.add(real)
             is_image = name.lower().endswith(recipe.IMAGE_EXTENSIONS)
             (images if is_image else others).append(path)
     return sorted(images), sorted(others)
@@ -118,9 +135,9 @@ def find_images(directory):
     given = all(os.path.isdir(os.path.join(directory, s)) for s in ("train", "test"))
     roots = ({s: os.path.join(directory, s) for s in ("train", "test")} if given
              else {"all": directory})
-    splits, classes, others = {}, {}, []
+    splits, classes, others, seen = {}, {}, [], set()
     for split, root in roots.items():
-        splits[split], other = _walk(root)
+        splits[split], other = _walk(root, seen)
         others += other
         classes[split] = _classes(root, splits[split])
     if not any(splits.values()):
@@ -212,10 +229,16 @@ def _probe(index, path):
     return index, shape[0], shape[1], grey
 
 
+def _as_bytes(paths):
+    """File names as TensorFlow takes them: bytes, so that names that are
+    not UTF-8 (Python's surrogate escapes) reach the file system as they are."""
+    return np.asarray([os.fsencode(path) for path in paths], dtype=object)
+
+
 def _error_reason(path):
     """TensorFlow's own words for why ``path`` does not decode, shortened."""
     try:
-        _probe(0, path)
+        _probe(0, os.fsencode(path))
     except tf.errors.OpError as error:
         text = error.message.split("}} ")[-1].split(" [Op:")[0]
         return text.splitlines()[0].strip().rstrip(".")
@@ -224,11 +247,30 @@ def _error_reason(path):
         f"please report this with the file.")
 
 
-def _scan(paths, verbose):
-    """Reads every file once: ``{index: (height, width, grey)}`` and the
-    indices that did not decode."""
+def _over_limit(paths, max_pixels):
+    """``{index: reason}`` of the files whose header gives more than
+    ``max_pixels`` pixels: they are never decoded. (A file Pillow cannot
+    identify is left to TensorFlow's decoder, which says why.)"""
+    over = {}
+    if max_pixels is None:
+        return over
+    for index, path in enumerate(paths):
+        size = recipe.header_size(path)
+        if size is not None and size[0] * size[1] > max_pixels:
+            over[index] = (f"{recipe.describe_size(*size)}, {size[0] * size[1]:,} "
+                           f"pixels, over the limit of {max_pixels:,}; see "
+                           f"--max-image-pixels")
+    return over
+
+
+def _scan(paths, verbose, max_pixels):
+    """Reads every file once: ``{index: (height, width, grey)}`` and
+    ``{index: reason}`` of those that are not read (``None``: TensorFlow's
+    decoder failed, ``_error_reason`` says why)."""
+    over = _over_limit(paths, max_pixels)
+    kept = [i for i in range(len(paths)) if i not in over]
     indices = tf.data.Dataset.from_tensor_slices(
-        (np.arange(len(paths)), np.asarray(paths)))
+        (np.asarray(kept, np.int64), _as_bytes([paths[i] for i in kept])))
     probes = (indices.map(_probe, num_parallel_calls=tf.data.AUTOTUNE)
               .ignore_errors().batch(512).prefetch(2))
     found = {}
@@ -238,7 +280,12 @@ def _scan(paths, verbose):
                                              grey.tolist())))
         progress.advance(len(index))
     progress.advance(len(paths))  # every file was tried, unreadable ones too
-    return found, sorted(set(range(len(paths))) - set(found))
+    bad = {i: over.get(i) for i in range(len(paths)) if i not in found}
+    return found, bad
+
+
+def _reason(paths, bad, index):
+    return bad[index] or _error_reason(paths[index])
 
 
 class _Progress:
@@ -276,19 +323,53 @@ def _loader(shape, resize):
             x = tf.cond(stored >= 3, lambda: x[..., :3],
                         lambda: tf.image.grayscale_to_rgb(x[..., :1]))
         same = tf.reduce_all(tf.shape(x)[:2] == (height, width))
-        x = tf.cond(same, lambda: x, lambda: keras.ops.image.resize(
-            x, (height, width), interpolation="bilinear", antialias=True,
-            crop_to_aspect_ratio=resize == "crop",
-            pad_to_aspect_ratio=resize == "pad"))
+        if resize == "pad":
+            resized = lambda: _padded(x, (height, width))  # noqa: E731
+        else:
+            resized = lambda: keras.ops.image.resize(  # noqa: E731
+                x, (height, width), interpolation="bilinear", antialias=True,
+                crop_to_aspect_ratio=resize == "crop")
+        x = tf.cond(same, lambda: x, resized)
         x = tf.cast(tf.round(tf.clip_by_value(x, 0.0, 255.0)), tf.uint8)
         return tf.ensure_shape(x, shape)
     return load
 
 
+def _padded(x, size):
+    """``keras.ops.image.resize(..., pad_to_aspect_ratio=True)`` without
+    the padded image (``keras_ae.images.padded_steps``): the unpadded axis
+    first, then the border, then the other axis. A 1x100000 strip never
+    becomes 100000x100000."""
+    height, width = tf.shape(x)[0], tf.shape(x)[1]
+    target_height, target_width = size
+    f32 = tf.float32
+    # keras' own arithmetic (keras_ae.images.resize_window)
+    rows = tf.maximum(height, tf.cast(tf.cast(width * target_height, f32)
+                                      / target_width, tf.int32))
+    columns = tf.maximum(width, tf.cast(tf.cast(height * target_width, f32)
+                                        / target_height, tf.int32))
+    top = tf.cast(tf.cast(rows - height, f32) / 2, tf.int32)
+    left = tf.cast(tf.cast(columns - width, f32) / 2, tf.int32)
+
+    def resize(image, to):
+        return tf.image.resize(image, to, method="bilinear", antialias=True)
+
+    def rows_padded():
+        border = tf.pad(resize(x, (height, target_width)), [[top, top], [0, 0], [0, 0]])
+        return resize(border, size)
+
+    def columns_padded():
+        border = tf.pad(resize(x, (target_height, width)), [[0, 0], [left, left], [0, 0]])
+        return resize(border, size)
+    return tf.cond(top > 0, rows_padded, lambda: tf.cond(
+        left > 0, columns_padded, lambda: resize(x, size)))
+
+
 # --- checks on what the scan found -----------------------------------------
 
 def _bad_files_message(directory, paths, bad, total):
-    shown = "; ".join(f"{paths[i]} ({_error_reason(paths[i])})" for i in bad[:_SHOWN])
+    shown = "; ".join(f"{paths[i]} ({_reason(paths, bad, i)})"
+                      for i in sorted(bad)[:_SHOWN])
     more = f"; and {len(bad) - _SHOWN} more" if len(bad) > _SHOWN else ""
     return (f"{len(bad)} of {total:,} images in {directory} cannot be read: "
             f"{shown}{more}. Replace or remove them, or pass "
@@ -345,8 +426,8 @@ def _fingerprint(paths, split, preprocessing):
     digest = hashlib.sha256(json.dumps(preprocessing, sort_keys=True).encode())
     for path in paths:
         stat = os.stat(path)
-        digest.update(f"{os.path.abspath(path)}\0{stat.st_size}\0"
-                      f"{stat.st_mtime_ns}\n".encode())
+        digest.update(os.fsencode(os.path.abspath(path))
+                      + f"\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return f"{split}-{digest.hexdigest()[:16]}"
 
 
@@ -385,7 +466,7 @@ def _split(paths, labels, shape, resize, cache, name, preprocessing, progress):
     """A ``pipelines.Split`` of files, streamed, cached in memory or to a file."""
     load = _loader(shape, resize)
     labels = None if (labels < 0).any() else labels
-    names = tf.data.Dataset.from_tensor_slices(np.asarray(paths))
+    names = tf.data.Dataset.from_tensor_slices(_as_bytes(paths))
     parallel = tf.data.AUTOTUNE
     images = names.map(load, num_parallel_calls=parallel)
     if cache == "memory":
@@ -412,7 +493,8 @@ def _split(paths, labels, shape, resize, cache, name, preprocessing, progress):
 def from_directory(directory, *, image_size=None, resize=recipe.DEFAULT_RESIZE,
                    color_mode="auto", batch_size=256, validation_split=0.1,
                    test_split=0.1, noise_factor=0.0, seed=0, cache="auto",
-                   skip_bad_images=False, verbose=True):
+                   skip_bad_images=False, max_image_pixels=recipe.MAX_IMAGE_PIXELS,
+                   verbose=True):
     """Pipelines over a folder of image files (PNG, JPEG, BMP, GIF, WebP).
 
     See the module docstring for the layouts understood and how labels
@@ -442,8 +524,12 @@ def from_directory(directory, *, image_size=None, resize=recipe.DEFAULT_RESIZE,
             (every epoch streams from disk, memory flat however large the
             folder), or a file-name prefix (``tf.data``'s file cache, filled
             once before training; the files are named by their content).
-        skip_bad_images: leave out files that do not decode (listed in
-            ``ImageData.skipped``) rather than raise.
+        skip_bad_images: leave out files that do not decode, or have more
+            pixels than ``max_image_pixels`` (listed in
+            ``ImageData.skipped``), rather than raise.
+        max_image_pixels: the most pixels an image may have, read from each
+            file's header before anything is decoded (default
+            ``keras_ae.images.MAX_IMAGE_PIXELS``); ``None`` for no limit.
         verbose: print what was found and progress bars.
 
     Returns:
@@ -476,6 +562,7 @@ def from_directory(directory, *, image_size=None, resize=recipe.DEFAULT_RESIZE,
     if not pipelines.is_real(test_split) or not 0 < test_split < 1:
         raise InputError(f"test_split must be a number in (0, 1), got {test_split!r}.")
     _cache_kind(cache, 0)  # checks the value before any file is read
+    recipe.check_max_pixels(max_image_pixels)
     directory = os.fspath(directory)
 
     found = find_images(directory)
@@ -483,13 +570,14 @@ def from_directory(directory, *, image_size=None, resize=recipe.DEFAULT_RESIZE,
                                         options["validation_split"], seed)
     if verbose:
         _say_found(directory, found, len(paths))
-    probed, bad = _scan(paths, verbose)
+    probed, bad = _scan(paths, verbose, max_image_pixels)
     skipped = ()
     if bad:
         if not skip_bad_images:
             raise InputError(_bad_files_message(directory, paths, bad, len(paths)))
-        skipped = tuple((paths[i], _error_reason(paths[i])) for i in bad)
-        parts = {s: idx[np.isin(idx, bad, invert=True)] for s, idx in parts.items()}
+        skipped = tuple((paths[i], _reason(paths, bad, i)) for i in sorted(bad))
+        parts = {s: idx[np.isin(idx, list(bad), invert=True)]
+                 for s, idx in parts.items()}
         for split in ("train", "test"):
             if not len(parts[split]):
                 raise InputError(

@@ -44,17 +44,22 @@ Example:
 ((32, 32, 1), 'uint8', 76)
 """
 
+import contextlib
 import numbers
 import os
+import threading
+import warnings
 
 import numpy as np
 
 from keras_ae.errors import InputError
 
 __all__ = ["COLOR_MODES", "DEFAULT_RESIZE", "GRAY_WEIGHTS", "IMAGE_EXTENSIONS",
-           "RESIZE_MODES", "check_image_size", "check_preprocessing",
-           "check_resize", "describe_size", "parse_image_size", "read_image",
-           "resize_window"]
+           "MAX_IMAGE_PIXELS", "RESIZE_MODES", "check_image_size",
+           "check_max_pixels", "check_pixels", "check_preprocessing",
+           "check_resize", "describe_size", "header_size", "open_image",
+           "padded_steps",
+           "parse_image_size", "read_image", "resize_window"]
 
 # What TensorFlow's decode_image and Pillow both read.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
@@ -212,45 +217,167 @@ def resize_window(height, width, target, resize):
             height, width)
 
 
+# --- the pixel limit ------------------------------------------------------------
+
+# The most pixels one image may have before it is decoded, checked from the
+# file's header on both routes: Pillow's own MAX_IMAGE_PIXELS (1 GiB / 4 / 3,
+# the size above which Pillow warns of a decompression bomb). Memory per
+# pixel decoded: docs/benchmarks.md. ``None`` lifts the limit.
+MAX_IMAGE_PIXELS = 89_478_485
+
+_PILLOW_LIMIT = threading.Lock()
+
+
+def check_max_pixels(max_pixels):
+    """``max_pixels`` if it is a positive int or ``None``; else ValueError."""
+    if max_pixels is not None and (isinstance(max_pixels, bool) or not isinstance(
+            max_pixels, numbers.Integral) or max_pixels < 1):
+        raise InputError(f"max_image_pixels must be a positive integer or None, "
+                         f"got {max_pixels!r}.")
+    return max_pixels
+
+
+def check_pixels(height, width, max_pixels, what):
+    """Refuses an image of more than ``max_pixels`` pixels, naming it."""
+    if max_pixels is not None and height * width > max_pixels:
+        raise InputError(
+            f"{what} is {describe_size(height, width)} ({height * width:,} "
+            f"pixels), over the limit of {max_pixels:,} pixels an image may "
+            f"have before it is decoded; raise it with max_image_pixels=... "
+            f"(--max-image-pixels N) for an image you trust.")
+
+
+@contextlib.contextmanager
+def open_image(path, max_pixels=MAX_IMAGE_PIXELS):
+    """A Pillow image, opened (header only, nothing decoded yet) and checked
+    against ``max_pixels``.
+
+    Pillow's own decompression-bomb check gives way to ``max_pixels`` (it
+    warns above its limit and refuses at twice it, whatever the caller's).
+
+    Raises:
+        FileNotFoundError: for a path with no file.
+        ValueError: naming the file, for one Pillow cannot identify or one
+            over the limit.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no image file at {path}")
+    try:
+        image = _open_without_pillow_limit(path)
+    except (OSError, SyntaxError, ValueError) as error:
+        raise InputError(f"{path} is not an image Pillow can read: "
+                         f"{error}") from None
+    with image:
+        check_pixels(image.height, image.width, max_pixels, path)
+        yield image
+
+
+def header_size(path):
+    """``(height, width)`` from an image file's header, nothing decoded;
+    ``None`` where Pillow cannot identify the file (the decoder then says
+    why)."""
+    try:
+        with _open_without_pillow_limit(path) as image:
+            return image.height, image.width
+    except (OSError, SyntaxError, ValueError):
+        return None
+
+
+def _open_without_pillow_limit(path):
+    """``Image.open`` with Pillow's decompression-bomb limit lifted for the
+    call (keras_ae checks its own, ``max_pixels``, from the header)."""
+    from PIL import Image
+
+    with _PILLOW_LIMIT, warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            return Image.open(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = previous
+
+
 # --- the Pillow implementation ----------------------------------------------
 
-def _pixels(image):
-    """A Pillow image's first frame as float32 ``(h, w, 1 or 3)`` in [0, 255]."""
+def _image_array(image):
+    """A Pillow image's first frame as an array to make planes of: grey
+    levels ``(h, w)`` (uint8, or float32 for 16-bit and float images), or
+    colour ``(h, w, 3 or 4)`` uint8."""
     if getattr(image, "n_frames", 1) > 1:
         image.seek(0)  # TensorFlow decodes a GIF's first frame
     mode = image.mode
     if mode in _SIXTEEN_BIT_MODES:
         # TensorFlow keeps a 16-bit PNG's high byte; Pillow's own
         # conversion to "L" would clip instead.
-        values = np.asarray(image).astype(np.int64)
-        return (np.clip(values, 0, 65535) >> 8).astype(np.float32)[..., None]
+        values = np.asarray(image)
+        _check_range(values, 0, 65535, "a 16-bit image")
+        return (values.astype(np.int32) >> 8).astype(np.float32)
+    if mode == "F":  # float grey levels: Pillow's "L" would turn NaN into 0
+        values = np.asarray(image, np.float32)
+        _check_range(values, 0, 255, 'a float ("F") image')
+        return values
     if mode in _GREY_MODES:
-        return np.asarray(image.convert("L"), np.float32)[..., None]
+        return np.asarray(image.convert("L"))
     if mode not in ("RGB", "RGBA", "RGBX", "RGBa"):
         image = image.convert("RGB")  # palette, CMYK, YCbCr, ...
-    return np.asarray(image, np.float32)[..., :3]
+    return np.asarray(image)
 
 
-def _as_pixels(source):
-    """float32 ``(h, w, 1 or 3)`` in [0, 255] from a path, a Pillow image or
+def _check_range(values, low, high, what):
+    """Refuses NaN, infinities and values outside [low, high]."""
+    if not values.size:
+        return
+    smallest, largest = values.min(), values.max()
+    if not (np.isfinite(smallest) and np.isfinite(largest)):
+        raise InputError(f"{what} must hold finite values; this one holds NaN "
+                         f"or infinite values.")
+    if smallest < low or largest > high:
+        raise InputError(f"{what} must hold values from {low} to {high}; this "
+                         f"one holds {smallest:g} to {largest:g}.")
+
+
+def _planes(pixels, channels):
+    """float32 ``(h, w)`` planes in [0, 255] of an ``_image_array`` (or a
+    checked array) for ``channels``, made one at a time (a generator), so
+    that memory holds the array and one plane, never a float copy of every
+    channel; the grey of colour is made a block of rows at a time."""
+    if pixels.ndim == 2 or pixels.shape[-1] < 3:
+        plane = (pixels if pixels.ndim == 2 else pixels[..., 0]).astype(
+            np.float32, copy=False)
+        yield from [plane] * channels  # grey to RGB copies it into each channel
+        return
+    if channels == 3:
+        for c in range(3):
+            yield pixels[..., c].astype(np.float32)
+        return
+    weights = np.asarray(GRAY_WEIGHTS, np.float32)
+    grey = np.empty(pixels.shape[:2], np.float32)
+    rows = max(1, 2 ** 20 // max(1, pixels.shape[1]))
+    for top in range(0, len(grey), rows):
+        grey[top:top + rows] = pixels[top:top + rows, :, :3].astype(np.float32) @ weights
+    yield grey
+
+
+def _source_array(source, max_pixels):
+    """The array ``_planes`` makes planes of, from a path, a Pillow image or
     an array (uint8 in [0, 255], float in [0, 1])."""
     from PIL import Image
 
     if isinstance(source, (str, os.PathLike)):
-        path = os.fspath(source)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"no image file at {path}")
-        try:
-            with Image.open(path) as image:
+        with open_image(source, max_pixels) as image:
+            try:
                 image.load()
-                return _pixels(image)
-        except (OSError, SyntaxError, ValueError) as error:
-            # Pillow says "cannot identify image file" or "image file is
-            # truncated"; either way the file is named.
-            raise InputError(f"{path} is not an image Pillow can read: "
-                             f"{error}") from None
+                return _image_array(image)  # the file's image is closed on return
+            except InputError as error:
+                raise InputError(f"{os.fspath(source)}: {error}") from None
+            except (OSError, SyntaxError, ValueError) as error:
+                # Pillow says "image file is truncated" and the like.
+                raise InputError(f"{os.fspath(source)} is not an image Pillow "
+                                 f"can read: {error}") from None
     if isinstance(source, Image.Image):
-        return _pixels(source)
+        check_pixels(source.height, source.width, max_pixels, "the image")
+        return _image_array(source)
     return _array_pixels(source)
 
 
@@ -263,47 +390,64 @@ def _array_pixels(array):
             f"an image array must be (H, W) or (H, W, C) with C 1 to 4, got "
             f"shape {array.shape}.")
     if array.dtype == np.uint8:
-        pixels = array.astype(np.float32)
-    elif array.dtype.kind == "f":
-        if not np.isfinite(array).all() or array.min() < 0 or array.max() > 1:
-            raise InputError(
-                "a float image array must hold finite values in [0, 1]; "
-                "pass 8-bit images as uint8.")
-        pixels = array.astype(np.float32) * np.float32(255)
-    else:
+        return array
+    if array.dtype.kind != "f":
         raise InputError(
             f"an image array must be uint8 (0 to 255) or float (0 to 1), got "
             f"dtype {array.dtype}.")
-    return pixels[..., :1] if pixels.shape[-1] < 3 else pixels[..., :3]
+    if not np.isfinite(array).all() or array.min() < 0 or array.max() > 1:
+        raise InputError(
+            "a float image array must hold finite values in [0, 1]; "
+            "pass 8-bit images as uint8.")
+    return array.astype(np.float32) * np.float32(255)
 
 
-def _to_channels(pixels, channels):
-    if pixels.shape[-1] == channels:
-        return pixels
-    if channels == 1:
-        return (pixels @ np.asarray(GRAY_WEIGHTS, np.float32))[..., None]
-    return np.repeat(pixels, 3, axis=-1)
-
-
-def _resized(pixels, target, resize):
-    """Bilinear with antialiasing, channel by channel in Pillow's float mode
-    (which matches ``tf.image.resize(..., antialias=True)`` to about 1e-6)."""
+def _resize_plane(plane, size):
+    """Bilinear with antialiasing in Pillow's float mode (which matches
+    ``tf.image.resize(..., antialias=True)`` to about 1e-6); an axis whose
+    size does not change is left as it is."""
     from PIL import Image
 
-    height, width = pixels.shape[:2]
+    if plane.shape == tuple(size):
+        return plane
+    picture = Image.fromarray(np.ascontiguousarray(plane))
+    return np.asarray(picture.resize(size[::-1], Image.Resampling.BILINEAR))
+
+
+def padded_steps(height, width, target):
+    """How ``"pad"`` reaches ``target`` without the padded image: the
+    unpadded axis is resized first, then the border added, then the other
+    axis resized. (Resizing is separable, and a border row stays zero,
+    so this is the padded image's resize; a 1x100000 strip never becomes
+    100000x100000.)
+
+    Returns:
+        ``(first, padding, second)``: the size after the first resize,
+        ``((top, bottom), (left, right))`` for the border, and ``target``.
+
+    Example:
+
+    >>> padded_steps(1, 100000, (28, 28))
+    ((1, 28), ((49999, 49999), (0, 0)), (28, 28))
+    """
+    top, left, _, _ = resize_window(height, width, target, "pad")
+    if top:  # border above and below: widths first
+        return (height, target[1]), ((top, top), (0, 0)), tuple(target)
+    return (target[0], width), ((0, 0), (left, left)), tuple(target)
+
+
+def _resized(plane, target, resize):
+    """One plane at ``target`` by the recipe's ``resize``."""
+    height, width = plane.shape
+    if resize == "pad" and any(resize_window(height, width, target, "pad")[:2]):
+        first, padding, second = padded_steps(height, width, target)
+        return _resize_plane(np.pad(_resize_plane(plane, first), padding), second)
     top, left, rows, columns = resize_window(height, width, target, resize)
-    if resize == "pad":
-        pixels = np.pad(pixels, ((top, top), (left, left), (0, 0)))
-    else:
-        pixels = pixels[top:top + rows, left:left + columns]
-    channels = [
-        np.asarray(Image.fromarray(np.ascontiguousarray(pixels[..., c]))
-                   .resize(target[::-1], Image.Resampling.BILINEAR))
-        for c in range(pixels.shape[-1])]
-    return np.stack(channels, axis=-1)
+    return _resize_plane(plane[top:top + rows, left:left + columns], target)
 
 
-def read_image(source, shape, resize=DEFAULT_RESIZE):
+def read_image(source, shape, resize=DEFAULT_RESIZE, *,
+               max_pixels=MAX_IMAGE_PIXELS):
     """One image prepared as training prepared the model's images.
 
     Args:
@@ -314,15 +458,18 @@ def read_image(source, shape, resize=DEFAULT_RESIZE):
             3 (RGB).
         resize: how to reach a different size, one of ``RESIZE_MODES``, or
             ``None`` to refuse images of another size.
+        max_pixels: the most pixels a file or Pillow image may have, checked
+            before it is decoded (``MAX_IMAGE_PIXELS``); ``None`` for no limit.
 
     Returns:
         A uint8 array of ``shape``.
 
     Raises:
         FileNotFoundError: for a path with no file.
-        ValueError: naming the file, for one Pillow cannot read; for an
-            image of another size with ``resize=None``; for a bad array,
-            shape or mode.
+        ValueError: naming the file, for one Pillow cannot read or one over
+            ``max_pixels``; for an image of another size with
+            ``resize=None``; for NaN or out-of-range values; for a bad
+            array, shape or mode.
 
     Example:
 
@@ -336,13 +483,21 @@ def read_image(source, shape, resize=DEFAULT_RESIZE):
             f"model takes {channels}.")
     if resize is not None:
         check_resize(resize)
-    pixels = _to_channels(_as_pixels(source), channels)
-    if pixels.shape[:2] != (height, width):
-        if resize is None:
-            what = source if isinstance(source, (str, os.PathLike)) else "the image"
-            raise InputError(
-                f"{what} is {describe_size(*pixels.shape[:2])} (height x "
-                f"width); the model takes {describe_size(height, width)}. "
-                f"Resize it (resize=..., --resize).")
-        pixels = _resized(pixels, (height, width), resize)
-    return np.round(np.clip(pixels, 0, 255)).astype(np.uint8)
+    check_max_pixels(max_pixels)
+    pixels = _source_array(source, max_pixels)
+    if pixels.shape[:2] != (height, width) and resize is None:
+        what = source if isinstance(source, (str, os.PathLike)) else "the image"
+        raise InputError(
+            f"{what} is {describe_size(*pixels.shape[:2])} (height x "
+            f"width); the model takes {describe_size(height, width)}. "
+            f"Resize it (resize=..., --resize).")
+    planes, previous = [], None
+    for plane in _planes(pixels, channels):
+        if plane is not previous:  # a grey plane copied to RGB is resized once
+            previous, result = plane, (
+                plane if plane.shape == (height, width)
+                else _resized(plane, (height, width), resize))
+        planes.append(result)
+    del pixels, plane, previous
+    out = np.stack(planes, axis=-1)
+    return np.round(np.clip(out, 0, 255)).astype(np.uint8)

@@ -356,10 +356,15 @@ class OnnxAutoencoder:
             raise InputError(
                 f"z must be one code shaped {self.code_shape} or a batch shaped "
                 f"{_batch_shape(self.code_shape)}; got shape {z.shape}.")
-        _value_range("z", z)
+        low, high = _value_range("z", z)
+        largest = float(np.finfo(np.float32).max)
+        if max(-low, high) > largest:  # the model computes in float32
+            raise InputError(
+                f"z must hold values that float32 can represent (magnitude up "
+                f"to {largest:.3g}); got values from {low:g} to {high:g}.")
         return z.reshape((-1,) + self.code_shape), single
 
-    def prepare(self, x, resize=False):
+    def prepare(self, x, resize=False, *, max_pixels=recipe.MAX_IMAGE_PIXELS):
         """Files or images of any size and colour as this model's images.
 
         Each image is read as the model's training images were
@@ -374,6 +379,9 @@ class OnnxAutoencoder:
                 (their colour is converted all the same); ``True`` to resize
                 them as training did (``resize_mode``); or a mode of
                 ``keras_ae.images.RESIZE_MODES``.
+            max_pixels: the most pixels a file or Pillow image may have,
+                checked from its header before it is decoded
+                (``keras_ae.images.MAX_IMAGE_PIXELS``); ``None``: no limit.
 
         Returns:
             uint8 images: ``input_shape`` for one, ``(N, *input_shape)``
@@ -396,7 +404,8 @@ class OnnxAutoencoder:
         items = [x] if single else list(x)
         if not items:
             raise InputError("x must hold at least one image, got none.")
-        batch = np.stack([recipe.read_image(item, self.input_shape, mode)
+        batch = np.stack([recipe.read_image(item, self.input_shape, mode,
+                                            max_pixels=max_pixels)
                           for item in items])
         return batch[0] if single else batch
 

@@ -26,6 +26,7 @@ checkpoints in ``backup/<task>/`` to resume from, and EarlyStopping stops all
 workers at the same epoch.
 """
 
+import contextlib
 import csv
 import dataclasses
 import shutil
@@ -35,7 +36,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from keras_ae import cluster, precision
+from keras_ae import cluster, outputs, precision
 from keras_ae.errors import InputError
 from keras_ae.files import claim_folder, write_atomically, write_json
 
@@ -142,30 +143,60 @@ def _check_learning_rate(learning_rate):
 
 # --- the run folder ------------------------------------------------------------
 
-def prepare_run_folder(output_dir, settings):
-    """Claims ``output_dir`` for a run with ``settings``.
+# What a run folder holds: this module's files and those keras-ae train adds.
+RUN_ENTRIES = (RUN_FILE, HISTORY_FILE, MODEL_FILE, "checkpoints", "backup",
+               "logs", "metrics.json", "reconstructions.png", "loss_curves.png")
+
+
+@contextlib.contextmanager
+def run_folder(output_dir, settings, overwrite=False):
+    """Claims ``output_dir`` for a run with ``settings`` and holds its lock.
 
     A new or empty folder gets ``run.json``. A folder with the same
-    ``run.json`` is the same run, to be resumed. Anything else is refused, so
-    that nothing already written is lost.
+    ``run.json`` is the same run, to be resumed. Anything else is refused
+    (``keras_ae.outputs``' rule), so that nothing already written is lost;
+    with ``overwrite``, a different run's own files are deleted and the run
+    starts over, beside any other files, which are left alone.
 
     Args:
         output_dir: the run folder.
         settings: a JSON-serialisable dict describing the run; ``"epochs"``
             may differ between the first start and a resume.
+        overwrite: start over, deleting the files of the run the folder
+            holds (this one or another).
 
-    Returns:
+    Yields:
         ``True`` if the folder already held this run (a resume), else ``False``.
 
     Raises:
-        ValueError: if the folder holds a different run or unrelated files.
+        ValueError: if the folder holds a different run or unrelated files,
+            or another process is writing it.
     """
-    state = claim_folder(
-        output_dir, RUN_FILE, settings, kind="run", ignore={"epochs"},
-        remedy="Choose another output folder, or delete this one to start over.")
-    Path(output_dir).mkdir(parents=True, exist_ok=True)
-    write_json(Path(output_dir) / RUN_FILE, settings)  # epochs may have changed
-    return state == "same"
+    folder = outputs.claim(output_dir, "train", str(settings.get("data")),
+                           names=RUN_ENTRIES, overwrite=overwrite,
+                           legacy_marker=RUN_FILE)
+    with folder:
+        state = claim_folder(
+            output_dir, RUN_FILE, settings, kind="run", ignore={"epochs"},
+            allow_different=overwrite,
+            remedy="Choose another output folder, or pass overwrite=True "
+                   "(--overwrite) to start over (only the run's own files "
+                   "are replaced).")
+        if overwrite:
+            removed = folder.remove_own()
+            if removed:
+                print(f"{output_dir}: starting over; removed the earlier run's "
+                      f"{', '.join(removed)}")
+        folder.record(RUN_ENTRIES)
+        write_json(Path(output_dir) / RUN_FILE, settings)  # epochs may have changed
+        yield state == "same" and not overwrite
+
+
+def prepare_run_folder(output_dir, settings, overwrite=False):
+    """``run_folder`` without holding the lock after it returns (a cluster's
+    chief claims before its workers start); returns whether it resumes."""
+    with run_folder(output_dir, settings, overwrite) as resumed:
+        return resumed
 
 
 def save_model(model, path):
@@ -296,7 +327,7 @@ class TrainResult:
 def train(build_model, data, output_dir, *, epochs=10,
           learning_rate=DEFAULT_LEARNING_RATE,
           patience=None, jit_compile=False, mixed_precision="auto",
-          settings=None, callbacks=(), verbose="auto"):
+          settings=None, callbacks=(), overwrite=False, verbose="auto"):
     """Trains an autoencoder with Adam and MSE into a resumable run folder.
 
     On one machine this is ``model.fit``. Where ``TF_CONFIG`` names a
@@ -324,6 +355,9 @@ def train(build_model, data, output_dir, *, epochs=10,
         settings: JSON-serialisable description of the run, stored in
             ``run.json``; a later start must match it (except ``epochs``).
         callbacks: more Keras callbacks, run after keras_ae's own.
+        overwrite: start the run over where ``output_dir`` holds one (this
+            or another), and write beside other files; only a run's own
+            files are deleted (``run_folder``).
         verbose: Keras' ``fit`` verbosity (``"auto"`` shows progress bars).
 
     Returns:
@@ -356,24 +390,38 @@ def train(build_model, data, output_dir, *, epochs=10,
     if devices.workers > 1:
         return _train_on_cluster(model, data, Path(output_dir), settings,
                                  devices, epochs, patience, monitor,
-                                 callbacks, verbose)
-    resumed = prepare_run_folder(output_dir, settings)
-    output = Path(output_dir)
-    if _finished(output, resumed):
-        # Finished before: keep its model rather than train over it.
-        return TrainResult(keras.models.load_model(output / MODEL_FILE),
-                           read_history(output / HISTORY_FILE), True, devices,
-                           float("nan"), finished_before=True)
+                                 callbacks, verbose, overwrite)
+    with run_folder(output_dir, settings, overwrite) as resumed:
+        output = Path(output_dir)
+        if _finished(output, resumed):
+            # Finished before: keep its model rather than train over it.
+            return TrainResult(load_run_model(output / MODEL_FILE),
+                               read_history(output / HISTORY_FILE), True, devices,
+                               float("nan"), finished_before=True)
 
-    callbacks = run_callbacks(output_dir, patience, monitor) + list(callbacks)
-    # shuffle=False: the pipeline already shuffles, seeded (Keras would ignore it)
-    model.fit(data.train, validation_data=data.validation, epochs=epochs,
-              callbacks=callbacks, shuffle=False, verbose=verbose)
-    save_model(model, Path(output_dir) / MODEL_FILE)
+        callbacks = run_callbacks(output_dir, patience, monitor) + list(callbacks)
+        # shuffle=False: the pipeline already shuffles, seeded (Keras would ignore it)
+        model.fit(data.train, validation_data=data.validation, epochs=epochs,
+                  callbacks=callbacks, shuffle=False, verbose=verbose)
+        save_model(model, Path(output_dir) / MODEL_FILE)
 
     history = next(c for c in callbacks if isinstance(c, HistoryCsv))
     return TrainResult(model, read_history(history.path), resumed, devices,
                        _images_per_second(data.num_train, history.seconds_this_process))
+
+
+def load_run_model(path):
+    """A run's ``model.keras`` (Keras' safe mode); a one-line error naming
+    the file and what to do when it does not load (truncated, say)."""
+    try:
+        return keras.models.load_model(path)
+    except Exception as error:  # Keras raises many kinds for a damaged file
+        raise InputError(
+            f"{path} does not load ({type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else 'no message'}): "
+            f"the run's trained model is damaged. Train again with "
+            f"--overwrite (overwrite=True) to start the run over, or restore "
+            f"the file from checkpoints/.") from None
 
 
 def _finished(output, resumed):
@@ -383,14 +431,14 @@ def _finished(output, resumed):
 
 
 def _train_on_cluster(model, data, output, settings, devices, epochs,
-                      patience, monitor, callbacks, verbose):
+                      patience, monitor, callbacks, verbose, overwrite):
     """``train`` on one worker of a cluster: the chief claims and writes the
     run folder; every worker trains and keeps its own backup."""
     strategy = devices.strategy
     problem, resumed = None, False
     if devices.chief:
         try:
-            resumed = prepare_run_folder(output, settings)
+            resumed = prepare_run_folder(output, settings, overwrite)
         except InputError as error:
             problem = error
     refused, resumed, finished, _ = cluster.share(strategy, [
@@ -404,7 +452,7 @@ def _train_on_cluster(model, data, output, settings, devices, epochs,
             "message); expected a new folder or this run's own.")
     if finished:  # on every worker, so that none waits for the others
         if devices.chief:
-            model = keras.models.load_model(output / MODEL_FILE)
+            model = load_run_model(output / MODEL_FILE)
         return TrainResult(model, read_history(output / HISTORY_FILE),
                            True, devices, float("nan"), finished_before=True)
 

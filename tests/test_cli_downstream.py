@@ -243,8 +243,9 @@ def test_a_model_that_is_not_one_is_refused(name, message, small_idx_dir, tmp_pa
     path = tmp_path / name
     if name.endswith(".txt"):
         path.write_text("not a model")
-    assert run("cluster", str(path), small_idx_dir, tmp_path) == 2
+    assert run("cluster", str(path), small_idx_dir, tmp_path / "out") == 2
     assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_anomaly_on_an_exported_model_measures_and_says_why_no_detector(

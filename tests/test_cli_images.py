@@ -72,7 +72,7 @@ def test_export_and_predict_a_big_photo(exported, tmp_path, capsys):
     with Image.open(tmp_path / "china_reconstruction.png") as written:
         assert written.size == (32, 32) and written.mode == "RGB"
     assert cli.main(["predict", str(exported / "model.onnx"), big_photo(),
-                     "--out", str(tmp_path)]) == 2
+                     "--out", str(tmp_path / "again")]) == 2
     assert "is 427x640 (height x width); the model takes 32x32" in capsys.readouterr().err
 
 
@@ -84,20 +84,22 @@ def test_features_cluster_and_anomaly_on_class_folders(run, exported, photo_fold
     features = json.loads((tmp_path / "features.json").read_text())
     assert features["codes"]["train_images"] == 16
     assert cli.main(["cluster", str(exported / "model.onnx"), *images,
-                     "--output", str(tmp_path)]) == 0
-    assert json.loads((tmp_path / "cluster.json").read_text())["codes"]["clusters"] == 2
+                     "--output", str(tmp_path / "cluster")]) == 0
+    assert json.loads((tmp_path / "cluster" / "cluster.json").read_text())[
+        "codes"]["clusters"] == 2
     assert cli.main(["anomaly", str(run / "model.keras"), *images, "--validation-split",
-                     "0.5", "--anomaly-classes", "flower", "--output", str(tmp_path)]) == 0
-    anomaly = json.loads((tmp_path / "anomaly.json").read_text())
+                     "0.5", "--anomaly-classes", "flower", "--output",
+                     str(tmp_path / "anomaly")]) == 0
+    anomaly = json.loads((tmp_path / "anomaly" / "anomaly.json").read_text())
     assert anomaly["normal_classes"] == ["china"] and set(anomaly["per_class"]) == {"flower"}
     assert anomaly["anomalies"] == 3 and anomaly["images"] == 6
     assert anomaly["detector"]["neighbors"] == 3  # every reference image: fewer than 5
     assert cli.main(["generate", str(exported / "model.onnx"), *images,
-                     "--output", str(tmp_path)]) == 0
-    assert (tmp_path / "samples.png").exists()
+                     "--output", str(tmp_path / "generate")]) == 0
+    assert (tmp_path / "generate" / "samples.png").exists()
     capsys.readouterr()
     assert cli.main(["anomaly", str(run / "model.keras"), *images,
-                     "--anomaly-classes", "tiger", "--output", str(tmp_path)]) == 2
+                     "--anomaly-classes", "tiger", "--output", str(tmp_path / "tiger")]) == 2
     assert "'tiger' is not a class of images:" in capsys.readouterr().err
 
 

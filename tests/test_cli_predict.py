@@ -55,12 +55,14 @@ def test_predict_writes_reconstructions_and_prints_errors(exported, pngs, tmp_pa
 def test_predict_refuses_an_image_of_another_size(exported, tmp_path, capsys):
     big = tmp_path / "big.png"
     Image.fromarray(np.zeros((32, 30), np.uint8), "L").save(big)
-    assert cli.main(["predict", str(exported), str(big), "--out", str(tmp_path)]) == 2
+    out = tmp_path / "out"
+    assert cli.main(["predict", str(exported), str(big), "--out", str(out)]) == 2
     error = capsys.readouterr().err
     assert "big.png is 32x30 (height x width); the model takes 28x28" in error
     assert "--resize" in error
+    assert not out.exists()  # a refused command leaves no folder behind
     assert cli.main(["predict", str(exported), str(tmp_path / "nope.png"),
-                     "--out", str(tmp_path)]) == 2
+                     "--out", str(out)]) == 2
     assert "no image file at" in capsys.readouterr().err
 
 

@@ -125,8 +125,9 @@ def test_kill_9_then_the_same_command_resumes(idx_dir, tmp_path):
 def test_output_folder_of_something_else_is_refused(idx_dir, tmp_path, capsys):
     (tmp_path / "thesis.tex").write_text("precious")
     assert cli.main(train_args(idx_dir, tmp_path, 1)) == 2
-    assert "holds no run.json" in capsys.readouterr().err
+    assert "holds thesis.tex, not written by keras-ae train" in capsys.readouterr().err
     assert (tmp_path / "thesis.tex").read_text() == "precious"
+    assert sorted(os.listdir(tmp_path)) == ["thesis.tex"]
 
 
 def test_options_of_the_other_model_kind_are_refused(idx_dir, tmp_path, capsys):

@@ -100,8 +100,8 @@ def test_a_folder_of_something_else_is_refused_and_kept(idx_dir, tmp_path, capsy
     out = tmp_path / "tune"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    assert cli.main(tune_args(idx_dir, out, "--overwrite")) == 2
-    assert "not a keras-ae search" in capsys.readouterr().err
+    assert cli.main(tune_args(idx_dir, out)) == 2
+    assert "holds notes.txt, not written by keras-ae tune" in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
 
 

@@ -373,7 +373,7 @@ def test_cli_export_writes_everything_with_the_run_in_the_card(run_folder, tmp_p
     out = tmp_path / "exported" / "small"
     assert cli.main(["export", str(run_folder / "model.keras"),
                      "--output", str(out)]) == 0
-    assert sorted(os.listdir(out)) == ["decoder.onnx", "encoder.onnx",
+    assert sorted(os.listdir(out)) == ["decoder.onnx", "encoder.onnx", "keras-ae.json",
                                        "model.onnx", "model_card.json", "saved_model"]
     card = json.loads((out / "model_card.json").read_text())
     assert card["test"]["mse"] == 0.0123

@@ -139,7 +139,7 @@ def test_folder_of_another_run_is_refused_and_kept(small_data, tmp_path):
 
 def test_unrelated_folder_is_refused(small_data, tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
-    with pytest.raises(ValueError, match="not empty and holds no run.json"):
+    with pytest.raises(ValueError, match="holds notes.txt, not written by keras-ae train"):
         training.train(small_model, small_data, tmp_path, epochs=1, verbose=0)
     assert (tmp_path / "notes.txt").read_text() == "mine"
     with pytest.raises(ValueError, match="exists and is not a folder"):

@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image
 
 from keras_ae import data as data_lib
-from keras_ae import files
+from keras_ae import outputs
 
 FASHION_CLASSES = ("t-shirt_top", "trouser", "pullover", "dress", "coat",
                    "sandal", "shirt", "sneaker", "bag", "ankle_boot")
@@ -49,7 +49,7 @@ def write_fashion_tree(idx_dir, output, limit=None):
 
     Args:
         idx_dir: a folder of the four MNIST-style IDX files.
-        output: the folder to write (replaced once complete).
+        output: the folder to write (its train/ and test/ replaced once complete).
         limit: write only the first ``limit`` images of each split.
 
     Returns:
@@ -69,7 +69,18 @@ def write_fashion_tree(idx_dir, output, limit=None):
                     os.path.join(tmp, split, folders[label], f"{index:05d}.png"))
             counts[split] = len(images)
         return counts
-    return files.replace_folder(output, write)
+    return _write_folder(output, f"fashion:{os.path.abspath(idx_dir)}", write)
+
+
+def _write_folder(output, source, write):
+    """``write(temporary)`` fills train/ and test/, moved into ``output`` by
+    keras_ae.outputs' rule (a folder of other files is refused)."""
+    folder = outputs.claim(output, "make_image_folders", source,
+                           names=("train", "test"))
+    with folder, folder.staging() as staged:
+        counts = write(str(staged))
+        folder.commit(staged, replace_all_own=True)
+    return counts
 
 
 def photo(name):
@@ -86,7 +97,7 @@ def write_photo_crops(output, count, *, seed=0, sizes=(48, 320), test_share=0.2,
     """Writes seeded random crops of the sample photos as JPEG files.
 
     Args:
-        output: the folder to write (replaced once complete).
+        output: the folder to write (its train/ and test/ replaced once complete).
         count: crops in all, split evenly between the photos.
         seed: seeds every crop's size and position.
         sizes: smallest and largest crop height and width (each drawn
@@ -121,7 +132,7 @@ def write_photo_crops(output, count, *, seed=0, sizes=(48, 320), test_share=0.2,
                     os.path.join(folder, f"{index:05d}.jpg"), quality=quality)
                 counts[split] += 1
         return counts
-    return files.replace_folder(output, write)
+    return _write_folder(output, f"photos:{count}:{seed}", write)
 
 
 def main(argv=None):

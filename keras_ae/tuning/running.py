@@ -2,6 +2,7 @@
 resumable, on one machine or several (``keras_ae.tuning.roles``), with the
 results a user needs afterwards in one folder (see ``keras_ae.tuning``)."""
 
+import contextlib
 import dataclasses
 import json
 import numbers
@@ -11,7 +12,7 @@ from pathlib import Path
 import keras
 import keras_tuner as kt
 
-from keras_ae import builders, compat
+from keras_ae import builders, compat, outputs
 from keras_ae.errors import InputError
 from keras_ae.files import claim_folder, write_atomically, write_json
 from keras_ae.training import configure_devices
@@ -88,17 +89,29 @@ def _make_tuner(kind, hypermodel, *, max_trials, max_epochs, seed, directory,
 
 # --- the results folder ----------------------------------------------------
 
-def _claim_check(project_dir, settings, overwrite, role):
-    """Refuses, before anything is written, a folder that holds something
-    else. Returns whether the search starts over."""
+# What a search folder holds: keras_ae's files and KerasTuner's.
+SEARCH_ENTRIES = (SEARCH_FILE, TRIALS_FILE, BEST_HYPERPARAMETERS_FILE,
+                  BEST_MODEL_FILE, "metrics.json", "reconstructions.png",
+                  "trials.png", "oracle.json", "tuner*.json", "trial_*")
+
+
+def _claim(project_dir, settings, overwrite, role):
+    """Claims the search folder (``keras_ae.outputs``' rule) before anything
+    is written; ``(folder, start_over)``, the folder ``None`` on a worker
+    (the chief claims it, and may start it over)."""
     if role == "worker" and (overwrite or not (project_dir / SEARCH_FILE).exists()):
-        return False  # the chief claims the folder (and may start it over)
+        return None, False
+    folder = outputs.claim(project_dir, "tune", str(settings.get("data")),
+                           names=SEARCH_ENTRIES, overwrite=overwrite,
+                           legacy_marker=SEARCH_FILE)
     state = claim_folder(
         project_dir, SEARCH_FILE, settings, kind="search",
         allow_different=overwrite and role != "worker",
         remedy="Choose another folder, or pass overwrite=True (--overwrite) "
-               "to delete it and start over.")
-    return state == "different" or (overwrite and state == "same")
+               "to start it over (only the search's own files are deleted).")
+    if role == "worker":
+        return None, False
+    return folder, overwrite and state != "new"
 
 
 @dataclasses.dataclass
@@ -136,8 +149,9 @@ def search(train, validation, *, hypermodel=None, tuner="hyperband",
         directory, project_name: the results go to
             ``directory/project_name`` (see the module docstring); for a
             distributed search, a folder every machine sees.
-        overwrite: delete an earlier search in that folder and start over
-            (a folder that holds no keras-ae search is never deleted).
+        overwrite: start over where the folder holds a search (this or
+            another), and write beside other files; only a search's own
+            files are deleted (``keras_ae.outputs``).
         seed: seeds the oracle's sampling and the weights.
         mixed_precision: ``"auto"`` (float16 on a GPU, bfloat16 on a CPU
             that has it), ``"on"``, ``"off"`` or a policy name (see
@@ -207,8 +221,21 @@ def search(train, validation, *, hypermodel=None, tuner="hyperband",
         "seed": seed, "objective": "val_mse", "hypermodel": hypermodel.get_config(),
         "data": description,
     }))
-    start_over = _claim_check(project_dir, settings, overwrite, role)
-    resumed = (project_dir / SEARCH_FILE).exists() and not start_over
+    folder, start_over = _claim(project_dir, settings, overwrite, role)
+    with folder or contextlib.nullcontext():
+        if start_over:  # never KerasTuner's overwrite: it deletes the whole folder
+            folder.remove_own()
+        if folder is not None:
+            folder.record(SEARCH_ENTRIES)
+        return _search(train, validation, hypermodel, tuner, max_trials,
+                       max_epochs, seed, directory, project_name, project_dir,
+                       settings, role, mixed_precision, callbacks, verbose)
+
+
+def _search(train, validation, hypermodel, tuner, max_trials, max_epochs, seed,
+            directory, project_name, project_dir, settings, role,
+            mixed_precision, callbacks, verbose):
+    resumed = (project_dir / SEARCH_FILE).exists()
 
     devices = configure_devices(mixed_precision)
     previous_policy = keras.mixed_precision.global_policy()
@@ -220,7 +247,7 @@ def search(train, validation, *, hypermodel=None, tuner="hyperband",
             tuner_object = _make_tuner(
                 tuner, hypermodel, max_trials=max_trials, max_epochs=max_epochs,
                 seed=seed, directory=directory, project_name=project_name,
-                overwrite=start_over and role != "worker", strategy=strategy)
+                overwrite=False, strategy=strategy)
         except json.JSONDecodeError as error:
             raise InputError(_damaged_state_message(project_dir, error)) from None
         tuner_object.report(verbose, role)
