@@ -504,7 +504,7 @@ def _tune(args):
 
     import keras
 
-    from keras_ae import evaluation, export, files, tuning
+    from keras_ae import outputs, tuning
 
     started = time.time()
     keras.utils.set_random_seed(args.seed)
@@ -515,6 +515,18 @@ def _tune(args):
     hypermodel = tuning.AutoencoderHyperModel(data.image_shape, **_search_space(args))
     say_data(data)
     output = Path(args.output)
+    # The chief (or a lone search) holds the folder's lock to the end; the
+    # distributed workers write trials into it under the chief's oracle.
+    with (outputs.locked(output, "tune") if tuning.roles.role() != "worker"
+          else contextlib.nullcontext()):
+        return _search_and_measure(args, data, hypermodel, output, started)
+
+
+def _search_and_measure(args, data, hypermodel, output, started):
+    import time
+
+    from keras_ae import evaluation, export, files, tuning
+
     result = tuning.search(
         data.train, data.validation, hypermodel=hypermodel, tuner=args.tuner,
         max_trials=args.max_trials, max_epochs=args.max_epochs,

@@ -31,8 +31,13 @@ Example:
 ...     with out.staging() as staged:
 ...         _ = (staged / "a.txt").write_text("hi")
 ...         out.commit(staged)
+['a.txt']
 >>> sorted(p.name for p in folder.iterdir())
 ['a.txt', 'keras-ae.json']
+>>> claim(folder, "example", "another source")  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+keras_ae.errors.InputError: '...out' holds keras-ae example's output from another source (a source, not another source): nothing in it is changed. Choose a new or empty folder, or pass --overwrite to replace keras-ae example's files there.
 """
 
 import contextlib

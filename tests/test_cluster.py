@@ -278,7 +278,7 @@ def test_the_chief_writes_one_complete_run_folder(cluster_run):
     names = {path.name for path in output.iterdir()}
     assert names == {"run.json", "history.csv", "checkpoints", "logs",
                      "model.keras", "metrics.json", "reconstructions.png",
-                     "loss_curves.png"}  # and no backup/: finished
+                     "loss_curves.png", "keras-ae.json"}  # and no backup/: finished
     assert sorted(p.name for p in (output / "checkpoints").iterdir()) == [
         "epoch_001.keras", "epoch_002.keras", "epoch_003.keras"]
     assert list((output / "logs").rglob("events.out.tfevents.*"))

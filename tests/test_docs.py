@@ -8,8 +8,8 @@ import pytest
 import keras_ae
 from keras_ae import (anomaly_options, builders, data, defects, downstream, export,
                       files, folders, images,
-                      layers, model_facts, onnx_files, pipelines, pixels, precision,
-                      shapes, training)
+                      layers, model_facts, onnx_files, outputs, pipelines, pixels,
+                      precision, shapes, training)
 from keras_ae.tuning import reports, space, trial_data
 
 
@@ -17,7 +17,7 @@ from keras_ae.tuning import reports, space, trial_data
                                     pipelines, pixels, training, files, export,
                                     space, trial_data, reports, downstream,
                                     model_facts, onnx_files, defects, anomaly_options,
-                                    precision],
+                                    precision, outputs],
                          ids=lambda m: m.__name__)
 def test_docstring_examples(module):
     result = doctest.testmod(module, extraglobs={"np": np, "keras_ae": keras_ae, **{

@@ -3,16 +3,12 @@ exits 2 with one line, loses nothing that was already written, and stays
 within a memory ceiling.
 
 "Nothing lost" is checked with checksums of every file that existed before
-the command. Peak memory of `keras-ae predict` on the decompression bombs
-and thin strips is checked under an address-space ceiling
-(``RLIMIT_AS``) in a subprocess; measured peak RSS, at 8f4bd4b and after
-this change (``/usr/bin/time -f %M keras-ae predict MODEL FILE --out DIR
---resize``, by hand): 12000x12000 PNG 2.7 GB -> refused in 68 MB; 1x20000
-strip with a ``pad`` model 3.2 GB -> 73 MB; 1x100000 strip MemoryError
-(37 GiB) -> 93 MB; 30000x30000 PNG DecompressionBombError traceback ->
-refused in 68 MB.
+the command. Memory is checked under an address-space ceiling
+(``RLIMIT_AS``) in a subprocess; the peak RSS of each case, before and
+after, is in docs/benchmarks.md (``tools/benchmark_hostile_inputs.py``).
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -209,24 +205,52 @@ def test_a_replaced_folder_must_be_of_its_kind(tmp_path):
 
 # --- one writer per folder ----------------------------------------------------
 
-def test_a_folder_held_by_a_live_process_is_refused_naming_it(run_dir, tmp_path, capsys):
-    output = tmp_path / "out"
-    output.mkdir()
+@contextlib.contextmanager
+def held_by_another_trainer(folder):
+    """``folder``'s lock held by a live process as a ``keras-ae train``
+    would hold it; yields that process's id."""
+    folder.mkdir(exist_ok=True)
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        (output / outputs.LOCK_FILE).write_text(json.dumps(
+        (folder / outputs.LOCK_FILE).write_text(json.dumps(
             {"pid": holder.pid, "host": socket.gethostname(), "command": "train",
              "since": "2026-12-04T10:00:00"}))
-        assert cli.main(export_args(run_dir, output)) == 2
-        line = one_line_error(capsys, "export")
-        assert f"being written by keras-ae train (process {holder.pid}" in line
+        yield holder.pid
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_folder_held_by_a_live_process_is_refused_naming_it(run_dir, tmp_path, capsys):
+    output = tmp_path / "out"
+    with held_by_another_trainer(output) as pid:
+        assert cli.main(export_args(run_dir, output)) == 2
+        line = one_line_error(capsys, "export")
+        assert f"being written by keras-ae train (process {pid}" in line
     # the holder is gone: its lock is taken over, with a message
     assert cli.main(export_args(run_dir, output)) == 0
     assert "taking over the lock" in capsys.readouterr().err
     assert not (output / outputs.LOCK_FILE).exists()
+
+
+def test_a_second_trainer_into_a_running_run_is_refused(small_idx_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    with held_by_another_trainer(run) as pid:
+        assert cli.main(["train", "--data-dir", str(small_idx_dir), "--epochs", "1",
+                         "--output", str(run)]) == 2
+        line = one_line_error(capsys, "train")
+        assert f"'{run}' is being written by keras-ae train (process {pid}" in line
+        assert os.listdir(run) == [outputs.LOCK_FILE]  # nothing of the second one
+
+
+@pytest.mark.parametrize("command", ["train", "export", "tune", "anomaly", "features",
+                                     "cluster", "generate", "predict"])
+def test_every_writing_command_states_the_rule_in_its_help(command, capsys):
+    with pytest.raises(SystemExit):
+        cli.main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "the rule for every command: it is new, empty, or this command's" in text
+    assert "--overwrite" in text
 
 
 def test_the_lock_is_kept_by_its_process_and_released_at_the_end(tmp_path):

@@ -106,7 +106,8 @@ def test_export_model_keeps_the_float_folder_when_int8_is_refused(trained, tmp_p
                             quantize="int8", calibration_images=train[:128] * 0.1,
                             test_images=test, max_mse_increase=0.5, verbose=False)
     names = sorted(p.name for p in (tmp_path / "ex").iterdir())
-    assert names == ["decoder.onnx", "encoder.onnx", "model.onnx", "model_card.json"]
+    assert names == ["decoder.onnx", "encoder.onnx", "keras-ae.json", "model.onnx",
+                     "model_card.json"]
     card = json.loads((tmp_path / "ex" / "model_card.json").read_text())
     assert "allowed: +50%" in card["int8"]["refused"] and card["int8"]["files"] == {}
     assert card["int8"]["mse_increase"] > 0.5
@@ -220,7 +221,7 @@ def test_export_says_why_no_int8_was_written(run_folder, tmp_path, capsys, monke
     assert "int8 refused: model.onnx: the int8 model's MSE is +9.0%" in printed
     assert "without int8 files" in printed
     assert sorted(p.name for p in out.iterdir()) == [
-        "decoder.onnx", "encoder.onnx", "model.onnx", "model_card.json"]
+        "decoder.onnx", "encoder.onnx", "keras-ae.json", "model.onnx", "model_card.json"]
 
 
 def test_export_quantize_with_a_bad_count(run_folder, tmp_path, capsys):
