@@ -21,7 +21,8 @@ from keras_ae.errors import InputError
 def write_atomically(path, write):
     """Calls ``write(temporary_path)``, then renames the result to ``path``.
 
-    The temporary file sits in ``path``'s folder (``temporary_path``): it keeps ``path``'s suffix for writers that check it (``model.save`` wants
+    The temporary file sits in ``path``'s folder (``temporary_path``): it
+    keeps ``path``'s suffix for writers that check it (``model.save`` wants
     ``.keras``, matplotlib infers the format), and ``write`` creates it itself,
     so it gets the usual permissions rather than ``mkstemp``'s 0600.
 
@@ -142,6 +143,9 @@ def names_shown(names, shown=4):
 
 # --- temporaries a killed process leaves -------------------------------------
 
+# What keras_ae.outputs keeps in an output folder for itself.
+MANIFEST_FILE = "keras-ae.json"
+LOCK_FILE = ".keras-ae.lock"
 # Names of keras_ae's temporaries: host tag, process id, random part.
 _TEMPORARY = re.compile(r"^\.keras-ae-([0-9a-f]{8})-([0-9]+)-[0-9a-f]+\.tmp")
 _HOST_TAG = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
@@ -162,8 +166,7 @@ def temporary_path(folder, suffix=""):
 def is_keras_ae_own(name):
     """A name keras_ae keeps in an output folder for itself: a temporary,
     the manifest or the lock (see ``keras_ae.outputs``)."""
-    return bool(_TEMPORARY.match(name)) or name in (".keras-ae.lock",
-                                                    "keras-ae.json")
+    return bool(_TEMPORARY.match(name)) or name in (LOCK_FILE, MANIFEST_FILE)
 
 
 def process_alive(pid):

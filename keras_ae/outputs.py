@@ -57,10 +57,7 @@ from keras_ae.errors import InputError
 
 __all__ = ["LOCK_FILE", "MANIFEST_FILE", "OutputFolder", "claim", "locked"]
 
-MANIFEST_FILE = "keras-ae.json"
-LOCK_FILE = ".keras-ae.lock"
-RULE = ("writes into a new or empty folder, or one it wrote before from the "
-        "same source; --overwrite replaces only its own earlier files")
+MANIFEST_FILE, LOCK_FILE = files.MANIFEST_FILE, files.LOCK_FILE
 
 
 def _real(path):

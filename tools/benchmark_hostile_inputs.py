@@ -84,9 +84,9 @@ def run_measured(command, pythonpath, ceiling_bytes, cwd):
     return process.returncode, usage.ru_maxrss / 1024, (lines[-1] if lines else "")
 
 
-def outcome(code, last):
+def outcome(code, last, done="served"):
     if code == 0:
-        return "served"
+        return done
     if code == 2:
         return "refused in one line"
     kind = last.split(":")[0] if last else f"exit {code}"
@@ -124,7 +124,10 @@ def main(argv=None):
         check=True, cwd=work, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     versions = {"this commit": None}
     if args.before:
-        versions[f"before ({Path(args.before).name})"] = str(Path(args.before).resolve())
+        commit = subprocess.run(["git", "-C", args.before, "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True).stdout.strip()
+        versions[f"before ({commit or Path(args.before).name})"] = str(
+            Path(args.before).resolve())
 
     rows = []
     for name, path in paths.items():
@@ -146,7 +149,7 @@ def main(argv=None):
                        "--resize", "pad", "--epochs", "1", "--batch-size", "8",
                        "--output", str(out)] + (["--skip-bad-images"] if skip else [])
             code, peak, last = run_measured(command, pythonpath, ceiling, work)
-            cells.append(f"{peak:,.0f} MB, {outcome(code, last)}")
+            cells.append(f"{peak:,.0f} MB, {outcome(code, last, 'trained')}")
             print(cells[0], label, code, f"{peak:.0f} MB", last[:100])
         rows.append(cells)
 
@@ -168,7 +171,8 @@ def main(argv=None):
         f"keras_ae reads each file's size from its header and refuses more "
         f"than `keras_ae.images.MAX_IMAGE_PIXELS` (89,478,485, Pillow's "
         f"decompression-bomb limit) before decoding, and pads a thin strip "
-        f"without building the padded image.",
+        f"without building the padded image. A crashed process's peak is "
+        f"what it reached before it failed (the ceiling stops a runaway one).",
         "",
         *table,
         "",
