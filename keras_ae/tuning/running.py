@@ -92,25 +92,26 @@ def _make_tuner(kind, hypermodel, *, max_trials, max_epochs, seed, directory,
 # What a search folder holds: keras_ae's files and KerasTuner's.
 SEARCH_ENTRIES = (SEARCH_FILE, TRIALS_FILE, BEST_HYPERPARAMETERS_FILE,
                   BEST_MODEL_FILE, "metrics.json", "reconstructions.png",
-                  "trials.png", "oracle.json", "tuner*.json", "trial_*")
+                  "trials.png", "oracle.json", "chief.json", "tuner*.json",
+                  "trial_*")
 
 
 def _claim(project_dir, settings, overwrite, role):
     """Claims the search folder (``keras_ae.outputs``' rule) before anything
     is written; ``(folder, start_over)``, the folder ``None`` on a worker
     (the chief claims it, and may start it over)."""
-    if role == "worker" and (overwrite or not (project_dir / SEARCH_FILE).exists()):
+    remedy = ("Choose another folder, or pass overwrite=True (--overwrite) "
+              "to start it over (only the search's own files are deleted).")
+    if role == "worker":  # the chief's folder: a worker checks its settings only
+        if not overwrite and (project_dir / SEARCH_FILE).exists():
+            claim_folder(project_dir, SEARCH_FILE, settings, kind="search",
+                         remedy=remedy)
         return None, False
     folder = outputs.claim(project_dir, "tune", str(settings.get("data")),
                            names=SEARCH_ENTRIES, overwrite=overwrite,
                            legacy_marker=SEARCH_FILE)
-    state = claim_folder(
-        project_dir, SEARCH_FILE, settings, kind="search",
-        allow_different=overwrite and role != "worker",
-        remedy="Choose another folder, or pass overwrite=True (--overwrite) "
-               "to start it over (only the search's own files are deleted).")
-    if role == "worker":
-        return None, False
+    state = claim_folder(project_dir, SEARCH_FILE, settings, kind="search",
+                         allow_different=overwrite, remedy=remedy)
     return folder, overwrite and state != "new"
 
 
