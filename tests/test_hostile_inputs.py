@@ -62,6 +62,16 @@ def png_header_only(path, width, height):
     return path
 
 
+def grey_pngs(folder, count, shape, step=0):
+    """``count`` flat grey PNGs ``0.png``, ``1.png``, ... of ``shape`` in a
+    new ``folder``, image ``i`` at level ``step * i``; returns the folder."""
+    folder.mkdir()
+    for index in range(count):
+        Image.fromarray(np.full(shape, step * index, np.uint8), "L").save(
+            folder / f"{index}.png")
+    return folder
+
+
 def strip_png(path, width):
     """A real 1 x ``width`` grey PNG, a few hundred bytes."""
     Image.fromarray(np.full((1, width), 200, np.uint8), "L").save(path)
@@ -344,11 +354,7 @@ def test_a_strip_padded_directly_matches_the_padded_image_resized():
 
 
 def test_the_pixel_limit_is_the_same_on_both_routes_and_can_be_raised(tmp_path):
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for index in range(6):
-        Image.fromarray(np.full((20, 30), 30 * index, np.uint8), "L").save(
-            folder / f"{index}.png")
+    folder = grey_pngs(tmp_path / "photos", 6, (20, 30), step=30)
     with pytest.raises(InputError, match=r"1\.png \(20x30, 600 pixels, over the limit of 500"):
         data.from_directory(folder, max_image_pixels=500, validation_split=0,
                             verbose=False)
@@ -365,11 +371,7 @@ def test_the_pixel_limit_is_the_same_on_both_routes_and_can_be_raised(tmp_path):
 
 
 def test_train_refuses_a_folder_of_bombs_in_one_line_before_decoding(tmp_path, capsys):
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for index in range(8):
-        Image.fromarray(np.full((28, 28), 20 * index, np.uint8), "L").save(
-            folder / f"{index}.png")
+    folder = grey_pngs(tmp_path / "photos", 8, (28, 28), step=20)
     png_header_only(folder / "big.png", 12000, 12000)
     png_header_only(folder / "bomb.png", 30000, 30000)
     strip_png(folder / "strip.png", 100000)
@@ -384,11 +386,7 @@ def test_train_refuses_a_folder_of_bombs_in_one_line_before_decoding(tmp_path, c
 # --- names, links, damaged runs ---------------------------------------------------------
 
 def test_a_non_utf8_name_and_a_symlink_loop_are_read_once(tmp_path):
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for index in range(9):
-        Image.fromarray(np.full((8, 8), 25 * index, np.uint8), "L").save(
-            folder / f"{index}.png")
+    folder = grey_pngs(tmp_path / "photos", 9, (8, 8), step=25)
     odd = os.path.join(os.fsencode(folder), b"caf\xe9.png")  # Latin-1, not UTF-8
     Image.fromarray(np.full((8, 8), 99, np.uint8), "L").save(odd.decode("utf-8", "surrogateescape"))
     os.symlink(".", folder / "again")
@@ -403,10 +401,7 @@ def test_a_non_utf8_name_and_a_symlink_loop_are_read_once(tmp_path):
 
 
 def test_train_prints_a_non_utf8_name_it_cannot_read(tmp_path, capsys):
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for index in range(6):
-        Image.fromarray(np.zeros((8, 8), np.uint8), "L").save(folder / f"{index}.png")
+    folder = grey_pngs(tmp_path / "photos", 6, (8, 8))
     Path(os.fsdecode(os.path.join(os.fsencode(folder), b"\xff.png"))).write_text("text")
     assert cli.main(["train", "--images", str(folder), "--output",
                      str(tmp_path / "run")]) == 2
@@ -494,9 +489,7 @@ def test_damaged_images_give_one_line_in_predict(pad_model, tmp_path, capsys, ki
     [b"", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF89a", b"BM"]))
 def test_random_bytes_named_as_images_are_refused_on_the_training_route(
         tmp_path_factory, header, payload):
-    folder = tmp_path_factory.mktemp("fuzz")
-    for index in range(4):
-        Image.fromarray(np.zeros((6, 6), np.uint8), "L").save(folder / f"{index}.png")
+    folder = grey_pngs(tmp_path_factory.mktemp("fuzz") / "photos", 4, (6, 6))
     (folder / "random.png").write_bytes(header + payload)
     with pytest.raises(InputError, match=r"random\.png"):
         data.from_directory(folder, test_split=0.25, validation_split=0,
