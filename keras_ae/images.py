@@ -317,8 +317,8 @@ def _image_array(image):
         values = np.asarray(image, np.float32)
         _check_range(values, 0, 255, 'a float ("F") image')
         return values
-    if mode in _GREY_MODES:
-        return np.asarray(image.convert("L"))
+    if mode in _GREY_MODES:  # convert copies, even an "L" image to "L"
+        return np.asarray(image if mode == "L" else image.convert("L"))
     if mode not in ("RGB", "RGBA", "RGBX", "RGBa"):
         image = image.convert("RGB")  # palette, CMYK, YCbCr, ...
     return np.asarray(image)
