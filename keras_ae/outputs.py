@@ -347,8 +347,11 @@ def claim(folder, command, source, *, names=(), overwrite=False,
     if mine is not None:
         recorded += mine["entries"]
     recorded += [pattern.split("/")[0] for pattern in recorded]  # predict's a/x.png
-    foreign = [e for e in entries
-               if not any(fnmatch.fnmatchcase(e, p) for p in recorded)]
+    # A folder with a manifest of its own is keras-ae output too (predict's
+    # reconstructions inside a run folder), never the user's.
+    nested = [e for e in entries if (folder / e / MANIFEST_FILE).is_file()]
+    foreign = [e for e in entries if e not in nested
+               and not any(fnmatch.fnmatchcase(e, p) for p in recorded)]
     own = [] if mine is None else mine["entries"]
     fingerprints = {} if mine is None else mine.get("fingerprints", {})
     if not entries:
@@ -358,14 +361,15 @@ def claim(folder, command, source, *, names=(), overwrite=False,
     elif overwrite:
         state = "shared"
     else:
-        raise InputError(_refusal(folder, command, mine, foreign, source, writers))
+        raise InputError(_refusal(folder, command, mine, foreign, source, writers,
+                                  nested))
     result = OutputFolder(folder, command, source, state, overwrite, own, reads,
                           fingerprints)
     result.check_names(names, replace_own=replace_own)
     return result
 
 
-def _refusal(folder, command, mine, foreign, source, writers):
+def _refusal(folder, command, mine, foreign, source, writers, nested):
     who = f"keras-ae {command}"
     if foreign:
         kinds = sorted(e + ("/" if (folder / e).is_dir() else "") for e in foreign)
@@ -377,9 +381,11 @@ def _refusal(folder, command, mine, foreign, source, writers):
                 f"({mine.get('source')}, not {source})")
         then = f"pass --overwrite to replace {who}'s files there"
     else:
-        others = ", ".join(f"keras-ae {name}'s" for name in sorted(writers)
-                           if name != command)
-        what = f"holds {others} output"
+        others = [f"keras-ae {name}'s output" for name in sorted(writers)
+                  if name != command]
+        if nested:
+            others.append(f"keras-ae output folders ({files.names_shown(nested)})")
+        what = f"holds {' and '.join(others)}"
         then = f"pass --overwrite to write {who}'s files beside it"
     return (f"{str(folder)!r} {what}: nothing in it is changed. Choose a new "
             f"or empty folder, or {then}.")

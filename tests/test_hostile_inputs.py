@@ -169,6 +169,24 @@ def test_an_export_replaces_its_own_files_and_refuses_another_source(
     assert card["source"] == str(other)
 
 
+def test_output_folders_inside_an_output_folder_are_keras_aes_not_the_users(
+        run_dir, pad_model, tmp_path, capsys):
+    output = tmp_path / "exported"
+    assert cli.main(export_args(run_dir, output)) == 0
+    image = strip_png(tmp_path / "strip.png", 50)
+    assert cli.main(["predict", str(pad_model), str(image), "--resize",
+                     "--out", str(output / "predictions")]) == 0
+    assert cli.main(export_args(run_dir, output)) == 0  # its own export, again
+    assert (output / "predictions" / "strip_reconstruction.png").exists()
+    nested_only = tmp_path / "runs"
+    assert cli.main(["predict", str(pad_model), str(image), "--resize",
+                     "--out", str(nested_only / "predictions")]) == 0
+    capsys.readouterr()
+    assert cli.main(export_args(run_dir, nested_only)) == 2
+    assert "holds keras-ae output folders (predictions)" in one_line_error(
+        capsys, "export")
+
+
 def test_output_dot_works_in_an_empty_folder_and_is_refused_in_a_full_one(
         run_dir, tmp_path, capsys, monkeypatch):
     empty = tmp_path / "empty"
