@@ -17,6 +17,9 @@ from keras_ae.serving_anomaly import OnnxAnomalyDetector
 
 from conftest import smooth_images
 
+# slow: detectors traced to ONNX and compared with Keras (`pytest -m "not slow"` leaves them out)
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def normal():

@@ -178,6 +178,7 @@ def test_anomaly_needs_to_know_what_is_normal(keras_model, small_idx_dir, tmp_pa
     assert "say which classes of idx:" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # train, anomaly and predict end to end
 def test_train_on_normal_classes_then_anomaly_then_predict(quadrant_idx_dir, tmp_path,
                                                            capsys):
     run_dir, out = tmp_path / "run", tmp_path / "anomaly"

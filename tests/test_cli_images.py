@@ -9,6 +9,10 @@ import pytest
 from PIL import Image
 
 from keras_ae import cli, quiet
+
+# slow: whole commands on folders of photos (`pytest -m "not slow"` leaves them out)
+pytestmark = pytest.mark.slow
+
 TINY = ["--filters", "4,2", "--convs-per-stage", "1"]
 
 

@@ -10,6 +10,9 @@ import pytest
 from keras_ae import builders, cli, quiet
 from keras_ae.errors import InputError
 
+# slow: whole commands in fresh processes (`pytest -m "not slow"` leaves them out)
+pytestmark = pytest.mark.slow
+
 
 def keras_ae_command(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "keras_ae.cli", *map(str, args)],

@@ -92,6 +92,7 @@ def finished_epochs(out):
         return None
 
 
+@pytest.mark.slow  # a kill -9 of a training process
 def test_kill_9_then_the_same_command_resumes(idx_dir, tmp_path):
     out = tmp_path / "run"
     first = run_cli(train_args(idx_dir, out, 30))  # far more than it will get to

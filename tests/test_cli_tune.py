@@ -11,6 +11,9 @@ import pytest
 from keras_ae import cli, evaluation
 from keras_ae import data as data_lib
 
+# slow: searches through the command line (`pytest -m "not slow"` leaves them out)
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def idx_dir(small_idx_dir):

@@ -27,6 +27,9 @@ import keras_ae
 from keras_ae import cluster, training
 from keras_ae.errors import InputError
 
+# slow: a cluster of training processes (`pytest -m "not slow"` leaves them out)
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 WORKERS = 2
 TIMEOUT_S = 240  # for the whole cluster: ~30 s idle, longer on 2 busy cores

@@ -128,6 +128,7 @@ def test_a_folder_without_good_test_images_is_refused(tmp_path):
         defects.read_defect_folder(tmp_path / "test", (16, 16, 1))
 
 
+@pytest.mark.slow  # train and anomaly end to end
 def test_the_command_line_reports_each_defect_kind(mvtec, tmp_path, capsys):
     from keras_ae import cli
 

@@ -110,6 +110,7 @@ def test_saved_model_signatures_match_keras(kind, tmp_path):
         np.testing.assert_allclose(back.numpy(), model(x), atol=1e-5)
 
 
+@pytest.mark.slow  # a fresh process loads the SavedModel
 def test_saved_model_loads_and_runs_without_keras_ae(tmp_path):
     """Plain TensorFlow and saved_model_cli, in a process that never imports us."""
     model = conv("unpool")

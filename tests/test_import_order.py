@@ -13,6 +13,9 @@ import pytest
 
 import keras_ae
 
+# slow: each case a fresh Python process (`pytest -m "not slow"` leaves them out)
+pytestmark = pytest.mark.slow
+
 KINDS = {
     "transpose": dict(decoder="transpose"),
     "upsample": dict(decoder="upsample"),

@@ -161,6 +161,7 @@ def test_bad_epochs(small_data, tmp_path, epochs):
         training.train(small_model, small_data, tmp_path / "run", epochs=epochs)
 
 
+@pytest.mark.slow  # XLA compiles the train step
 def test_xla_training_with_the_unpool_decoder(small_data, tmp_path):
     def model():
         return keras_ae.build_conv_autoencoder((16, 16, 1), filters=(8, 4),

@@ -20,6 +20,9 @@ from keras_ae import data as data_lib
 from keras_ae import tuning
 from conftest import colours, png_pixels, smooth_images
 
+# slow: searches with KerasTuner (`pytest -m "not slow"` leaves them out)
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def data():

@@ -20,6 +20,9 @@ import pytest
 
 from keras_ae import tuning
 
+# slow: a chief and two workers, each a process (`pytest -m "not slow"` leaves them out)
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 MAX_TRIALS = 4
 WORKERS = ("tuner0", "tuner1")
