@@ -210,8 +210,9 @@ def build_conv_autoencoder(input_shape=(28, 28, 1), filters=(32, 4),
 
     The defaults were chosen on Fashion-MNIST (docs/benchmarks.md): compiled
     with ``keras_ae.training.compile_autoencoder`` and trained 10 epochs at
-    batch 256, they reach a test MSE under 0.006. ``filters=(16, 4), convs_per_stage=1`` is the smaller,
-    faster model of the TensorFlow tutorials.
+    batch 256, they reach a test MSE under 0.006.
+    ``filters=(16, 4), convs_per_stage=1`` is the smaller, faster model of
+    the TensorFlow tutorials.
 
     Any height and width of at least ``2 ** len(filters)`` comes back at its
     own size, odd ones included.

@@ -37,7 +37,7 @@ Example:
 >>> claim(folder, "example", "another source")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-keras_ae.errors.InputError: '...out' holds keras-ae example's output from another source (a source, not another source): nothing in it is changed. Choose a new or empty folder, or pass --overwrite to replace keras-ae example's files there.
+keras_ae.errors.InputError: '...out' holds keras-ae example's output from another source ...
 """
 
 import contextlib

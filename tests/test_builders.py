@@ -230,7 +230,8 @@ def test_conv_builder_errors(kwargs, words):
 @pytest.mark.parametrize("kwargs,words", [
     ({"code_size": 0}, "code_size must be a positive integer, got 0"),
     ({"code_size": 2.5}, "code_size must be a positive integer, got 2.5"),
-    ({"hidden_units": (64, -1)}, r"hidden_units must be a sequence of positive integers, got \(64, -1\)"),
+    ({"hidden_units": (64, -1)},
+     r"hidden_units must be a sequence of positive integers, got \(64, -1\)"),
     ({"input_shape": ()}, r"input_shape must not be empty, got \(\)"),
 ])
 def test_dense_builder_errors(kwargs, words):

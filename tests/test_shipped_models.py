@@ -12,7 +12,8 @@ from PIL import Image
 from keras_ae.data import FASHION_MNIST_DIR, read_idx
 from keras_ae.serving import OnnxAutoencoder
 
-# slow: the real Fashion-MNIST's 10,000 test images through every shipped model (`pytest -m "not slow"` leaves them out)
+# slow: the real Fashion-MNIST's test images through every shipped model
+# (`pytest -m "not slow"` leaves them out)
 pytestmark = pytest.mark.slow
 
 EXPORTED = Path(__file__).resolve().parent.parent / "exported"

@@ -158,7 +158,8 @@ def section(rows, args, command, provider, seconds):
         f"- command: `{command}` ({seconds / 60:.1f} min)",
         "- models: the builders' defaults for 28x28x1 images (Fashion-MNIST's "
         "shape), and `upsample-small` (`filters=(16, 4), convs_per_stage=1`, "
-        "the model the goal was first measured on); random weights; one call reconstructs one batch. Median "
+        "the model the goal was first measured on); random weights; one call "
+        "reconstructs one batch. Median "
         f"latency over {args.rounds} alternating rounds; onnxruntime through "
         "`keras_ae.serving.OnnxAutoencoder.reconstruct` (input checks "
         "included), the SavedModel through its `serving_default` signature, "

@@ -18,8 +18,9 @@ by kill -9) continues where it stopped: finished trials are kept, a trial
 that was running is run again from its start.
 
 Several machines: KerasTuner's own distributed mode (see
-``keras_ae.tuning.roles``), with ``directory`` on a shared filesystem. The chief runs no trial: it prints a line and rewrites ``trials.csv`` as
-each trial ends, and returns (writing the results) once every trial is done
+``keras_ae.tuning.roles``), with ``directory`` on a shared filesystem. The
+chief runs no trial: it prints a line and rewrites ``trials.csv`` as each
+trial ends, and returns (writing the results) once every trial is done
 and every worker that asked for trials has been told to stop. Start all
 workers before the search ends: one that first asks after the chief has gone
 waits for it (KerasTuner's client gives up after an hour). Workers return
