@@ -215,6 +215,21 @@ def test_temporaries_of_a_killed_process_are_removed_and_others_kept(run_dir, tm
     assert not stale.exists() and live.exists()
 
 
+def test_starting_over_removes_only_the_commands_own_entries(tmp_path):
+    from keras_ae.tuning.running import SEARCH_ENTRIES as names  # KerasTuner's trial_*
+
+    folder = tmp_path / "search"
+    with outputs.claim(folder, "tune", "data", names=names).in_place(names):
+        (folder / "search.json").write_text("{}")
+        (folder / "trial_0001").mkdir()
+    (folder / "trial_notes").mkdir()  # the user's, though it looks like a trial
+    (folder / "trial_notes" / "a.txt").write_text("mine")
+    again = outputs.claim(folder, "tune", "data", names=names, overwrite=True)
+    with again:
+        assert again.remove_own() == ["search.json", "trial_0001"]
+    assert sorted(os.listdir(folder)) == ["keras-ae.json", "trial_notes"]
+
+
 def test_a_name_near_the_file_system_limit_is_writable(tmp_path):
     path = tmp_path / ("n" * 250 + ".json")
     files.write_json(path, {"a": 1})

@@ -92,8 +92,8 @@ def _make_tuner(kind, hypermodel, *, max_trials, max_epochs, seed, directory,
 # What a search folder holds: keras_ae's files and KerasTuner's.
 SEARCH_ENTRIES = (SEARCH_FILE, TRIALS_FILE, BEST_HYPERPARAMETERS_FILE,
                   BEST_MODEL_FILE, "metrics.json", "reconstructions.png",
-                  "trials.png", "oracle.json", "chief.json", "tuner*.json",
-                  "trial_*")
+                  "trials.png", "oracle.json", "chief.json", "tuner[0-9]*.json",
+                  "trial_[0-9]*")  # KerasTuner's tuner0.json, trial_0001/
 
 
 def _claim(project_dir, settings, overwrite, role):
