@@ -3,30 +3,22 @@
 ``keras_ae.quantize`` applies them to the float graph before onnxruntime's
 static quantization; each leaves the float function as it was (exactly:
 zero weights add nothing, an identity 1x1 convolution copies) and gives
-onnxruntime's integer CPU kernels a shape they run well. The float exports
-themselves are not rewritten: float32 gained nothing (the widened float
-model ran 0.9 to 1.1 times as fast as the original, within this machine's
-noise; float ``Resize`` has a fast kernel).
+onnxruntime's integer CPU kernels a shape they run well: its fast
+"symmetric" integer convolution takes input channels in multiples of 4 and
+at least 16 filters. The float exports themselves are not rewritten (float
+gained nothing). The profiler figures behind each rewrite are in
+docs/design/int8_recipe.md.
 
 - ``widen_thin_convolutions``: a convolution over fewer than 4 input
   channels (the first one of a grey model) gets zero channels and zero
-  weights; onnxruntime's integer convolution ran the 1-channel 3x3 one
-  about 2.4 times slower than the 4-channel one (11.7 against 4.9 ms at
-  batch 256 in the shipped transpose model; its profiler, by hand).
+  weights.
 - ``widen_output_convolutions``: the output convolution of a grey model
   (1 filter, into the sigmoid) gets zero filters up to 16, sliced off
-  again: 3.8 ms for the 16 filters and 1.1 for the slice against 5.8 to
-  6.8 for the 1-filter convolution (the shipped models, profiler, by
-  hand). Both widenings reach onnxruntime's fast "symmetric" integer
-  convolution, which takes input channels in multiples of 4 and at least
-  16 filters (``MlasConvSymPackWSize`` in its source); thinner ones go
-  through im2col and a general matrix product.
+  again.
 - ``nearest_resize_as_shuffle``: nearest upsampling by an integer factor
   ``s`` as a 1x1 convolution copying each channel ``s * s`` times and a
   pixel shuffle (the layout ``keras_ae.onnx_trace`` gives a transposed
-  convolution); onnxruntime's uint8 ``Resize`` took 9 of the shipped
-  upsample model's 47 ms at batch 256, the copy and shuffle about 2
-  (profiler, by hand).
+  convolution), in place of onnxruntime's slow uint8 ``Resize``.
 
 Models are NCHW with static image sizes, as tf2onnx writes keras_ae's.
 """
@@ -118,7 +110,7 @@ def widen_output_convolutions(model, filters=MIN_FILTERS):
     transpose back): onnxruntime's integer convolutions produce NHWC, so its
     layout pass cancels the first transpose. Only the output layer: widening
     the code layer too (4 filters) raised the int8 MSE of the shipped models
-    (transpose +1.27% against +0.96%, measured by hand).
+    (docs/design/int8_recipe.md).
 
     Args:
         model: an ``onnx.ModelProto`` (NCHW), changed in place.

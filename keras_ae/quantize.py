@@ -11,31 +11,17 @@ more than ``max_mse_increase`` (default 2%) above the float model's.
 ``keras_ae.serving.OnnxAutoencoder`` loads either file.
 
 The recipe (``RECIPE``) was chosen by measurement on the shipped
-Fashion-MNIST models (``tools/benchmark_inference.py --int8``, which
-tabulates every alternative in docs/benchmarks.md):
+Fashion-MNIST models; docs/design/int8_recipe.md keeps why, and
+docs/benchmarks.md ("Serving: float32 and int8 onnxruntime") the table:
 
 - QDQ with uint8 activations (x86's integer kernels multiply u8 by s8);
-- one scale per output channel of each weight tensor: on the shipped models
-  (trained in bfloat16) the MSE rose less than with one scale per tensor,
-  most for the decoders other than the default (measured by hand with the
-  rest of this recipe: upsample +1.3% against +2.7%, unpool -1.0% against
-  +4.5%, transpose +1.0% against +1.4%);
-- min/max ranges averaged over calibration batches of 16 (a moving
-  average): lower error than plain min/max, percentiles or entropy;
+- one scale per output channel of each weight tensor;
+- min/max ranges averaged over calibration batches of 16;
 - the convolution before the sigmoid in int8 too, its output range cut to
   ``LOGIT_LIMIT`` (+-ln 509): beyond it the sigmoid is within half an 8-bit
-  grey level of 0 or 1, so the 256 steps are spent where the pixel still
-  changes. On the shipped models' black backgrounds the logits reach -24
-  to -94 (46% of the transpose model's lie below -6.2), and calibrated
-  as they are, int8 doubled the MSE increase (+2.0% against +1.0%); left in
-  float, that convolution and the conversions around it took a third of
-  the int8 model's time;
+  grey level of 0 or 1, so the 256 steps go where the pixel still changes;
 - the float graph rewritten first where onnxruntime's integer kernels run
-  another shape faster, computing the same (``keras_ae.int8_graph``):
-  convolutions over fewer than ``MIN_INPUT_CHANNELS`` (4) input channels,
-  and an output convolution with fewer than ``MIN_FILTERS`` (16) filters,
-  widened with zeros (the extra outputs sliced off); nearest upsampling as
-  a copying 1x1 convolution and a pixel shuffle;
+  another shape faster, computing the same (``keras_ae.int8_graph``);
 - ``ConvTranspose`` stays float (onnxruntime has no integer kernel for it);
   keras_ae's own exports have none (``keras_ae.onnx_trace`` traces it as a
   convolution and a pixel shuffle, which quantize).
