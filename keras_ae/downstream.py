@@ -361,12 +361,6 @@ def reconstruct(model, images, batch_size=DEFAULT_BATCH):
                       np.float32)
 
 
-def reconstruction_errors(model, images, batch_size=DEFAULT_BATCH):
-    """Per-image MSE of the reconstructions, ``(N,)``."""
-    images = as_images(images)
-    return pixels.per_image_mse(reconstruct(model, images, batch_size), images)
-
-
 def check_decoder_runs_alone(model):
     """Raises a ValueError unless ``model``'s decoder can decode codes alone
     (an unpool decoder needs the encoder's pooling positions)."""
