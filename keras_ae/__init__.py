@@ -6,44 +6,42 @@ Builders return uncompiled Keras models made of a nested ``encoder`` and
     import keras_ae
     model = keras_ae.build_conv_autoencoder((28, 28, 1), decoder="unpool")
     model.compile(optimizer="adam", loss="mse")
+
+The package is a house with rooms by job (``docs/architecture.md``):
+``runtime`` (serving, no TensorFlow), ``models``, ``data``, ``training``,
+``tuning``, ``export``, ``codes``, ``anomaly`` and ``cli`` on top, each
+importing only from the rooms below it.
 """
 
-import importlib
+from keras_ae import _moved, registration
+from keras_ae.public import lazy_exports
 
-from keras_ae import registration as _registration
+__version__ = "0.2.0"
 
-__version__ = "0.1.0"
-
-# Public name -> module that defines it. The Keras parts load on first use so
-# that a serving process (keras_ae.serving: numpy and onnxruntime only) never
-# loads TensorFlow by importing this package.
+# Public name -> the module (in keras_ae) that defines it. The Keras parts
+# load on first use, so that importing keras_ae in a serving process
+# (keras_ae.runtime: NumPy, Pillow and onnxruntime) loads no TensorFlow.
 _EXPORTS = {
-    "DECODERS": "keras_ae.builders",
-    "POOLINGS": "keras_ae.builders",
-    "build_conv_autoencoder": "keras_ae.builders",
-    "build_dense_autoencoder": "keras_ae.builders",
-    "code_floats": "keras_ae.builders",
-    "AverageUnpooling2D": "keras_ae.layers",
-    "MaxPoolingWithArgmax2D": "keras_ae.layers",
-    "MaxUnpooling2D": "keras_ae.layers",
-    "PowerScaling": "keras_ae.layers",
-    "INTENSITIES": "keras_ae.builders",
-    "AnomalyDetector": "keras_ae.anomaly",
+    "DECODERS": "models.builders",
+    "POOLINGS": "models.builders",
+    "INTENSITIES": "models.builders",
+    "build_conv_autoencoder": "models.builders",
+    "build_dense_autoencoder": "models.builders",
+    "code_floats": "models.builders",
+    "AverageUnpooling2D": "models.layers",
+    "MaxPoolingWithArgmax2D": "models.layers",
+    "MaxUnpooling2D": "models.layers",
+    "PowerScaling": "models.layers",
+    "AnomalyDetector": "anomaly.detector",
+    "OnnxAutoencoder": "runtime.onnx_autoencoder",
+    "OnnxAnomalyDetector": "runtime.onnx_detector",
+    "InputError": "errors",
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'keras_ae' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
-
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 # `import keras_ae` is enough for keras.models.load_model to find the custom
 # layers, in either import order, without loading TensorFlow here.
-_registration.register_when_keras_loads()
+registration.register_when_keras_loads()
+_moved.install()

@@ -12,7 +12,7 @@ versions and fails with a message naming the function if one changes.
 - ``few_tfds_download_retries``: tensorflow-datasets 4.9.10
   (``tensorflow_datasets.core.download.downloader``).
 
-Nothing here imports TensorFlow at module level: ``keras_ae.serving`` uses
+Nothing here imports TensorFlow at module level: ``keras_ae.runtime.onnx_autoencoder`` uses
 this module and must run without it.
 """
 
@@ -23,7 +23,7 @@ def in_xla_context():
     """Whether the op being traced will be compiled by XLA.
 
     ``MaxPoolWithArgmax`` has no XLA kernel, so under ``jit_compile=True``
-    ``keras_ae.layers.MaxPoolingWithArgmax2D`` switches to an equivalent made
+    ``keras_ae.models.layers.MaxPoolingWithArgmax2D`` switches to an equivalent made
     of XLA-supported ops. TensorFlow offers no public way to ask; if its
     private helper moves, every trace counts as XLA and the portable path
     runs everywhere, which is exact but slower.

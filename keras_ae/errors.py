@@ -1,4 +1,5 @@
-"""The one exception keras_ae raises for input a user can fix.
+"""The one exception keras_ae raises for input a user can fix, and the
+argument check every subpackage shares.
 
 ``InputError`` is a ``ValueError``, so ``except ValueError`` keeps working
 for library users. The command line reports it (and a missing file) in one
@@ -13,3 +14,10 @@ class InputError(ValueError):
 
 class DatasetUnavailableError(RuntimeError):
     """tensorflow-datasets could neither find nor download a dataset."""
+
+
+def positive_int(name, value):
+    """``value`` if it is an int of at least 1 (not a bool); else InputError."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InputError(f"{name} must be a positive integer, got {value!r}.")
+    return value

@@ -3,14 +3,14 @@
 ``keras.models.load_model`` finds a custom layer only if the class was
 registered (``keras.saving.register_keras_serializable``) before the call,
 and Keras imports no module outside its own packages to find one. Importing
-``keras_ae.layers`` from ``keras_ae/__init__.py`` would register them, but it
+``keras_ae.models.layers`` from ``keras_ae/__init__.py`` would register them, but it
 would also load TensorFlow into every serving process, which must run on
 numpy and onnxruntime alone. So ``import keras_ae``:
 
-- imports ``keras_ae.layers`` at once when Keras is loaded already;
+- imports ``keras_ae.models.layers`` at once when Keras is loaded already;
 - otherwise waits for Keras: a finder on ``sys.meta_path`` answers
   ``import keras`` with Keras' own module spec, whose loader imports
-  ``keras_ae.layers`` right after Keras' ``__init__`` has run, then steps
+  ``keras_ae.models.layers`` right after Keras' ``__init__`` has run, then steps
   aside.
 
 Python has no public post-import hook; this is the import system's documented
@@ -23,7 +23,7 @@ import importlib.abc
 import importlib.util
 import sys
 
-_LAYERS_MODULE = "keras_ae.layers"
+_LAYERS_MODULE = "keras_ae.models.layers"
 
 
 def register_when_keras_loads():
@@ -62,7 +62,7 @@ class _KerasFinder(importlib.abc.MetaPathFinder):
 
 
 class _RegisteringLoader(importlib.abc.Loader):
-    """Keras' own loader, followed by ``import keras_ae.layers``."""
+    """Keras' own loader, followed by ``import keras_ae.models.layers``."""
 
     def __init__(self, loader, finder):
         self._loader = loader

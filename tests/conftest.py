@@ -18,7 +18,7 @@ def write_blob_idx(folder, train, test, seed=0):
     (one soft spot per image), labels 0-9. Returns the folder."""
     import numpy as np
 
-    from keras_ae import data as data_lib
+    from keras_ae.data import sources as data_lib
 
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:28, 0:28]

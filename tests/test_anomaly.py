@@ -1,4 +1,4 @@
-"""keras_ae.anomaly and keras_ae.anomaly_scores: each score, the maps, the
+"""keras_ae.anomaly.detector and keras_ae.anomaly.scores: each score, the maps, the
 threshold rules and bad inputs, with hand-worked values where they exist."""
 
 import numpy as np
@@ -6,9 +6,12 @@ import pytest
 import tensorflow as tf
 
 import keras_ae
-from keras_ae import anomaly, anomaly_options, anomaly_scores, training
-from keras_ae.anomaly import AnomalyDetector
-from keras_ae.anomaly_scores import AnomalyScoring, filter_matrix
+from keras_ae.anomaly import detector as anomaly
+from keras_ae.anomaly import options as anomaly_options
+from keras_ae.anomaly import scores as anomaly_scores
+from keras_ae.training import loop as training
+from keras_ae.anomaly.detector import AnomalyDetector
+from keras_ae.anomaly.scores import AnomalyScoring, filter_matrix
 
 from conftest import smooth_images
 

@@ -10,10 +10,10 @@ import onnx
 import pytest
 
 import keras_ae
-from keras_ae import training
-from keras_ae.anomaly import AnomalyDetector
-from keras_ae.anomaly_export import export_detector
-from keras_ae.serving_anomaly import OnnxAnomalyDetector
+from keras_ae.training import loop as training
+from keras_ae.anomaly.detector import AnomalyDetector
+from keras_ae.export.detector_export import export_detector
+from keras_ae.runtime.onnx_detector import OnnxAnomalyDetector
 
 from conftest import smooth_images
 
@@ -84,7 +84,7 @@ def test_serving_a_detector_imports_no_tensorflow(normal, tmp_path):
     np.save(tmp_path / "images.npy", images)
     code = (
         "import sys, numpy as np\n"
-        "from keras_ae.serving_anomaly import OnnxAnomalyDetector\n"
+        "from keras_ae.runtime.onnx_detector import OnnxAnomalyDetector\n"
         f"d = OnnxAnomalyDetector({str(tmp_path)!r})\n"
         f"s = d.scores(np.load({str(tmp_path / 'images.npy')!r}))\n"
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
@@ -96,7 +96,7 @@ def test_serving_a_detector_imports_no_tensorflow(normal, tmp_path):
 
 
 def test_an_autoencoder_file_is_not_a_detector(tmp_path):
-    from keras_ae.export import export_onnx
+    from keras_ae.export.exporter import export_onnx
 
     export_onnx(keras_ae.build_dense_autoencoder((16, 16, 1), code_size=4),
                 tmp_path / "model.onnx")
@@ -108,8 +108,8 @@ def test_an_autoencoder_file_is_not_a_detector(tmp_path):
 
 
 def test_export_refuses_a_detector_over_an_onnx_model_and_a_bad_path(normal, tmp_path):
-    from keras_ae.export import export_onnx
-    from keras_ae.serving import OnnxAutoencoder
+    from keras_ae.export.exporter import export_onnx
+    from keras_ae.runtime.onnx_autoencoder import OnnxAutoencoder
 
     model = trained("transpose", normal)
     export_onnx(model, tmp_path / "model.onnx")

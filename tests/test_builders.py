@@ -286,7 +286,7 @@ def test_average_pooling_model_round_trips_through_a_keras_file(tmp_path):
 
 
 def test_sqrt_intensity_wraps_the_model_in_power_scalings():
-    from keras_ae.layers import PowerScaling
+    from keras_ae.models.layers import PowerScaling
 
     model = keras_ae.build_conv_autoencoder((8, 8, 1), filters=(4, 2), intensity="sqrt")
     encoder, decoder = model.get_layer("encoder"), model.get_layer("decoder")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from keras_ae import cli
+from keras_ae.cli import commands as cli
 
 
 def test_summary_lists_every_model_with_code_sizes(capsys):

@@ -9,8 +9,11 @@ import pytest
 from PIL import Image
 
 import keras_ae
-from keras_ae import cli, downstream, pixels, training
-from keras_ae import data as data_lib
+from keras_ae.cli import commands as cli
+from keras_ae.codes import adapter as downstream
+from keras_ae.runtime import pixels
+from keras_ae.training import loop as training
+from keras_ae.data import sources as data_lib
 
 SHIPPED_DENSE = (Path(__file__).resolve().parents[1] / "exported"
                  / "fashion_mnist_dense" / "model.onnx")

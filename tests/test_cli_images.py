@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from keras_ae import cli, quiet
+from keras_ae.cli import commands as cli
+from keras_ae.cli import quiet
 
 # slow: whole commands on folders of photos (`pytest -m "not slow"` leaves them out)
 pytestmark = pytest.mark.slow

@@ -9,8 +9,9 @@ import pytest
 from PIL import Image
 
 import keras_ae
-from keras_ae import cli, export
-from keras_ae.serving import OnnxAutoencoder
+from keras_ae.cli import commands as cli
+from keras_ae.export import exporter as export
+from keras_ae.runtime.onnx_autoencoder import OnnxAutoencoder
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -74,7 +75,7 @@ def test_predict_runs_where_tensorflow_cannot_be_imported(exported, pngs, tmp_pa
         "        if name.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx'):\n"
         "            raise ImportError('blocked: ' + name)\n"
         "sys.meta_path.insert(0, Block())\n"
-        "from keras_ae.cli import main\n"
+        "from keras_ae.cli.commands import main\n"
         "sys.exit(main(sys.argv[1:]))\n")
     result = subprocess.run(
         [sys.executable, "-c", script, "predict", str(exported), str(pngs[0]),

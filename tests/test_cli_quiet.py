@@ -7,7 +7,9 @@ import sys
 
 import pytest
 
-from keras_ae import builders, cli, quiet
+from keras_ae.models import builders
+from keras_ae.cli import commands as cli
+from keras_ae.cli import quiet
 from keras_ae.errors import InputError
 
 # slow: whole commands in fresh processes (`pytest -m "not slow"` leaves them out)

@@ -10,8 +10,11 @@ import time
 import pytest
 
 import keras
-from keras_ae import cli, evaluation, export, training
-from keras_ae import data as data_lib
+from keras_ae.cli import commands as cli
+from keras_ae.training import evaluation
+from keras_ae.models.loading import as_float32
+from keras_ae.training import loop as training
+from keras_ae.data import sources as data_lib
 
 
 def train_args(idx_dir, out, epochs=2, *extra):
@@ -33,7 +36,7 @@ def test_train_writes_model_history_metrics_and_pictures(idx_dir, tmp_path, caps
         "decoder": "upsample", "filters": [8, 4]}
     # the reported test MSE is that of the saved model on the test split,
     # computing in float32 as its export will
-    model = export.float32_model(keras.models.load_model(out / "model.keras"))
+    model = as_float32(keras.models.load_model(out / "model.keras"))
     data = data_lib.from_idx(idx_dir, batch_size=64)
     assert metrics["test"]["mse"] == pytest.approx(
         evaluation.evaluate(model, data.test)["mse"], rel=1e-5)

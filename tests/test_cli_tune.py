@@ -8,8 +8,9 @@ import json
 import keras
 import pytest
 
-from keras_ae import cli, evaluation
-from keras_ae import data as data_lib
+from keras_ae.cli import commands as cli
+from keras_ae.training import evaluation
+from keras_ae.data import sources as data_lib
 
 # slow: searches through the command line (`pytest -m "not slow"` leaves them out)
 pytestmark = pytest.mark.slow

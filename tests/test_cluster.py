@@ -24,7 +24,8 @@ import tensorflow as tf
 from conftest import smooth_images, write_blob_idx
 
 import keras_ae
-from keras_ae import cluster, training
+from keras_ae.training import multi_worker as cluster
+from keras_ae.training import loop as training
 from keras_ae.errors import InputError
 
 # slow: a cluster of training processes (`pytest -m "not slow"` leaves them out)
@@ -97,7 +98,7 @@ def test_a_cluster_asked_for_too_late_says_what_to_do(monkeypatch):
         "cluster": {"worker": ["a:1", "b:2"]},
         "task": {"type": "worker", "index": 1}}))
     with pytest.raises(InputError,
-                       match=r"call keras_ae.training.configure_devices\(\) first"):
+                       match=r"call keras_ae.training.loop.configure_devices\(\) first"):
         training.configure_devices()
 
 

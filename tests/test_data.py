@@ -11,7 +11,8 @@ import time
 import numpy as np
 import pytest
 
-from keras_ae import data, tfds_data
+from keras_ae.data import sources as data
+from keras_ae.data import tfds as tfds_data
 
 N_TRAIN, N_TEST, SIZE = 50, 20, 8
 FASHION_FILES = [os.path.join(data.FASHION_MNIST_DIR, name + ".gz")

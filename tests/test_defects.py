@@ -1,4 +1,4 @@
-"""keras_ae.defects: synthetic defects and the MVTec-style folder layout."""
+"""keras_ae.anomaly.defects: synthetic defects and the MVTec-style folder layout."""
 
 import json
 
@@ -7,9 +7,10 @@ import pytest
 from PIL import Image
 
 import keras_ae
-from keras_ae import defects, training
-from keras_ae.data import from_directory
-from keras_ae.anomaly import AnomalyDetector
+from keras_ae.anomaly import defects
+from keras_ae.training import loop as training
+from keras_ae.data.sources import from_directory
+from keras_ae.anomaly.detector import AnomalyDetector
 
 from conftest import smooth_images
 
@@ -130,7 +131,7 @@ def test_a_folder_without_good_test_images_is_refused(tmp_path):
 
 @pytest.mark.slow  # train and anomaly end to end
 def test_the_command_line_reports_each_defect_kind(mvtec, tmp_path, capsys):
-    from keras_ae import cli
+    from keras_ae.cli import commands as cli
 
     run_dir, out = tmp_path / "run", tmp_path / "anomaly"
     assert cli.main(["train", "--images", str(mvtec), "--epochs", "30",

@@ -6,10 +6,24 @@ import numpy as np
 import pytest
 
 import keras_ae
-from keras_ae import (anomaly_options, builders, data, defects, downstream, export,
-                      files, folders, images,
-                      layers, model_facts, onnx_files, outputs, pipelines, pixels,
-                      precision, shapes, training)
+from keras_ae.anomaly import options as anomaly_options
+from keras_ae.models import builders
+from keras_ae.data import sources as data
+from keras_ae.anomaly import defects
+from keras_ae.codes import adapter as downstream
+from keras_ae.export import exporter as export
+from keras_ae import files
+from keras_ae.data import folders
+from keras_ae.runtime import images
+from keras_ae.models import layers
+from keras_ae.models import facts as model_facts
+from keras_ae.runtime import onnx_files
+from keras_ae import outputs
+from keras_ae.data import pipelines
+from keras_ae.runtime import pixels
+from keras_ae.training import precision
+from keras_ae.models import shapes
+from keras_ae.training import loop as training
 from keras_ae.tuning import reports, space, trial_data
 
 

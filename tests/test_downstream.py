@@ -1,4 +1,4 @@
-"""keras_ae.downstream: codes as features for a linear probe and clustering."""
+"""keras_ae.codes.adapter: codes as features for a linear probe and clustering."""
 
 from pathlib import Path
 
@@ -9,9 +9,11 @@ import tensorflow as tf
 
 import keras_ae
 from conftest import colours, png_pixels
-from keras_ae import data as data_lib
-from keras_ae import downstream, generation
-from keras_ae.serving import OnnxAutoencoder
+from keras_ae.data import sources as data_lib
+from keras_ae.codes import adapter as downstream
+from keras_ae.codes import probes
+from keras_ae.codes import generation
+from keras_ae.runtime.onnx_autoencoder import OnnxAutoencoder
 
 SHIPPED_DENSE = (Path(__file__).resolve().parents[1] / "exported"
                  / "fashion_mnist_dense" / "model.onnx")
@@ -79,22 +81,22 @@ def test_probe_features_separates_separable_classes_and_not_noise():
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 3, 600)
     separable = np.eye(3)[labels] * 5 + rng.normal(0, 0.5, (600, 3))
-    result = downstream.probe_features(separable[:400], labels[:400],
+    result = probes.probe_features(separable[:400], labels[:400],
                                        separable[400:], labels[400:])
     assert result["test_accuracy"] > 0.95
     assert (result["features"], result["classes"]) == (3, 3) and result["converged"]
     noise = rng.normal(size=(600, 3))
-    chance = downstream.probe_features(noise[:400], labels[:400], noise[400:],
+    chance = probes.probe_features(noise[:400], labels[:400], noise[400:],
                                        labels[400:])
     assert chance["test_accuracy"] < 0.5
 
 
 def test_probe_features_refuses_bad_shapes_and_one_class():
     with pytest.raises(ValueError, match="same D for train and test"):
-        downstream.probe_features(np.zeros((4, 3)), np.array([0, 1, 0, 1]),
+        probes.probe_features(np.zeros((4, 3)), np.array([0, 1, 0, 1]),
                                   np.zeros((4, 2)), np.array([0, 1, 0, 1]))
     with pytest.raises(ValueError, match="fewer than two classes"):
-        downstream.probe_features(np.zeros((4, 3)), np.zeros(4, int),
+        probes.probe_features(np.zeros((4, 3)), np.zeros(4, int),
                                   np.zeros((4, 3)), np.zeros(4, int))
 
 
@@ -102,7 +104,7 @@ def test_linear_probe_reads_the_labels_from_codes_and_freezes_the_encoder():
     images, labels = bright_or_dark(300)
     model = keras_ae.build_dense_autoencoder((8, 8, 1), code_size=4)
     before = [w.copy() for w in model.get_weights()]
-    result = downstream.linear_probe(model, (images[:200], labels[:200]),
+    result = probes.linear_probe(model, (images[:200], labels[:200]),
                                      (images[200:], labels[200:]))
     assert result["test_accuracy"] > 0.95 and result["features"] == 4
     for old, new in zip(before, model.get_weights()):
@@ -114,7 +116,7 @@ def test_linear_probe_reads_the_labels_from_codes_and_freezes_the_encoder():
 def test_cluster_finds_the_two_classes():
     images, labels = bright_or_dark(200)
     model = keras_ae.build_dense_autoencoder((8, 8, 1), code_size=4)
-    result = downstream.cluster(model, (images, labels))
+    result = probes.cluster(model, (images, labels))
     assert result["adjusted_rand_index"] == pytest.approx(1.0)
     assert result["normalized_mutual_information"] == pytest.approx(1.0)
     assert result["clusters"] == 2 and len(result["assignments"]) == 200
@@ -122,7 +124,7 @@ def test_cluster_finds_the_two_classes():
 
 def test_cluster_features_scores_chance_near_zero():
     rng = np.random.default_rng(0)
-    result = downstream.cluster_features(rng.normal(size=(300, 5)),
+    result = probes.cluster_features(rng.normal(size=(300, 5)),
                                          rng.integers(0, 3, 300))
     assert abs(result["adjusted_rand_index"]) < 0.05
 
@@ -130,18 +132,18 @@ def test_cluster_features_scores_chance_near_zero():
 def test_cluster_features_refuses_too_many_clusters():
     with pytest.raises(ValueError, match="clusters must be between 2 and the "
                                          "number of images \\(3\\), got 5"):
-        downstream.cluster_features(np.zeros((3, 2)), np.array([0, 1, 0]),
+        probes.cluster_features(np.zeros((3, 2)), np.array([0, 1, 0]),
                                     clusters=5)
 
 
 def test_save_code_map_writes_a_png(tmp_path):
     rng = np.random.default_rng(0)
-    path = downstream.save_code_map(rng.normal(size=(50, 6)),
+    path = probes.save_code_map(rng.normal(size=(50, 6)),
                                     rng.integers(0, 3, 50), tmp_path / "codes.png",
                                     class_names=["a", "b", "c"])
     # one colour per class: the map shows the classes it was given
     assert len(colours(png_pixels(path))) >= 3
-    one_class = downstream.save_code_map(rng.normal(size=(50, 6)),
+    one_class = probes.save_code_map(rng.normal(size=(50, 6)),
                                          np.zeros(50, int), tmp_path / "one.png")
     assert len(colours(png_pixels(one_class))) < len(colours(png_pixels(path)))
 

@@ -1,4 +1,4 @@
-"""keras_ae.evaluation: scores against hand-worked values, data forms, PNGs,
+"""keras_ae.training.evaluation: scores against hand-worked values, data forms, PNGs,
 loss curves, atomic writes and errors."""
 
 import doctest
@@ -13,8 +13,8 @@ from PIL import Image
 import keras
 import keras_ae
 from conftest import png_pixels
-from keras_ae import evaluation
-from keras_ae.evaluation import (
+from keras_ae.training import evaluation
+from keras_ae.training.evaluation import (
     evaluate,
     reconstruction_errors,
     save_loss_curves,

@@ -13,8 +13,10 @@ import pytest
 import tensorflow as tf
 
 import keras_ae
-from keras_ae import cli, export
-from keras_ae.layers import MaxPoolingWithArgmax2D, MaxUnpooling2D
+from keras_ae.cli import commands as cli
+from keras_ae.export import exporter as export
+from keras_ae.models.loading import as_float32
+from keras_ae.models.layers import MaxPoolingWithArgmax2D, MaxUnpooling2D
 
 SMALL = {"filters": (8, 4), "convs_per_stage": 1}
 
@@ -211,7 +213,7 @@ def test_transposed_convolutions_become_a_convolution_and_a_shuffle(tmp_path):
 @pytest.mark.parametrize("kernel, strides, replaced", [
     (3, 3, True), ((2, 3), (2, 3), True), (3, 2, False), (2, 1, False)])
 def test_pixel_shuffle_is_exact_where_it_applies(kernel, strides, replaced):
-    from keras_ae.onnx_trace import PixelShuffleConv2DTranspose, for_onnx
+    from keras_ae.export.trace import PixelShuffleConv2DTranspose, for_onnx
 
     image = keras.Input((5, 4, 3))
     layer = keras.layers.Conv2DTranspose(6, kernel, strides=strides, activation="relu")
@@ -277,13 +279,13 @@ def test_mixed_precision_model_exports_a_float32_graph(tmp_path, policy, onnx_ty
                 if n.op_type == "Cast" and any(a.i == onnx_type for a in n.attribute)]
     x = images(3)
     got = run_onnx(tmp_path / "out" / "model.onnx", "image", x)
-    np.testing.assert_allclose(got, export.float32_model(model)(x), atol=1e-5)
+    np.testing.assert_allclose(got, as_float32(model)(x), atol=1e-5)
     np.testing.assert_allclose(got, model(x), atol=tolerance)  # 16-bit rounding only
 
 
-def test_float32_model_is_the_model_itself_when_already_float32():
+def test_as_float32_is_the_model_itself_when_already_float32():
     model = BUILDERS["dense"]()
-    assert export.float32_model(model) is model
+    assert as_float32(model) is model
 
 
 # --- atomic writes, parity failures -----------------------------------------

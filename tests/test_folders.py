@@ -1,4 +1,4 @@
-"""keras_ae.data.from_directory: layouts, formats, sizes, colour, bad files, order."""
+"""keras_ae.data.sources.from_directory: layouts, formats, sizes, colour, bad files, order."""
 
 import os
 from pathlib import Path
@@ -9,7 +9,9 @@ import pytest
 from PIL import Image
 
 import keras_ae
-from keras_ae import data, evaluation, images
+from keras_ae.data import sources as data
+from keras_ae.training import evaluation
+from keras_ae.runtime import images
 from conftest import load_tool, write_blob_idx
 
 

@@ -27,9 +27,14 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import keras_ae
-from keras_ae import cli, data, export, files, images, outputs
+from keras_ae.cli import commands as cli
+from keras_ae.data import sources as data
+from keras_ae.export import exporter as export
+from keras_ae import files
+from keras_ae.runtime import images
+from keras_ae import outputs
 from keras_ae.errors import InputError
-from keras_ae.serving import OnnxAutoencoder
+from keras_ae.runtime.onnx_autoencoder import OnnxAutoencoder
 
 
 def checksums(folder):

@@ -1,4 +1,4 @@
-"""keras_ae.images: the recipe that makes files into a model's images, in Pillow."""
+"""keras_ae.runtime.images: the recipe that makes files into a model's images, in Pillow."""
 
 import os
 import subprocess
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from keras_ae import images
+from keras_ae.runtime import images
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = np.array([[1, 2, 3, 4], [5, 6, 7, 8]], np.uint8)  # 2 high, 4 wide

@@ -77,7 +77,7 @@ def test_serving_still_loads_no_tensorflow(saved):
     folder, _ = saved
     out = run_python("""
 import sys
-import keras_ae, keras_ae.serving
+import keras_ae, keras_ae.runtime.onnx_autoencoder
 print("tensorflow" in sys.modules, "keras" in sys.modules)
 """, folder)
     assert out.split() == ["False", "False"]
@@ -90,7 +90,8 @@ def test_an_unpool_run_resumes_and_finishes_through_the_library(tmp_path):
     common = f"""
 import os, sys
 import keras_ae
-from keras_ae import data, training
+from keras_ae.data import sources as data
+from keras_ae.training import loop as training
 import numpy as np
 rng = np.random.default_rng(0)
 images = (rng.random((64, *{SHAPE!r})) * 255).astype(np.uint8)

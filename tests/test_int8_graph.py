@@ -1,11 +1,11 @@
-"""keras_ae.int8_graph: float-graph rewrites for integer kernels, exact."""
+"""keras_ae.export.int8_graph: float-graph rewrites for integer kernels, exact."""
 
 import numpy as np
 import onnx
 import onnxruntime
 from onnx import helper, numpy_helper
 
-from keras_ae import int8_graph
+from keras_ae.export import int8_graph
 
 
 def _one_conv_model(in_channels, kernel):

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import keras
-from keras_ae.layers import (
+from keras_ae.models.layers import (
     AverageUnpooling2D,
     MaxPoolingWithArgmax2D,
     MaxUnpooling2D,
@@ -398,7 +398,7 @@ def test_average_unpool_config_round_trip_and_bad_arguments():
 
 
 def test_power_scaling_by_hand_and_through_its_config():
-    from keras_ae.layers import PowerScaling
+    from keras_ae.models.layers import PowerScaling
 
     layer = PowerScaling(2.0, name="square")
     x = np.array([[-1.0, 0.5, 1.0]], "float32")  # negatives count as 0

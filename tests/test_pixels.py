@@ -1,11 +1,11 @@
-"""keras_ae.pixels: the one home of scaling, noise and per-image errors,
+"""keras_ae.runtime.pixels: the one home of scaling, noise and per-image errors,
 for numpy arrays and TensorFlow tensors alike."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_ae import pixels
+from keras_ae.runtime import pixels
 
 
 def test_uint8_is_divided_by_255_and_floats_pass_through():

@@ -2,8 +2,8 @@
 
 import pytest
 
-from keras_ae import precision
-from keras_ae.precision import choose_policy, cpu_bfloat16_flags
+from keras_ae.training import precision
+from keras_ae.training.precision import choose_policy, cpu_bfloat16_flags
 
 # Two processors as /proc/cpuinfo lists them (flags shortened).
 SAPPHIRE_RAPIDS = """processor\t: 0

@@ -9,10 +9,11 @@ import pytest
 
 import keras
 import keras_ae
-from keras_ae import export, quantize
-from keras_ae.pixels import per_image_mse
-from keras_ae.quantize import QuantizationRefused, int8_path, quantize_onnx
-from keras_ae.serving import OnnxAutoencoder
+from keras_ae.export import exporter as export
+from keras_ae.export import quantize
+from keras_ae.runtime.pixels import per_image_mse
+from keras_ae.export.quantize import QuantizationRefused, int8_path, quantize_onnx
+from keras_ae.runtime.onnx_autoencoder import OnnxAutoencoder
 from conftest import smooth_images
 
 
@@ -174,7 +175,7 @@ def test_uint8_images_calibrate_as_their_floats(trained, exported, tmp_path):
 
 @pytest.fixture(scope="module")
 def run_folder(idx_dir, tmp_path_factory):
-    from keras_ae import cli
+    from keras_ae.cli import commands as cli
 
     out = tmp_path_factory.mktemp("run") / "run"
     assert cli.main(["train", "--data-dir", str(idx_dir), "--filters", "8,4",
@@ -184,7 +185,7 @@ def run_folder(idx_dir, tmp_path_factory):
 
 def test_export_quantize_calibrates_on_the_runs_own_data(run_folder, idx_dir, tmp_path,
                                                          capsys):
-    from keras_ae import cli
+    from keras_ae.cli import commands as cli
 
     out = tmp_path / "exported"
     assert cli.main(["export", str(run_folder / "model.keras"), "--output", str(out),
@@ -207,7 +208,7 @@ def test_export_quantize_calibrates_on_the_runs_own_data(run_folder, idx_dir, tm
 
 
 def test_export_says_why_no_int8_was_written(run_folder, tmp_path, capsys, monkeypatch):
-    from keras_ae import cli
+    from keras_ae.cli import commands as cli
 
     def refuse(path, *args, **kwargs):
         raise QuantizationRefused("model.onnx: the int8 model's MSE is +9.0% above "
@@ -225,7 +226,7 @@ def test_export_says_why_no_int8_was_written(run_folder, tmp_path, capsys, monke
 
 
 def test_export_quantize_with_a_bad_count(run_folder, tmp_path, capsys):
-    from keras_ae import cli
+    from keras_ae.cli import commands as cli
 
     assert cli.main(["export", str(run_folder / "model.keras"), "--output",
                      str(tmp_path / "x"), "--quantize", "int8",

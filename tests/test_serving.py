@@ -1,4 +1,4 @@
-"""keras_ae.serving runs exported autoencoders with onnxruntime alone.
+"""keras_ae.runtime.onnx_autoencoder runs exported autoencoders with onnxruntime alone.
 
 The ONNX files here are built by hand with ``onnx.helper`` to the export
 contract, from operators whose results NumPy reproduces:
@@ -24,8 +24,9 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from keras_ae import onnx_files, serving
-from keras_ae.serving import OnnxAutoencoder
+from keras_ae.runtime import onnx_files
+from keras_ae.runtime import onnx_autoencoder as serving
+from keras_ae.runtime.onnx_autoencoder import OnnxAutoencoder
 
 REPO = Path(__file__).resolve().parents[1]
 SHAPE = (28, 28, 1)
@@ -617,7 +618,7 @@ def _python(code, *args):
 
 
 def test_importing_serving_does_not_load_tensorflow_or_keras():
-    out = _python("import sys, keras_ae.serving; "
+    out = _python("import sys, keras_ae.runtime.onnx_autoencoder; "
                   "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
     assert out.strip() == "[]"
 
@@ -642,7 +643,7 @@ for name in ("tensorflow", "keras"):
         raise SystemExit(f"{name} could be imported")
 
 import numpy as np
-from keras_ae.serving import OnnxAutoencoder
+from keras_ae.runtime.onnx_autoencoder import OnnxAutoencoder
 
 model = OnnxAutoencoder(sys.argv[1])
 print(model.reconstruct(np.full((2, 28, 28), 255, np.uint8)).mean())

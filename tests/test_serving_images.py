@@ -12,8 +12,10 @@ import pytest
 from PIL import Image
 
 import keras_ae
-from keras_ae import data, export, images
-from keras_ae.serving import OnnxAutoencoder
+from keras_ae.data import sources as data
+from keras_ae.export import exporter as export
+from keras_ae.runtime import images
+from keras_ae.runtime.onnx_autoencoder import OnnxAutoencoder
 
 REPO = Path(__file__).resolve().parents[1]
 SHAPE = (16, 12, 3)
@@ -118,7 +120,7 @@ class NoTensorFlow:
         if name.split(".")[0] in ("tensorflow", "keras"):
             raise ImportError(f"{{name}} is blocked in this test")
 sys.meta_path.insert(0, NoTensorFlow())
-from keras_ae.serving import OnnxAutoencoder
+from keras_ae.runtime.onnx_autoencoder import OnnxAutoencoder
 model = OnnxAutoencoder({str(exported)!r})
 print(model.reconstruct({str(photos[0])!r}, resize=True).shape)
 """

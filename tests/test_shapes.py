@@ -1,4 +1,4 @@
-"""keras_ae.shapes against the shapes Keras layers actually produce."""
+"""keras_ae.models.shapes against the shapes Keras layers actually produce."""
 
 import itertools
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import keras
-from keras_ae import shapes
+from keras_ae.models import shapes
 
 
 def produced(layer, height, width, padding=0):

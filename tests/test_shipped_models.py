@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from keras_ae.data import FASHION_MNIST_DIR, read_idx
-from keras_ae.serving import OnnxAutoencoder
+from keras_ae.data.sources import FASHION_MNIST_DIR, read_idx
+from keras_ae.runtime.onnx_autoencoder import OnnxAutoencoder
 
 # slow: the real Fashion-MNIST's test images through every shipped model
 # (`pytest -m "not slow"` leaves them out)

@@ -7,8 +7,9 @@ import pytest
 
 import keras
 import keras_ae
-from keras_ae import data as data_lib
-from keras_ae import precision, training
+from keras_ae.data import sources as data_lib
+from keras_ae.training import precision
+from keras_ae.training import loop as training
 
 
 def blobs(n, size=16, seed=0):

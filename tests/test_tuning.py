@@ -16,7 +16,7 @@ import pytest
 import tensorflow as tf
 
 import keras_ae
-from keras_ae import data as data_lib
+from keras_ae.data import sources as data_lib
 from keras_ae import tuning
 from conftest import colours, png_pixels, smooth_images
 
@@ -391,7 +391,8 @@ RESUMABLE = textwrap.dedent("""
     import keras
     sys.path.insert(0, {tests!r})
     from test_tuning import smooth_images, small_space
-    from keras_ae import data as data_lib, tuning
+    from keras_ae.data import sources as data_lib
+    from keras_ae import tuning
 
     MARKER = {marker!r}
     started = []

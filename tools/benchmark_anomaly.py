@@ -10,7 +10,7 @@ one-class results.
    ROC AUC, and precision and recall at the default threshold.
 2. Leave-one-class-out: trained on nine classes, the tenth anomalous.
 3. Localisation: the one-class models' maps on that class's test images
-   with synthetic defects (`keras_ae.defects.synthetic_defects`, seeded):
+   with synthetic defects (`keras_ae.anomaly.synthetic_defects`, seeded):
    pixel-level ROC AUC of each kind of map, and the image-level ROC AUC of
    the defective images against the clean ones.
 4. Model choice: the default score's ROC AUC on the hardest classes for
@@ -336,7 +336,7 @@ Recall:
 
 Half of each class's 1,000 test images get one seeded synthetic defect
 (a patch pasted from another image, a scratch or a hole, in turn;
-`keras_ae.defects.synthetic_defects`); pixel-level ROC AUC of the maps of
+`keras_ae.anomaly.synthetic_defects`); pixel-level ROC AUC of the maps of
 that class's model against the defect masks, and the default score's
 image-level ROC AUC of the defective half against the clean half. The
 detector's default maps: squared error, smoothing

@@ -34,7 +34,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_ae  # noqa: E402
-import keras_ae.layers  # noqa: E402,F401 - registers the custom layers
+import keras_ae.models  # noqa: E402,F401 - registers the custom layers
 from keras_ae import data as data_lib  # noqa: E402
 from keras_ae import downstream, evaluation, generation, training  # noqa: E402
 from benchmark_report import machine, write_section  # noqa: E402

@@ -169,7 +169,7 @@ def main(argv=None):
         f"address-space ceiling; the model was trained on images padded to "
         f"28x28 (`--resize pad`), so the strips take the padded route. "
         f"keras_ae reads each file's size from its header and refuses more "
-        f"than `keras_ae.images.MAX_IMAGE_PIXELS` (89,478,485, Pillow's "
+        f"than `keras_ae.runtime.MAX_IMAGE_PIXELS` (89,478,485, Pillow's "
         f"decompression-bomb limit) before decoding, and pads a thin strip "
         f"without building the padded image. A crashed process's peak is "
         f"what it reached before it failed (the ceiling stops a runaway one).",

@@ -6,7 +6,7 @@ one, and the small upsample model of the TensorFlow tutorials (filters
 (16, 4), one conv per stage), exports the model with ``keras_ae.export.export_model`` and times one
 reconstruction call at batch 1, 32 and 256 through:
 
-- onnxruntime, as users serve it: ``keras_ae.serving.OnnxAutoencoder(...)
+- onnxruntime, as users serve it: ``keras_ae.runtime.OnnxAutoencoder(...)
   .reconstruct(x)`` (input checks included);
 - the SavedModel's ``serving_default`` signature, loaded with plain
   ``tf.saved_model.load`` (output fetched to numpy);
@@ -22,7 +22,7 @@ command.
 
 With ``--int8``, measures instead the shipped Fashion-MNIST models
 (``exported/fashion_mnist_conv_*``) in float32 and int8 onnxruntime, side by
-side: each quantized with ``keras_ae.quantize.quantize_onnx`` (1,024
+side: each quantized with ``keras_ae.export.quantize_onnx`` (1,024
 training images to calibrate, the 10,000 test images to measure), then
 timed at batch 1, 32 and 256 in alternating rounds (p50 and p99 latency at
 batch 1), each figure also as a fraction of the machine's float32 peak (a
@@ -59,7 +59,7 @@ from benchmark_report import (float32_peak, forward_flops, machine,  # noqa: E40
 import keras_ae  # noqa: E402
 from keras_ae import data as data_lib  # noqa: E402
 from keras_ae import export, quantize  # noqa: E402
-from keras_ae.serving import OnnxAutoencoder  # noqa: E402
+from keras_ae.runtime import OnnxAutoencoder  # noqa: E402
 
 MODELS = {
     "transpose": lambda: keras_ae.build_conv_autoencoder(decoder="transpose"),
@@ -84,7 +84,7 @@ def parse_args(argv):
     parser.add_argument("--seconds-per-call-set", type=float, default=0.25,
                         help="time each runtime gets per round (default 0.25 s)")
     parser.add_argument("--intra-op-threads", type=int, default=None,
-                        help="onnxruntime threads (default: keras_ae.serving's)")
+                        help="onnxruntime threads (default: keras_ae.runtime's)")
     parser.add_argument("--output", default="docs/benchmarks.md")
     int8 = parser.add_argument_group("--int8: float32 against int8 onnxruntime")
     int8.add_argument("--int8", action="store_true",
@@ -161,7 +161,7 @@ def section(rows, args, command, provider, seconds):
         "the model the goal was first measured on); random weights; one call "
         "reconstructs one batch. Median "
         f"latency over {args.rounds} alternating rounds; onnxruntime through "
-        "`keras_ae.serving.OnnxAutoencoder.reconstruct` (input checks "
+        "`keras_ae.runtime.OnnxAutoencoder.reconstruct` (input checks "
         "included), the SavedModel through its `serving_default` signature, "
         "Keras through `model.predict`.",
         "- speed-up: SavedModel latency / onnxruntime latency, measured in the "
@@ -185,7 +185,7 @@ def section(rows, args, command, provider, seconds):
 
 INT8_START, INT8_END = "<!-- benchmark_int8:start -->", "<!-- benchmark_int8:end -->"
 SHIPPED = ("transpose", "upsample", "unpool")
-# recipes tried: (decoder, changes to keras_ae.quantize.RECIPE); the
+# recipes tried: (decoder, changes to keras_ae.export.RECIPE); the
 # upsample model for the one change that only it sees
 RECIPES = {
     "keras_ae's recipe": ("transpose", {}),
@@ -212,7 +212,7 @@ SESSION_SETTINGS = {
 }
 
 
-# A serving process as deployed: onnxruntime, NumPy and keras_ae.serving,
+# A serving process as deployed: onnxruntime, NumPy and keras_ae.runtime,
 # no TensorFlow. It loads a model, runs batch 256 five times and prints its
 # peak resident memory in MB: VmHWM, the high-water mark of this program's
 # own memory (getrusage's ru_maxrss would also count the parent's, which it
@@ -220,7 +220,7 @@ SESSION_SETTINGS = {
 SERVING_PROCESS = """
 import re, sys
 import numpy as np
-from keras_ae.serving import OnnxAutoencoder
+from keras_ae.runtime import OnnxAutoencoder
 model = OnnxAutoencoder(sys.argv[1])
 images = np.random.default_rng(0).random((256, *model.input_shape), np.float32)
 for _ in range(5):
@@ -360,7 +360,7 @@ def int8_section(rows, recipes, settings, peak, args, command, seconds):
         f"- command: `{command}` ({seconds / 60:.1f} min)",
         "- models: the shipped Fashion-MNIST models (`exported/fashion_mnist_conv_*`, "
         "the builders' defaults trained 10 epochs), each quantized by "
-        "`keras_ae.quantize.quantize_onnx` on 1,024 training images (seed 0); "
+        "`keras_ae.export.quantize_onnx` on 1,024 training images (seed 0); "
         "MSE on the 10,000 test images; served through `OnnxAutoencoder.reconstruct` "
         "(input checks included) with its default session settings; median "
         f"latency over {args.rounds} alternating rounds; batch-1 p50 and p99 over "
@@ -393,7 +393,7 @@ def int8_section(rows, recipes, settings, peak, args, command, seconds):
                      f"| {i50 * 1e3:.3f} | {i99 * 1e3:.3f} | {of_peak(1 / i50, row['flops'])} "
                      f"| {row['rss']['float32']:,.0f} | {row['rss']['int8']:,.0f} |")
     lines += ["", "Quantization recipes tried, each a change to "
-              "`keras_ae.quantize.RECIPE`, on the default (transpose) model unless "
+              "`keras_ae.export.RECIPE`, on the default (transpose) model unless "
               "named (int8 against float32 at batch 256, alternating):", "",
               "| recipe | test MSE change | int8 speed-up |", "| --- | ---: | ---: |"]
     lines += [f"| {label} | {report['mse_increase']:+.2%} | {speed:.2f}x |"

@@ -12,10 +12,12 @@ from pathlib import Path
 import keras
 import keras_tuner as kt
 
-from keras_ae import builders, compat, outputs
+from keras_ae.models import builders
+from keras_ae import compat
+from keras_ae import outputs
 from keras_ae.errors import InputError
 from keras_ae.files import claim_folder, write_atomically, write_json
-from keras_ae.training import configure_devices
+from keras_ae.training.loop import configure_devices
 from keras_ae.tuning import roles
 from keras_ae.tuning.reports import (best_finished, progress_line, trial_rows,
                                      write_rows, write_trials_csv)
@@ -135,7 +137,7 @@ def search(train, validation, *, hypermodel=None, tuner="hyperband",
 
     Args:
         train: a ``tf.data.Dataset`` of training images or ``(input,
-            target)`` pairs, batched or not, e.g. ``keras_ae.data.load().train``
+            target)`` pairs, batched or not, e.g. ``keras_ae.data.sources.load().train``
             (each trial rebatches it to its own batch size).
         validation: the same, for the objective: the validation MSE.
         hypermodel: an ``AutoencoderHyperModel``; default: the default space
@@ -156,7 +158,7 @@ def search(train, validation, *, hypermodel=None, tuner="hyperband",
         seed: seeds the oracle's sampling and the weights.
         mixed_precision: ``"auto"`` (float16 on a GPU, bfloat16 on a CPU
             that has it), ``"on"``, ``"off"`` or a policy name (see
-            ``keras_ae.training.configure_devices``); every trial trains
+            ``keras_ae.training.loop.configure_devices``); every trial trains
             under it.
         description: optional JSON-serialisable description of the data
             (e.g. its source), stored in ``search.json`` and checked on a
@@ -178,7 +180,7 @@ def search(train, validation, *, hypermodel=None, tuner="hyperband",
 
     Example::
 
-        data = keras_ae.data.load("fashion_mnist")
+        data = keras_ae.data.sources.load("fashion_mnist")
         result = search(data.train, data.validation, tuner="random",
                         max_trials=10, max_epochs=5, directory="runs",
                         project_name="tune1")
@@ -195,7 +197,7 @@ def search(train, validation, *, hypermodel=None, tuner="hyperband",
     if validation is None:
         raise InputError(
             "validation must be a dataset: the search compares trials by their "
-            "validation MSE (e.g. keras_ae.data.load(validation_split=0.1)).")
+            "validation MSE (e.g. keras_ae.data.sources.load(validation_split=0.1)).")
     shape = dataset_image_shape(train, "train")
     validation_shape = dataset_image_shape(validation, "validation")
     if validation_shape != shape:

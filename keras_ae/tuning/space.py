@@ -7,8 +7,9 @@ import time
 
 import keras_tuner as kt
 
-from keras_ae import builders, shapes
-from keras_ae.builders import DECODERS, POOLINGS
+from keras_ae.models import builders
+from keras_ae.models import shapes
+from keras_ae.models.builders import DECODERS, POOLINGS
 from keras_ae.errors import InputError
 from keras_ae.tuning.trial_data import trial_dataset
 
@@ -116,12 +117,12 @@ class AutoencoderHyperModel(kt.HyperModel):
       ``noise_factors``, ``noise_factor``: the standard deviation of Gaussian
       noise added to the training inputs (a denoising autoencoder; the
       validation data stays as given, so every trial is scored on the same
-      task). Give it clean data (``noise_factor=0`` in ``keras_ae.data``),
+      task). Give it clean data (``noise_factor=0`` in ``keras_ae.data.sources``),
       or the noise adds up.
 
     ``fit`` rebatches the training and validation datasets to the trial's
     batch size (``model.fit`` ignores ``batch_size`` for datasets; the order
-    is the dataset's own, so shuffle the training set, as ``keras_ae.data``'s
+    is the dataset's own, so shuffle the training set, as ``keras_ae.data.sources``'s
     pipelines do), adds the trial's noise, and returns the best epoch's ``val_loss`` with the
     model's ``parameters``, ``code_floats`` and training ``seconds``.
 
@@ -348,7 +349,7 @@ class AutoencoderHyperModel(kt.HyperModel):
 
     def build(self, hp):
         """Builds and compiles (Adam, MSE) the autoencoder of ``hp``."""
-        from keras_ae.training import compile_autoencoder
+        from keras_ae.training.loop import compile_autoencoder
 
         builder, arguments = self.builder_arguments(hp)
         learning_rate = self.training_arguments(hp)["learning_rate"]

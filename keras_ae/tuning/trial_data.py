@@ -6,7 +6,7 @@ import math
 import tensorflow as tf
 
 from keras_ae.errors import InputError
-from keras_ae.pixels import add_noise, to_unit_float
+from keras_ae.runtime.pixels import add_noise, to_unit_float
 
 
 def _dataset_from_spec(spec, name):
@@ -26,7 +26,7 @@ def dataset_image_shape(dataset, name="dataset"):
 
     Args:
         dataset: a ``tf.data.Dataset`` of images or ``(input, target)``
-            pairs, batched or not, e.g. ``keras_ae.data.load().train``.
+            pairs, batched or not, e.g. ``keras_ae.data.sources.load().train``.
         name: how to call the dataset in error messages.
 
     Returns:

@@ -1,0 +1,214 @@
+"""The arithmetic of anomaly scores and maps, in TensorFlow ops.
+
+One function, ``AnomalyScoring.__call__``, turns images, their
+reconstructions and their codes into per-image scores and per-pixel maps.
+``keras_ae.anomaly.detector.AnomalyDetector`` runs it eagerly; ``export_detector``
+traces the same function (behind the autoencoder) into one ONNX graph, so
+the served detector computes what the Keras one does.
+
+Scores (each higher for stranger images):
+
+- ``"mse"``: mean squared reconstruction error.
+- ``"ssim"``: one minus the mean structural similarity of image and
+  reconstruction (Bergmann et al. 2019), Gaussian window as
+  ``tf.image.ssim``'s.
+- ``"knn"``: mean Euclidean distance from the image's code to its nearest
+  codes among the normal training images'.
+- ``"mahalanobis"``: distance of the code from a Gaussian fitted to the
+  normal training codes (Ledoit-Wolf shrunk covariance, scikit-learn).
+
+Several joined by ``+`` (``"knn+mahalanobis"``) are averaged after each is
+normalised by held-out normal images' mean and standard deviation.
+
+Maps: ``"squared_error"`` (per pixel, averaged over channels) or ``"ssim"``
+(one minus the local SSIM), smoothed by a Gaussian of ``smoothing`` pixels.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from keras_ae.anomaly.options import CODE_PARTS, check_map_kind, parse_score
+
+# tf.image.ssim's constants: K1, K2 and the Gaussian's width.
+SSIM_K1, SSIM_K2, SSIM_SIGMA = 0.01, 0.03, 1.5
+
+
+def gaussian_line(size, sigma):
+    """A normalised 1-D Gaussian of ``size`` taps, float64: the separable
+    half of tf.image.ssim's window."""
+    offsets = np.arange(size, dtype=np.float64) - (size - 1) / 2
+    line = np.exp(-offsets ** 2 / (2 * sigma ** 2))
+    return line / line.sum()
+
+
+def filter_matrix(length, line, padding):
+    """The ``(out, length)`` matrix that convolves a line of ``length``
+    values with ``line``: ``"VALID"`` (out = length - taps + 1) or
+    ``"REFLECT"`` (out = length, borders mirrored as ``tf.pad``'s REFLECT)."""
+    size = len(line)
+    index = np.arange(length)
+    if padding == "REFLECT":
+        low = size // 2
+        index = np.pad(index, (low, size - 1 - low), mode="reflect")
+    matrix = np.zeros((len(index) - size + 1, length))
+    for row in range(len(matrix)):
+        np.add.at(matrix[row], index[row:row + size], line)
+    return matrix
+
+
+def _filter(images, line, padding):
+    """Each channel of ``images`` (N, H, W, C) float64 convolved with the
+    separable Gaussian ``line`` x ``line``.
+
+    Two matrix products instead of a convolution: they run in float64 in
+    TensorFlow and onnxruntime alike (onnxruntime's Conv is float32 only),
+    and SSIM's variances, small differences of squares, need it.
+    """
+    height, width = images.shape[1], images.shape[2]
+    rows = tf.constant(filter_matrix(height, line, padding))
+    columns = tf.constant(filter_matrix(width, line, padding).T)
+    channels_first = tf.transpose(images, [0, 3, 1, 2])
+    filtered = tf.matmul(tf.matmul(rows, channels_first), columns)
+    return tf.transpose(filtered, [0, 2, 3, 1])
+
+
+def ssim_map(images, reconstructions, window, padding="VALID"):
+    """Local SSIM of each pixel and channel, float64 (N, H', W', C):
+    tf.image.ssim's formula (max value 1), whose map TensorFlow does not
+    return.
+
+    With ``padding="VALID"`` its mean equals ``tf.image.ssim(images,
+    reconstructions, 1.0, filter_size=window)``; ``"REFLECT"`` keeps the
+    image's size for maps.
+    """
+    line = gaussian_line(window, SSIM_SIGMA)
+    c1, c2 = SSIM_K1 ** 2, SSIM_K2 ** 2
+    images = tf.cast(images, tf.float64)
+    reconstructions = tf.cast(reconstructions, tf.float64)
+    mean_x = _filter(images, line, padding)
+    mean_y = _filter(reconstructions, line, padding)
+    square_x = _filter(images * images, line, padding)
+    square_y = _filter(reconstructions * reconstructions, line, padding)
+    cross = _filter(images * reconstructions, line, padding)
+    luminance = (2 * mean_x * mean_y + c1) / (mean_x ** 2 + mean_y ** 2 + c1)
+    variances = square_x - mean_x ** 2 + square_y - mean_y ** 2
+    contrast = (2 * (cross - mean_x * mean_y) + c2) / (variances + c2)
+    return luminance * contrast
+
+
+def smooth(maps, sigma):
+    """(N, H, W) float64 maps blurred by a Gaussian of ``sigma`` pixels
+    (0: as given), borders mirrored."""
+    if not sigma:
+        return maps
+    size = 2 * int(np.ceil(2 * sigma)) + 1
+    return _filter(maps[..., None], gaussian_line(size, sigma), "REFLECT")[..., 0]
+
+
+class AnomalyScoring:
+    """Scores and maps from images, reconstructions and codes.
+
+    Holds what fitting learned: the normal training codes (for ``"knn"``),
+    their Gaussian (for ``"mahalanobis"``), each part's held-out mean and
+    standard deviation. Code arithmetic runs in float64, so that the ONNX
+    graph and TensorFlow agree to rounding of the model itself.
+
+    Args:
+        score: a score name (see the module docstring).
+        map_kind, smoothing: the maps' kind and Gaussian blur in pixels.
+        window: SSIM's window, odd, at most the image's smaller side.
+        neighbors: ``k`` of ``"knn"``.
+        reference_codes: ``(R, D)`` normal training codes, or ``None``.
+        code_mean, code_precision: the Gaussian's mean ``(D,)`` and inverse
+            covariance ``(D, D)``, or ``None``.
+        part_mean, part_std: ``(len(parts),)`` normalisation of each part.
+    """
+
+    def __init__(self, score, map_kind, smoothing, window, neighbors=5,
+                 reference_codes=None, code_mean=None, code_precision=None,
+                 part_mean=None, part_std=None):
+        self.parts = parse_score(score)
+        self.score = score
+        self.map_kind = check_map_kind(map_kind)
+        self.smoothing, self.window, self.neighbors = float(smoothing), int(window), int(neighbors)
+        self.reference_codes = _float64(reference_codes)
+        self.code_mean = _float64(code_mean)
+        self.code_precision = _float64(code_precision)
+        count = len(self.parts)
+        self.part_mean = np.zeros(count) if part_mean is None else np.asarray(part_mean, np.float64)
+        self.part_std = np.ones(count) if part_std is None else np.asarray(part_std, np.float64)
+
+    @property
+    def needs_codes(self):
+        """Whether a part measures codes (``"knn"``, ``"mahalanobis"``)."""
+        return any(part in CODE_PARTS for part in self.parts)
+
+    def parts_of(self, images, reconstructions, codes):
+        """Each raw part, a dict of float64 ``(N,)`` tensors."""
+        images = tf.convert_to_tensor(images, tf.float32)
+        reconstructions = tf.cast(reconstructions, tf.float32)
+        codes = tf.reshape(tf.cast(codes, tf.float64), [tf.shape(images)[0], -1])
+        part = {}
+        for name in self.parts:
+            if name == "mse":
+                value = tf.reduce_mean(tf.square(images - reconstructions), [1, 2, 3])
+            elif name == "ssim":
+                value = 1.0 - tf.reduce_mean(
+                    ssim_map(images, reconstructions, self.window), [1, 2, 3])
+            elif name == "knn":
+                value = self._knn(codes)
+            else:
+                value = self._mahalanobis(codes)
+            part[name] = tf.cast(value, tf.float64)
+        return part
+
+    def _knn(self, codes):
+        reference = tf.constant(self.reference_codes)
+        squared = (tf.reduce_sum(codes * codes, 1, keepdims=True)
+                   - 2.0 * tf.matmul(codes, reference, transpose_b=True)
+                   + tf.constant(np.sum(self.reference_codes ** 2, 1))[None])
+        nearest = -tf.math.top_k(-squared, k=self.neighbors).values
+        return tf.reduce_mean(tf.sqrt(tf.maximum(nearest, 0.0)), 1)
+
+    def _mahalanobis(self, codes):
+        centred = codes - tf.constant(self.code_mean)
+        quadratic = tf.reduce_sum(tf.matmul(centred, tf.constant(self.code_precision))
+                                  * centred, 1)
+        return tf.sqrt(tf.maximum(quadratic, 0.0))
+
+    def combine(self, part):
+        """The score: the mean of the normalised parts, float32 ``(N,)``."""
+        normalised = [(part[name] - self.part_mean[i]) / self.part_std[i]
+                      for i, name in enumerate(self.parts)]
+        return tf.cast(tf.add_n(normalised) / len(normalised), tf.float32)
+
+    def maps(self, images, reconstructions):
+        """Per-pixel maps, float32 ``(N, H, W)``."""
+        images = tf.convert_to_tensor(images, tf.float32)
+        reconstructions = tf.cast(reconstructions, tf.float32)
+        if self.map_kind == "squared_error":
+            raw = tf.cast(tf.reduce_mean(tf.square(images - reconstructions), -1),
+                          tf.float64)
+        else:
+            raw = 1.0 - tf.reduce_mean(
+                ssim_map(images, reconstructions, self.window, "REFLECT"), -1)
+        return tf.cast(smooth(raw, self.smoothing), tf.float32)
+
+    def __call__(self, images, reconstructions, codes):
+        """``(scores (N,), maps (N, H, W))``, float32 tensors."""
+        return (self.combine(self.parts_of(images, reconstructions, codes)),
+                self.maps(images, reconstructions))
+
+    def settings(self):
+        """The JSON-able description: score, map, window, neighbours,
+        normalisation."""
+        return {"score": self.score, "map_kind": self.map_kind,
+                "smoothing": self.smoothing, "ssim_window": self.window,
+                "neighbors": self.neighbors,
+                "reference_codes": (None if self.reference_codes is None
+                                    else len(self.reference_codes)),
+                "part_mean": self.part_mean.tolist(), "part_std": self.part_std.tolist()}
+
+
+def _float64(values):
+    return None if values is None else np.asarray(values, np.float64)
