@@ -40,7 +40,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 import keras_ae  # noqa: E402
-from keras_ae import anomaly, anomaly_pictures, defects, files, training  # noqa: E402
+from keras_ae import anomaly, files, training  # noqa: E402
 from keras_ae import data as data_lib  # noqa: E402
 from benchmark_report import machine, publish_section  # noqa: E402
 
@@ -160,7 +160,7 @@ def localise(model, train, held_out, good, label, args):
     defects, and the default score's image ROC AUC of defective vs good."""
     half = len(good) // 2
     clean, broken = good[:half], good[half:]
-    defective, masks, _ = defects.synthetic_defects(broken, seed=args.seed)
+    defective, masks, _ = anomaly.synthetic_defects(broken, seed=args.seed)
     row = {}
     for name, (kind, smoothing) in zip(MAP_NAMES, MAPS):
         detector = anomaly.AnomalyDetector.fit(model, train, held_out, score="mse",
@@ -177,17 +177,17 @@ def localise(model, train, held_out, good, label, args):
 
 def draw_maps(args, splits, label):
     """anomaly_maps.png: one class's model (its finished run folder) and
-    default detector on that class's test images with synthetic defects."""
+    default detector on that class's test images with synthetic anomaly."""
     (train_x, train_y), (test_x, test_y) = splits["train"], splits["test"]
     model, train, held_out = train_model(f"one_class_{label}", train_x[train_y == label],
                                          args, args.epochs)
     detector = anomaly.AnomalyDetector.fit(model, train, held_out)
     good = test_x[test_y == label]
-    defective, masks, kinds = defects.synthetic_defects(good[len(good) // 2:],
+    defective, masks, kinds = anomaly.synthetic_defects(good[len(good) // 2:],
                                                         seed=args.seed)
     scores, maps = detector.scores_and_maps(defective[:12])
     smoothing = detector.describe()["smoothing"]
-    return anomaly_pictures.save_map_overlays(
+    return anomaly.save_map_overlays(
         defective[:12], maps, scores, Path(args.pictures) / "anomaly_maps.png",
         threshold=detector.threshold, masks=masks[:12], labels=kinds[:12],
         title=f"'{CLASSES[label]}' model: synthetic defects (mask outlined in cyan); "

@@ -34,9 +34,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_ae  # noqa: E402
-import keras_ae.models  # noqa: E402,F401 - registers the custom layers
 from keras_ae import data as data_lib  # noqa: E402
-from keras_ae import downstream, evaluation, generation, training  # noqa: E402
+from keras_ae import codes, training  # noqa: E402
 from benchmark_report import machine, write_section  # noqa: E402
 
 START, END = "<!-- benchmark_downstream:start -->", "<!-- benchmark_downstream:end -->"
@@ -84,16 +83,16 @@ def probe_rows(models, train, test, counts, seed):
     for count in counts:
         chosen = order[:count]
         labeled = (train[0][chosen], train[1][chosen])
-        pixels = downstream.probe_features(
-            downstream.flat_pixels(labeled[0]), labeled[1],
-            downstream.flat_pixels(test[0]), test[1])
+        pixels = codes.probe_features(
+            codes.flat_pixels(labeled[0]), labeled[1],
+            codes.flat_pixels(test[0]), test[1])
         rows.append((count, "raw pixels", 784, pixels["test_accuracy"]))
         for model in models:
             keras.utils.set_random_seed(seed)
             random = keras.models.clone_model(model)  # same layers, fresh weights
             for name, encoder in (("trained " + describe(model), model),
                                   ("random-weight " + describe(model), random)):
-                result = downstream.linear_probe(encoder, labeled, test)
+                result = codes.linear_probe(encoder, labeled, test)
                 rows.append((count, name, result["features"], result["test_accuracy"]))
         print(f"probe with {count} labels done", flush=True)
     return rows
@@ -103,14 +102,14 @@ def probe_rows(models, train, test, counts, seed):
 
 def cluster_rows(models, test, seed, pictures):
     rows = []
-    pixels = downstream.cluster_features(downstream.flat_pixels(test[0]), test[1],
+    pixels = codes.cluster_features(codes.flat_pixels(test[0]), test[1],
                                          seed=seed)
     rows.append(("raw pixels", 784, pixels))
     for model in models:
-        codes = downstream.encode(model, test[0])
-        rows.append((describe(model), codes.shape[1],
-                     downstream.cluster_features(codes, test[1], seed=seed)))
-    downstream.save_code_map(downstream.encode(models[0], test[0]), test[1],
+        encoded = codes.encode(model, test[0])
+        rows.append((describe(model), encoded.shape[1],
+                     codes.cluster_features(encoded, test[1], seed=seed)))
+    codes.save_code_map(codes.encode(models[0], test[0]), test[1],
                              Path(pictures) / "code_map.png",
                              title=f"{models[0].name}: test codes, PCA",
                              class_names=CLASSES)
@@ -138,11 +137,11 @@ def denoising_rows(args, splits):
                                     noise_factor=factor, seed=args.seed)
         denoiser = train_conv(f"denoise_{factor:g}", data, args)
         for name, model in (("plain", plain), ("denoising", denoiser)):
-            gain = generation.denoising_gain(model, test_x, factor, seed=args.seed)
+            gain = codes.denoising_gain(model, test_x, factor, seed=args.seed)
             rows.append((factor, name, gain))
-        noisy = generation.add_noise(test_x[:10], factor, seed=args.seed)
+        noisy = codes.add_noise(test_x[:10], factor, seed=args.seed)
         clean = test_x[:10] / 255.0  # the IDX images come as (N, 28, 28, 1)
-        evaluation.save_reconstruction_grid(
+        training.save_reconstruction_grid(
             denoiser, (noisy, clean), Path(args.pictures) / f"denoising_{factor:g}.png",
             title=f"noise factor {factor:g}: clean / noisy / denoised")
     return rows
@@ -155,15 +154,15 @@ def generation_pictures(models, splits, args):
     written = []
     for model in models:
         try:
-            downstream.check_decoder_runs_alone(model)
+            codes.check_decoder_runs_alone(model)
         except ValueError:
             continue
-        line = np.concatenate([generation.interpolate(model, test_x[a], test_x[b], 8)
+        line = np.concatenate([codes.interpolate(model, test_x[a], test_x[b], 8)
                                for a, b in ((0, 1), (2, 3))])
-        drawn = generation.sample(model, train_x[:20000], 16, seed=args.seed)
+        drawn = codes.sample(model, train_x[:20000], 16, seed=args.seed)
         for kind, images in (("interpolation", line), ("samples", drawn)):
             path = Path(args.pictures) / f"generated_{model.name}_{kind}.png"
-            generation.save_image_grid(images, path, columns=8,
+            codes.save_image_grid(images, path, columns=8,
                                        title=f"{model.name}: {kind}")
             written.append(path.name)
     return written

@@ -45,7 +45,7 @@ import keras  # noqa: E402
 
 import keras_ae  # noqa: E402
 from keras_ae import data as data_lib  # noqa: E402
-from keras_ae import evaluation, training  # noqa: E402
+from keras_ae import training  # noqa: E402
 from benchmark_report import machine, peak_rss_mb, publish_section  # noqa: E402
 from make_image_folders import write_fashion_tree, write_photo_crops  # noqa: E402
 
@@ -142,7 +142,7 @@ def fashion(args, folder, cache_dir):
         wall, cpu = min(steady)
         row["train"], row["busy"] = row["data"].num_train / wall, cpu / wall
         row["cpu"] = statistics.median(c for _, c in steady)
-        row["test_mse"] = evaluation.evaluate(models[name], row["data"].test)["mse"]
+        row["test_mse"] = training.evaluate(models[name], row["data"].test)["mse"]
     for row in rows.values():
         # CPU seconds, all threads: the host throttles this machine at times,
         # which stretches wall time but not the work done.
@@ -150,7 +150,7 @@ def fashion(args, folder, cache_dir):
     folder_route = rows["PNG folder, cache=memory"]["data"]
     same_model = {  # the arrays route's model on both routes' test images
         "idx": rows[arrays]["test_mse"],
-        "folder": evaluation.evaluate(models[arrays], folder_route.test)["mse"]}
+        "folder": training.evaluate(models[arrays], folder_route.test)["mse"]}
     return rows, same_model
 
 
@@ -195,7 +195,7 @@ def photos(args, folder, size):
         code = keras_ae.code_floats(model)
         row = {"size": size, "model": name, "code": code,
                "compression": size * size * 3 / code, "params": model.count_params(),
-               **evaluation.evaluate(model, data.test),
+               **training.evaluate(model, data.test),
                "train": data.num_train / wall, "busy": cpu / wall}
         print(f"{size}x{size} {name}: code {code}, test MSE {row['mse']:.5f}, PSNR "
               f"{row['psnr']:.2f} dB, {row['train']:,.0f} train images/s", flush=True)

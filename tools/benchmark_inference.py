@@ -58,7 +58,7 @@ from benchmark_report import (float32_peak, forward_flops, machine,  # noqa: E40
 
 import keras_ae  # noqa: E402
 from keras_ae import data as data_lib  # noqa: E402
-from keras_ae import export, quantize  # noqa: E402
+from keras_ae import export  # noqa: E402
 from keras_ae.runtime import OnnxAutoencoder  # noqa: E402
 
 MODELS = {
@@ -241,7 +241,7 @@ def fashion_mnist(args):
     splits = data_lib.load_idx_folder(args.data_dir)
     train, test = splits["train"][0], splits["test"][0]
     chosen = np.random.default_rng(0).permutation(len(train))[
-        :quantize.DEFAULT_CALIBRATION_IMAGES]
+        :export.DEFAULT_CALIBRATION_IMAGES]
     return train[np.sort(chosen)], test
 
 
@@ -251,12 +251,12 @@ def quantized_copy(name, folder, calibration, test, recipe=None, bound=None):
     shutil.copytree(Path(name), folder)
     path = Path(folder) / "model.onnx"
     try:
-        report = quantize.quantize_onnx(
+        report = export.quantize_onnx(
             path, calibration, test_images=test, recipe=recipe,
-            max_mse_increase=(quantize.DEFAULT_MAX_MSE_INCREASE if bound is None
+            max_mse_increase=(export.DEFAULT_MAX_MSE_INCREASE if bound is None
                               else bound))
-        return report, quantize.int8_path(path)
-    except quantize.QuantizationRefused as refusal:
+        return report, export.int8_path(path)
+    except export.QuantizationRefused as refusal:
         return refusal.report, None
 
 

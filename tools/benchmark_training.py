@@ -51,7 +51,7 @@ import tensorflow as tf  # noqa: E402
 
 import keras_ae  # noqa: E402
 from keras_ae import data as data_lib  # noqa: E402
-from keras_ae import evaluation, training  # noqa: E402
+from keras_ae import training  # noqa: E402
 from benchmark_report import (float32_peak, forward_flops, machine,  # noqa: E402
                               peak_rss_mb, publish_section, write_section)
 
@@ -165,7 +165,7 @@ def train_one(key, data, args, runs_dir):
     result = training.train(lambda: build(data.image_shape), data,
                             Path(runs_dir) / key, epochs=args.epochs,
                             verbose=2, **options)
-    test = evaluation.evaluate(result.model, data.test)
+    test = training.evaluate(result.model, data.test)
     encoder = result.model.get_layer("encoder")
     # Unpooling decoders also get the argmax indices: log2(window) bits per
     # pooled value pass to the decoder beside the code.
@@ -295,7 +295,7 @@ def speed_worker(args):
     print(json.dumps({
         "images_per_s": [data.num_train / row["train_seconds"]
                          for row in result.history],
-        "test_mse": evaluation.evaluate(result.model, data.test)["mse"],
+        "test_mse": training.evaluate(result.model, data.test)["mse"],
         "peak_rss_mb": peak_rss_mb(),
         "policy": result.devices.policy,
     }))

@@ -35,7 +35,7 @@ import numpy as np  # noqa: E402
 
 import keras_ae  # noqa: E402
 from keras_ae import data as data_lib  # noqa: E402
-from keras_ae import evaluation, training, tuning  # noqa: E402
+from keras_ae import training, tuning  # noqa: E402
 from benchmark_report import machine, write_section  # noqa: E402
 
 START, END = "<!-- benchmark_tuning:start -->", "<!-- benchmark_tuning:end -->"
@@ -92,7 +92,7 @@ def check_is_default(result):
 
 def measure(name, result, data):
     best = result.best_hyperparameters
-    test = evaluation.evaluate(result.best_model, data.test)
+    test = training.evaluate(result.best_model, data.test)
     print(f"{name}: test MSE {test['mse']:.5f} (validation {best['val_mse']:.5f})",
           flush=True)
     return {"name": name, "test": test, "best": best}

@@ -16,6 +16,7 @@ from keras_ae.public import lazy_exports
 # Public name -> the module (in this package) that defines it.
 _EXPORTS = {
     "AnomalyDetector": "detector",
+    "DEFAULT_SMOOTHING": "detector",
     "evaluate_scores": "detector",
     "pixel_roc_auc": "detector",
     "DEFECT_KINDS": "defects",

@@ -15,6 +15,7 @@ from keras_ae.public import lazy_exports
 _EXPORTS = {
     "DEFAULT_BATCH": "adapter",
     "as_images": "adapter",
+    "check_decoder_runs_alone": "adapter",
     "decode": "adapter",
     "encode": "adapter",
     "labeled_arrays": "adapter",
@@ -25,6 +26,7 @@ _EXPORTS = {
     "linear_probe": "probes",
     "probe_features": "probes",
     "save_code_map": "probes",
+    "add_noise": "generation",
     "denoising_gain": "generation",
     "interpolate": "generation",
     "psnr": "generation",

@@ -54,7 +54,9 @@ def _positive_ints(name, values, allow_empty):
     return values
 
 
-def _image_shape(input_shape):
+def image_shape(input_shape):
+    """``input_shape`` as ``(height, width, channels)`` of positive ints, or
+    an ``InputError`` naming what was given."""
     shape = _positive_ints("input_shape", input_shape, allow_empty=False)
     if len(shape) != 3:
         raise InputError(
@@ -273,7 +275,7 @@ def build_conv_autoencoder(input_shape=(28, 28, 1), filters=(32, 4),
     if intensity not in INTENSITIES:
         raise InputError(
             f"intensity must be one of {sorted(INTENSITIES)}, got {intensity!r}.")
-    input_shape = _image_shape(input_shape)
+    input_shape = image_shape(input_shape)
     filters = _positive_ints("filters", filters, allow_empty=False)
     kernel_size = positive_int("kernel_size", kernel_size)
     convs_per_stage = positive_int("convs_per_stage", convs_per_stage)

@@ -2,8 +2,8 @@
 Gaussian noise, and each image's reconstruction error.
 
 Each function takes numpy arrays and, where it says so, TensorFlow tensors
-too (inside ``tf.data`` pipelines). No TensorFlow is imported here unless a
-tensor is given: serving code uses this module.
+too (inside ``tf.data`` pipelines). No TensorFlow is imported here: a
+tensor means TensorFlow is loaded already, and serving code uses this module.
 """
 
 import sys
@@ -32,7 +32,7 @@ def to_unit_float(images):
     [0.0, 0.20000000298023224, 1.0]
     """
     if _is_tensor(images):
-        import tensorflow as tf
+        tf = sys.modules["tensorflow"]
 
         if images.dtype == tf.uint8:
             return tf.cast(images, tf.float32) / 255.0
@@ -65,7 +65,7 @@ def add_noise(clean, noise_factor, seed):
     (dtype('float32'), True)
     """
     if _is_tensor(clean):
-        import tensorflow as tf
+        tf = sys.modules["tensorflow"]
 
         noise = (tf.random.normal(tf.shape(clean)) if seed is None else
                  tf.random.stateless_normal(tf.shape(clean), seed=seed))

@@ -16,6 +16,7 @@ from keras_ae.public import lazy_exports
 
 # Public name -> the module (in this package) that defines it.
 _EXPORTS = {
+    "DEFAULT_LEARNING_RATE": "loop",
     "DeviceSetup": "loop",
     "TrainResult": "loop",
     "compile_autoencoder": "loop",

@@ -170,7 +170,7 @@ class AutoencoderHyperModel(kt.HyperModel):
                  learning_rate=(3e-4, 1e-2), batch_sizes=(64, 128, 256),
                  noise_factors=None, name="autoencoder_hypermodel"):
         super().__init__(name=name)
-        self.input_shape = builders._image_shape(input_shape)
+        self.input_shape = builders.image_shape(input_shape)
         self.pixels = math.prod(self.input_shape)
         self.families = _choices("families", families, allowed=FAMILIES)
         self.decoders = _choices("decoders", decoders, allowed=tuple(DECODERS))
