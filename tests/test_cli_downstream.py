@@ -218,7 +218,7 @@ def test_train_on_normal_classes_then_anomaly_then_predict(quadrant_idx_dir, tmp
 def test_train_refuses_normal_classes_the_data_lacks(small_idx_dir, tmp_path, capsys):
     assert cli.main(["train", "--data-dir", str(small_idx_dir), "--normal-classes",
                      "3,12", "--epochs", "1", "--output", str(tmp_path / "run")]) == 2
-    assert ("--normal-classes '12' is not a class of idx:" in capsys.readouterr().err)
+    assert ("(--normal-classes) '12' is not a class of idx:" in capsys.readouterr().err)
     assert not (tmp_path / "run").exists()
 
 

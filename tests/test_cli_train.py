@@ -52,7 +52,7 @@ def test_train_writes_model_history_metrics_and_pictures(idx_dir, tmp_path, caps
     # the same command again measures the finished model again; its
     # training figures stay those of the training
     assert cli.main(train_args(idx_dir, out)) == 0
-    assert "holds this run, finished: measuring its model again" in \
+    assert "holds this run, finished: measured its model again" in \
         capsys.readouterr().out
     again = json.loads((out / "metrics.json").read_text())
     assert (again["seconds"], again["train_images_per_second"]) == (

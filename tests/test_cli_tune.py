@@ -89,7 +89,7 @@ def test_the_same_command_again_resumes_and_runs_nothing(tuned, idx_dir, capsys)
     (["--decoders", "transpose,deconv"],
      "decoders must be chosen from ['transpose', 'upsample', 'unpool'], got 'deconv'"),
     (["--stages", "2,6"], "at most 4 fit"),
-    (["--validation-split", "0"], "--validation-split must be above 0"),
+    (["--validation-split", "0"], "(--validation-split) must be above 0"),
 ])
 def test_a_space_that_cannot_build_fails_before_any_trial(
         extra, message, idx_dir, tmp_path, capsys):

@@ -231,7 +231,7 @@ def test_export_quantize_with_a_bad_count(run_folder, tmp_path, capsys):
     assert cli.main(["export", str(run_folder / "model.keras"), "--output",
                      str(tmp_path / "x"), "--quantize", "int8",
                      "--calibration-images", "0"]) == 2
-    assert "--calibration-images must be a positive integer, got 0." in \
+    assert "(--calibration-images) must be a positive integer, got 0." in \
         capsys.readouterr().err
     assert not (tmp_path / "x").exists()
 

@@ -72,8 +72,12 @@ def test_train_writes_the_run_folder(small_data, tmp_path):
     assert (out / "model.keras").exists() and (out / "logs").is_dir()
     assert not (out / "backup").exists()  # removed once the run finishes
     run = json.loads((out / "run.json").read_text())
-    assert run == {"note": "test", "epochs": 3, "learning_rate": 1e-2,
-                   "precision_policy": result.devices.policy}
+    recorded = {"note": "test", "epochs": 3, "learning_rate": 1e-2,
+                "precision_policy": result.devices.policy, "batch_size": 16,
+                "noise_factor": 0.0, "image_shape": [16, 16, 1], "preprocessing": None,
+                "source": "arrays"}
+    assert {key: run[key] for key in recorded} == recorded
+    assert run["data"]["route"] == "arrays"  # the data's origin, as plain fields
     history = training.read_history(out / "history.csv")
     assert [row["epoch"] for row in history] == [0, 1, 2]  # as CSVLogger numbers them
     assert {"loss", "val_loss", "train_seconds"} <= set(history[0])

@@ -12,9 +12,9 @@ from an anomaly.
 import os
 
 from keras_ae.cli.options import (add_data_options, add_output_options,
-                                  class_labels, load_data, name_tuple,
-                                  run_metrics, writing_output)
+                                  load_data, name_tuple, writing_output)
 from keras_ae.errors import InputError
+from keras_ae.training.run_record import read_run_record
 
 SHOWN = 12  # most anomalous test images drawn in anomaly_maps.png
 
@@ -69,12 +69,14 @@ OUTPUTS = ("anomaly.json", "anomaly_scores.png", "anomaly_maps.png",
 
 
 def _normal_labels(args, data, known):
+    from keras_ae.data.pipelines import class_labels
+
     if args.normal_classes:
         return class_labels(args.normal_classes, data, known, "--normal-classes")
     if args.anomaly_classes:
         anomalies = class_labels(args.anomaly_classes, data, known, "--anomaly-classes")
         return sorted(set(known) - set(anomalies))
-    recorded = run_metrics(args.model).get("settings", {}).get("normal_classes")
+    recorded = read_run_record(args.model).normal_classes
     if recorded:
         return recorded
     names = list(data.class_names or ())
@@ -110,8 +112,7 @@ def run(args):
     model = load_model(args.model)
     is_onnx = hasattr(model, "can_encode")
     shape = model.input_shape if is_onnx else tuple(model.input_shape[1:])
-    recorded = model.preprocessing if is_onnx else run_metrics(args.model).get(
-        "preprocessing")
+    recorded = model.preprocessing if is_onnx else read_run_record(args.model).preprocessing
     data = load_data(args, model_shape=shape, recorded=recorded)
     print(f"data: {data.source}")
     test_x, test_y = _arrays(data, "test")  # read once: its labels are the classes

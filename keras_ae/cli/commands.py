@@ -28,8 +28,6 @@ Run ``keras-ae SUBCOMMAND --help`` for the options of each.
 """
 
 import argparse
-import contextlib
-import json
 import math
 import os
 import sys
@@ -40,9 +38,9 @@ from keras_ae.cli import export as cli_export
 from keras_ae.cli import predict as cli_predict
 from keras_ae.cli import uses as cli_uses
 from keras_ae.training import precision
-from keras_ae.cli.options import (add_data_options, class_labels, data_report,
-                                  float_tuple, image_settings, int_tuple,
-                                  labels_of, load_data, name_tuple, say_data)
+from keras_ae.cli.options import (add_data_options, data_request, float_tuple, int_tuple,
+                                  name_tuple)
+from keras_ae.cli.quiet import image_decoder_log_dropped
 from keras_ae.errors import InputError
 from keras_ae.cli.quiet import start_tensorflow
 
@@ -234,135 +232,47 @@ def _model_options(args):
     return given
 
 
-def _training_figures(output, result, seconds):
-    """``train_images_per_second`` and ``seconds`` of this run; for a
-    finished run loaded again, those measured when it trained (kept in its
-    metrics.json), not the time it took to measure it again."""
-    speed = result.train_images_per_second
-    figures = {"train_images_per_second": None if math.isnan(speed) else round(speed, 1),
-               "seconds": round(seconds, 1)}
-    if result.finished_before and os.path.exists(f"{output}/metrics.json"):
-        with open(f"{output}/metrics.json") as f:
-            previous = json.load(f)
-        figures = {key: previous.get(key, value) for key, value in figures.items()}
-    return figures
-
-
 def _train(args):
-    import time
+    from keras_ae import training
 
-    import keras
-
-    import keras_ae
-    from keras_ae import outputs
-    from keras_ae.training import loop as training
-
-    started = time.time()
-    # First: under a TF_CONFIG cluster, TensorFlow must set up its collective
-    # ops before anything else runs.
-    devices = training.configure_devices(args.mixed_precision)
-    options = _model_options(args)
-    builder = (keras_ae.build_conv_autoencoder if args.model == "conv"
-               else keras_ae.build_dense_autoencoder)
-    if args.image_size is not None:  # a size the model cannot take fails now,
-        builder((*args.image_size, 1), **options)  # not after reading a folder
-    keras.utils.set_random_seed(args.seed)  # before the pipelines: they draw on it
-    data = load_data(args, batch_size=args.batch_size,
-                      noise_factor=args.noise_factor)
-    normal = None
-    if args.normal_classes:
-        from keras_ae.data.sources import keep_classes
-
-        normal = class_labels(args.normal_classes, data, labels_of(data),
-                              "--normal-classes")
-        data = keep_classes(data, normal)
-    say_data(data)
-
-    settings = {
-        "model": args.model, "model_options": options,
-        "image_shape": list(data.image_shape), "data": data.source,
-        "batch_size": args.batch_size, "validation_split": args.validation_split,
-        "noise_factor": args.noise_factor, "seed": args.seed, "xla": args.xla,
-        "mixed_precision": args.mixed_precision, **image_settings(args),
-    }
-    if normal is not None:
-        settings["normal_classes"] = normal
-    learning_rate = (training.DEFAULT_LEARNING_RATE if args.learning_rate is None
-                     else args.learning_rate)
-    # The chief holds the run folder's lock for the whole command (training
-    # claims it again inside); a cluster's other workers write only backup/.
-    folder = (outputs.claim(args.output, "train", data.source,
-                            names=training.RUN_ENTRIES, overwrite=args.overwrite,
-                            legacy_marker=training.RUN_FILE)
-              if devices.chief else contextlib.nullcontext())
-    with folder:
-        return _train_and_measure(args, builder, options, data, settings,
-                                  learning_rate, devices, started)
+    run = training.TrainingRun(
+        data=data_request(args), model=args.model, model_options=_model_options(args),
+        normal_classes=tuple(args.normal_classes or ()), epochs=args.epochs,
+        batch_size=args.batch_size, learning_rate=args.learning_rate,
+        patience=args.patience, noise_factor=args.noise_factor, seed=args.seed,
+        xla=args.xla, mixed_precision=args.mixed_precision)
+    # keras_ae names image files that do not decode; TensorFlow's decoders
+    # would also log each one, from C++.
+    with image_decoder_log_dropped(bool(args.verbose)):
+        result = training.run_training(run, args.output, overwrite=args.overwrite)
+    _say_trained(args.output, result)
+    return 0
 
 
-def _train_and_measure(args, builder, options, data, settings, learning_rate,
-                       devices, started):
-    import time
-
-    import keras_ae
-    from keras_ae.training import evaluation
-    from keras_ae.models.loading import as_float32
-    from keras_ae import files
-    from keras_ae.training import loop as training
-
-    result = training.train(
-        lambda: builder(data.image_shape, **options), data, args.output,
-        epochs=args.epochs, learning_rate=learning_rate,
-        patience=args.patience, jit_compile=args.xla,
-        mixed_precision=args.mixed_precision,
-        settings=settings, overwrite=args.overwrite)
+def _say_trained(output, result):
+    """What ``keras-ae train`` prints of a ``TrainResult``."""
     if result.finished_before:
-        print(f"{args.output} holds this run, finished: measuring its model "
+        print(f"{output} holds this run, finished: measured its model "
               "again. To train further, start a new --output folder.")
     else:
         print(f"devices: {result.devices.description}"
               + (" (resumed an interrupted run)" if result.resumed else ""))
-    if devices.workers > 1 and not result.finished_before:
-        print(f"{devices.task}: weights fingerprint {result.weights_fingerprint}")
-    if not devices.chief:  # the chief writes the run folder
-        return 0
-
-    # measured as it will be served: in float32, whatever it trained in
-    model, output = as_float32(result.model), args.output
-    test = evaluation.evaluate(model, data.test)
-    evaluation.save_reconstruction_grid(model, data.test,
-                                        f"{output}/reconstructions.png",
-                                        title=model.name)
-    evaluation.save_loss_curves(f"{output}/{training.HISTORY_FILE}",
-                                f"{output}/loss_curves.png", title=model.name)
-    metrics = {
-        "test": test,
-        "data": data_report(data),
-        "preprocessing": data.preprocessing,
-        "parameters": model.count_params(),
-        "code_floats": keras_ae.code_floats(model),
-        **_training_figures(output, result, time.time() - started),
-        "epochs_run": len(result.history),
-        "devices": result.devices.description,
-        # as run.json records it: a finished run loaded again keeps its own
-        "precision_policy": json.loads(Path(output, training.RUN_FILE)
-                                       .read_text()).get("precision_policy"),
-        "settings": {**settings, "epochs": args.epochs,
-                     "learning_rate": learning_rate},
-        "keras_ae_version": keras_ae.__version__,
-    }
-    files.write_json(f"{output}/metrics.json", metrics)
+    if result.devices.workers > 1 and not result.finished_before:
+        print(f"{result.devices.task}: weights fingerprint {result.weights_fingerprint}")
+    if result.metrics is None:  # a cluster's worker: the chief writes the record
+        return
+    metrics, test = result.metrics, result.metrics["test"]
     print(f"test: MSE {test['mse']:.5f}, PSNR {test['psnr']:.2f} dB, "
           f"SSIM {test['ssim']:.4f} on {test['images']} images; "
           f"{metrics['parameters']:,} parameters, code {metrics['code_floats']} "
           f"floats; {metrics['train_images_per_second'] or float('nan'):,.0f} "
           "train images/s")
-    if data.skipped:
-        print(f"skipped {len(data.skipped)} unreadable files (listed in "
-              f"{output}/metrics.json), e.g. {data.skipped[0][0]}")
+    skipped = metrics["data"]["skipped_files"]
+    if skipped:
+        print(f"skipped {metrics['data']['skipped_images']} unreadable files (listed in "
+              f"{output}/metrics.json), e.g. {skipped[0]['path']}")
     print(f"wrote {output}/model.keras, history.csv, metrics.json, "
           "reconstructions.png, loss_curves.png")
-    return 0
 
 
 def _search_space(args):
@@ -377,68 +287,29 @@ def _search_space(args):
 
 
 def _tune(args):
-    import time
-    from pathlib import Path
-
-    import keras
-
-    from keras_ae import outputs
     from keras_ae import tuning
 
-    started = time.time()
-    keras.utils.set_random_seed(args.seed)
-    data = load_data(args)
-    if data.validation is None:
-        raise InputError("--validation-split must be above 0: the search "
-                         "compares trials by their validation MSE.")
-    hypermodel = tuning.AutoencoderHyperModel(data.image_shape, **_search_space(args))
-    say_data(data)
-    output = Path(args.output)
-    # The chief (or a lone search) holds the folder's lock to the end; the
-    # distributed workers write trials into it under the chief's oracle.
-    with (outputs.locked(output, "tune") if tuning.roles.role() != "worker"
-          else contextlib.nullcontext()):
-        return _search_and_measure(args, data, hypermodel, output, started)
+    run = tuning.SearchRun(
+        data=data_request(args), space=_search_space(args), tuner=args.tuner,
+        max_trials=args.max_trials, max_epochs=args.max_epochs, seed=args.seed,
+        mixed_precision=args.mixed_precision)
+    with image_decoder_log_dropped(bool(args.verbose)):
+        outcome = tuning.run_search(run, args.output, overwrite=args.overwrite,
+                                    verbose=args.verbose)
+    _say_searched(Path(args.output), outcome)
+    return 0
 
 
-def _search_and_measure(args, data, hypermodel, output, started):
-    import time
-
-    from keras_ae.training import evaluation
-    from keras_ae.models.loading import as_float32
-    from keras_ae import files
+def _say_searched(output, outcome):
+    """What ``keras-ae tune`` prints of a ``SearchOutcome``."""
     from keras_ae import tuning
 
-    result = tuning.search(
-        data.train, data.validation, hypermodel=hypermodel, tuner=args.tuner,
-        max_trials=args.max_trials, max_epochs=args.max_epochs,
-        directory=output.parent, project_name=output.name,
-        overwrite=args.overwrite, seed=args.seed,
-        mixed_precision=args.mixed_precision,
-        description={"source": data.source, "validation_split": args.validation_split,
-                     **image_settings(args)},
-        verbose=args.verbose)
-    if result.role == "worker":
+    result = outcome.result
+    if outcome.metrics is None:
         print(f"worker {os.environ.get('KERASTUNER_TUNER_ID')}: no trials left; "
               f"the chief writes the results to {output}/")
-        return 0
-
-    # measured in float32, as its export will run, whatever the trials ran in
-    model, best = as_float32(result.best_model), result.best_hyperparameters
-    test = evaluation.evaluate(model, data.test)
-    evaluation.save_reconstruction_grid(model, data.test, output / "reconstructions.png",
-                                        title=f"best trial {best['trial_id']}")
-    tuning.save_trials_plot(result.trials, output / "trials.png")
-    files.write_json(output / "metrics.json", {
-        "test": test, "data": data_report(data),
-        "preprocessing": data.preprocessing, "parameters": best["parameters"],
-        "code_floats": best["code_floats"], "epochs_run": best["epochs"],
-        "best_trial": best,
-        "settings": {"search": {key: getattr(args, key) for key in (
-            "tuner", "max_trials", "max_epochs", "seed")},
-            "space": hypermodel.get_config(), "data": data.source},
-        "seconds": round(time.time() - started, 1),
-    })
+        return
+    best, test = result.best_hyperparameters, outcome.metrics["test"]
     print()
     print(tuning.summary_table(result.trials))
     print(f"\nbest: trial {best['trial_id']}, {best['builder']}"
@@ -451,7 +322,6 @@ def _search_and_measure(args, data, hypermodel, output, started):
           "trials.csv, metrics.json, trials.png, reconstructions.png")
     print(f"export it: keras-ae export {output}/best_model.keras --output "
           f"exported/{output.name}")
-    return 0
 
 
 def _summary(args):

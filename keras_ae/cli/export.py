@@ -4,9 +4,8 @@ the ONNX files, refused past a quality bound (``keras_ae.export.quantize``)."""
 
 import os
 
-from keras_ae.cli.options import (add_data_options, add_output_options,
-                                  export_formats, quantization_images,
-                                  run_metrics)
+from keras_ae.cli.options import (add_data_options, add_output_options, data_request,
+                                  export_formats)
 
 
 def add_parser(commands):
@@ -52,30 +51,18 @@ def add_parser(commands):
 
 def run(args):
     """``keras-ae export``; returns the exit code (1: int8 refused)."""
-    from keras_ae.export import exporter as export
-    from keras_ae.models.loading import load_keras_model
+    from keras_ae import export
 
-    model = load_keras_model(args.model)
-    card = {"source": args.model}
-    metrics = run_metrics(args.model)
-    if metrics:
-        card["training"] = {key: metrics[key] for key in (
-            "settings", "epochs_run", "train_images_per_second", "devices",
-            "precision_policy", "seconds") if key in metrics}
-        card["test"] = metrics.get("test")
-        card["data"] = metrics.get("data")
-    quantize = {}
-    if args.quantize:
-        quantize = dict(quantize=args.quantize, max_mse_increase=args.max_mse_increase,
-                        **quantization_images(args, model, metrics))
-    print(f"exporting {model.name} from {args.model} to {args.output}/")
+    given = args.images or args.data_dir or args.dataset  # else the run's own images
+    print(f"exporting {args.model} to {args.output}/")
     try:
-        export.export_model(model, args.output, opset=args.opset,
-                            saved_model="saved_model" in args.formats,
-                            onnx="onnx" in args.formats, card=card,
-                            preprocessing=metrics.get("preprocessing"),
-                            source=args.model, overwrite=args.overwrite, **quantize)
-    except export.quantization.QuantizationRefused:
+        export.export_trained(
+            args.model, args.output, data=data_request(args, for_model=True) if given else None,
+            quantize=args.quantize, max_mse_increase=args.max_mse_increase,
+            calibration_count=args.calibration_images, opset=args.opset,
+            saved_model="saved_model" in args.formats, onnx="onnx" in args.formats,
+            overwrite=args.overwrite)
+    except export.QuantizationRefused:
         print(f"wrote {args.output}/ ({_written(args.output)}) "
               "without int8 files: the int8 model lost too much (above; the "
               "card's int8 entry has the figures). Allow more with "

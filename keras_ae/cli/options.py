@@ -4,16 +4,14 @@
   ``name_tuple``) and image sizes (``image_size_argument``, ``"64x64"``).
 - The data options (``add_data_options``): Fashion-MNIST, a
   tensorflow-datasets name, IDX files, or a folder of your own images
-  (``--images``); ``load_data`` turns them into an ``ImageData``.
-- What a run records of its data: ``image_settings`` (run.json and
-  search.json, which a resume must match), ``data_report`` (metrics.json);
-  ``run_metrics`` reads the metrics.json beside a model.
+  (``--images``); ``data_request`` turns them into a
+  ``keras_ae.data.DataRequest``, ``load_data`` into an ``ImageData``.
+- The output options (``add_output_options``, ``writing_output``).
 """
 
 import argparse
 import os
 
-from keras_ae.errors import positive_int
 from keras_ae.errors import InputError
 from keras_ae.cli.quiet import image_decoder_log_dropped
 from keras_ae.runtime.images import RESIZE_MODES  # numpy only: cheap to import
@@ -167,16 +165,11 @@ def writing_output(command, names, run):
     return claimed
 
 
-def load_data(args, model_shape=None, recorded=None, **options):
-    """``ImageData`` from a command's data options.
-
-    ``model_shape`` and ``recorded`` (a model's input shape and the
-    preprocessing its training recorded) are what ``--images`` reads the
-    folder as, unless the flags say otherwise.
-    """
-    from keras_ae.data import sources as data_lib
-    from keras_ae.runtime.images import DEFAULT_RESIZE
-
+def data_request(args, for_model=False):
+    """The ``keras_ae.data.DataRequest`` a command's data flags ask for; a
+    one-line error for flags that do not go together (``--resize`` needs
+    ``--image-size`` unless a model gives the size: ``for_model``)."""
+    from keras_ae.data.origin import DataRequest
     from keras_ae.runtime.images import MAX_IMAGE_PIXELS
 
     folder_flags = {"--image-size": args.image_size, "--resize": args.resize,
@@ -188,110 +181,29 @@ def load_data(args, model_shape=None, recorded=None, **options):
         if given:
             verb = "applies" if len(given) == 1 else "apply"
             raise InputError(f"{', '.join(given)} {verb} to --images only.")
-        return data_lib.load(args.dataset, data_dir=args.data_dir,
-                             tfds_data_dir=args.tfds_data_dir,
-                             validation_split=args.validation_split,
-                             seed=args.seed, **options)
-    if args.dataset or args.data_dir:
+    elif args.dataset or args.data_dir:
         raise InputError("--images reads your own folder; leave out --dataset "
                          "and --data-dir.")
-    image_size, color, resize = args.image_size, args.color, args.resize
-    if model_shape is not None:  # as the model takes its images
-        image_size = image_size or tuple(model_shape[:2])
-        color = color or {1: "grayscale", 3: "rgb"}.get(model_shape[2])
-        resize = resize or (recorded or {}).get("resize")
-    elif resize and image_size is None:
+    elif args.resize and args.image_size is None and not for_model:
         raise InputError("--resize says how --image-size is reached; give "
                          "--image-size HxW too.")
+    return DataRequest(
+        dataset=args.dataset, data_dir=args.data_dir, tfds_data_dir=args.tfds_data_dir,
+        images=args.images, image_size=args.image_size, resize=args.resize,
+        color_mode=args.color, test_split=args.test_split, cache=args.cache,
+        skip_bad_images=args.skip_bad_images, max_image_pixels=args.max_image_pixels,
+        validation_split=args.validation_split, seed=args.seed)
+
+
+def load_data(args, model_shape=None, recorded=None, **options):
+    """``ImageData`` from a command's data flags, read as a model of
+    ``model_shape`` with the recorded recipe ``recorded`` takes its images
+    (``keras_ae.data.DataRequest.load``)."""
+    request = data_request(args, for_model=model_shape is not None)
     # keras_ae names the files that do not decode; TensorFlow's decoders
     # would also log each one, from C++.
     with image_decoder_log_dropped(bool(args.verbose)):
-        return data_lib.from_directory(
-            args.images, image_size=image_size, resize=resize or DEFAULT_RESIZE,
-            color_mode=color or "auto", validation_split=args.validation_split,
-            test_split=0.1 if args.test_split is None else args.test_split,
-            seed=args.seed, cache=args.cache or "auto",
-            skip_bad_images=args.skip_bad_images,
-            max_image_pixels=args.max_image_pixels, **options)
-
-
-def class_labels(tokens, data, known, flag):
-    """Class tokens of a flag (label numbers, or class folder names) as
-    sorted labels; a one-line error naming the classes there are.
-
-    Args:
-        tokens: the flag's values, e.g. ``("0", "coat")``.
-        data: the ``ImageData`` (its ``class_names`` and ``source``).
-        known: the labels the data holds.
-        flag: the flag's name, for the message.
-    """
-    names = list(data.class_names or ())
-    labels = []
-    for token in tokens:
-        if token in names:
-            labels.append(names.index(token))
-        elif token.isdigit() and int(token) in known:
-            labels.append(int(token))
-        else:
-            named = f"; class names: {', '.join(names)}" if names else ""
-            raise InputError(
-                f"{flag} {token!r} is not a class of {data.source}: "
-                f"labels are {sorted(known)}{named}.")
-    return sorted(set(labels))
-
-
-def labels_of(data, split="test"):
-    """The labels a split of ``data`` holds, a sorted list."""
-    import numpy as np
-
-    return sorted(set(np.concatenate(
-        [labels for _, labels in data.labeled(split).as_numpy_iterator()]).tolist()))
-
-
-def image_settings(args):
-    """The ``--images`` flags that make a run's data what it is (for run.json
-    and search.json, which a resume must match); ``{}`` for other sources."""
-    if args.images is None:
-        return {}
-    return {"images": {
-        "directory": os.path.abspath(args.images),
-        "image_size": None if args.image_size is None else list(args.image_size),
-        "resize": args.resize, "color": args.color,
-        "test_split": args.test_split, "skip_bad_images": args.skip_bad_images}}
-
-
-def data_report(data):
-    """What metrics.json says of the data: counts, classes, sizing, skips."""
-    return {
-        "source": data.source,
-        "images": {"train": data.num_train, "validation": data.num_validation,
-                   "test": data.num_test},
-        "image_shape": list(data.image_shape),
-        "class_names": None if data.class_names is None else list(data.class_names),
-        "preprocessing": data.preprocessing,
-        "skipped_images": len(data.skipped),
-        "skipped_files": [{"path": path, "reason": reason}
-                          for path, reason in data.skipped[:100]],
-    }
-
-
-def say_data(data):
-    print(f"data: {data.source}, {data.num_train} train / {data.num_validation} "
-          f"validation / {data.num_test} test images of shape {data.image_shape}"
-          + (f"; skipped {len(data.skipped)} unreadable files" if data.skipped
-             else ""))
-
-
-def run_metrics(model_path):
-    """The metrics.json that ``train`` or ``tune`` wrote beside a .keras
-    model, or ``{}``."""
-    import json
-
-    path = os.path.join(os.path.dirname(model_path), "metrics.json")
-    if not os.path.exists(path):
-        return {}
-    with open(path) as f:
-        return json.load(f)
+        return request.load(model_shape=model_shape, recorded=recorded, **options)
 
 
 def export_formats(text):
@@ -302,51 +214,3 @@ def export_formats(text):
         raise argparse.ArgumentTypeError(
             f"expected saved_model, onnx or both (comma-separated); got {text!r}")
     return formats
-
-
-def quantization_images(args, model, metrics):
-    """``calibration_images`` (the first ``--calibration-images`` training
-    images of the pipeline's seeded shuffle) and ``test_images`` (the test
-    split) for ``keras-ae export --quantize``, from the data flags if any are
-    given, else from the data the run trained on (its metrics.json
-    settings)."""
-    import numpy as np
-
-    count = positive_int("--calibration-images", args.calibration_images)
-    if not (args.images or args.data_dir or args.dataset):
-        _recorded_data_flags(args, metrics.get("settings") or {})
-    shape = tuple(model.input_shape[1:])
-    data = load_data(args, model_shape=shape, recorded=metrics.get("preprocessing"))
-    print(f"int8 calibration and test images: {data.source}")
-    calibration, taken = [], 0
-    for _, targets in data.train.as_numpy_iterator():  # shuffled: a random draw
-        calibration.append(targets[:count - taken])
-        taken += len(calibration[-1])
-        if taken == count:
-            break
-    return {"calibration_images": np.concatenate(calibration),
-            "test_images": np.concatenate(
-                [targets for _, targets in data.test.as_numpy_iterator()])}
-
-
-def _recorded_data_flags(args, settings):
-    """Sets the data flags to what a run's settings record (``data``: its
-    source, ``images``: the folder flags)."""
-    # e.g. "idx:/usr/share/datasets/fashion-mnist (fashion_mnist)"
-    source = str(settings.get("data") or "").split(" (")[0]
-    images = settings.get("images")
-    if images:
-        args.images = images["directory"]
-        args.image_size = tuple(images["image_size"]) if images.get("image_size") else None
-        args.resize, args.color = images.get("resize"), images.get("color")
-        args.test_split = images.get("test_split")
-        args.skip_bad_images = bool(images.get("skip_bad_images"))
-    elif source.startswith("idx:"):
-        args.data_dir = source.removeprefix("idx:")
-    elif source.startswith("tfds:"):
-        args.dataset = source.removeprefix("tfds:").split(" ")[0]
-    elif source:
-        raise InputError(
-            f"the run trained on {source!r}, which keras-ae cannot read again; "
-            "give --images, --data-dir or --dataset for the int8 calibration.")
-    # nothing recorded (a model from elsewhere): load_data's default dataset

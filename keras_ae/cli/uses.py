@@ -6,7 +6,7 @@ pictures into ``--output``."""
 import os
 
 from keras_ae.cli.options import (add_data_options, add_output_options,
-                                  load_data, run_metrics, writing_output)
+                                  load_data, writing_output)
 
 
 def add_parsers(commands):
@@ -78,7 +78,9 @@ def _labeled_splits(args, model, *splits, need_labels=True):
         shape, recorded = model.input_shape, model.preprocessing
     else:
         shape = tuple(model.input_shape[1:])
-        recorded = run_metrics(args.model).get("preprocessing")
+        from keras_ae.training.run_record import read_run_record
+
+        recorded = read_run_record(args.model).preprocessing
     data = load_data(args, model_shape=shape, recorded=recorded)
     print(f"data: {data.source}")
     if not need_labels and data.class_names is None and data.source.startswith("images:"):

@@ -26,10 +26,14 @@ _EXPORTS = {
     "find_images": "folders",
     "from_directory": "folders",
     "from_tfds": "tfds",
+    "DataOrigin": "origin",
+    "DataRequest": "origin",
     "ImageData": "pipelines",
     "SPLITS": "pipelines",
     "Split": "pipelines",
+    "class_labels": "pipelines",
     "keep_classes": "pipelines",
+    "labels_of": "pipelines",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -32,6 +32,7 @@ import tensorflow as tf
 
 from keras_ae.data import decoding
 from keras_ae.data import pipelines
+from keras_ae.data.origin import DataOrigin
 from keras_ae.runtime import images as recipe
 from keras_ae.errors import InputError
 
@@ -447,7 +448,11 @@ def from_directory(directory, *, image_size=None, resize=recipe.DEFAULT_RESIZE,
         splits, shape, f"images:{os.path.abspath(directory)}", options,
         class_names=None if found["class_names"] is None
         else tuple(found["class_names"]),
-        preprocessing=preprocessing, skipped=skipped)
+        preprocessing=preprocessing, skipped=skipped,
+        origin=DataOrigin("images", os.path.abspath(directory), image_size=image_size,
+                          resize=resize, color_mode=color_mode, test_split=test_split,
+                          skip_bad_images=skip_bad_images, max_image_pixels=max_image_pixels,
+                          validation_split=options["validation_split"], seed=options["seed"]))
 
 
 def _say_found(directory, found, total):

@@ -13,6 +13,7 @@ import math
 import numbers
 from typing import Callable
 
+import numpy as np
 import tensorflow as tf
 
 from keras_ae.errors import InputError
@@ -89,6 +90,8 @@ class ImageData:
             fixed-size images.
         skipped: ``(path, reason)`` of each unreadable file left out
             (``skip_bad_images=True``).
+        origin: a ``keras_ae.data.DataOrigin``: how to read these images
+            again, as plain fields (what a run records).
     """
 
     train: tf.data.Dataset
@@ -104,10 +107,18 @@ class ImageData:
     class_names: tuple | None = None
     preprocessing: dict | None = None
     skipped: tuple = ()
+    origin: object = None
     _splits: dict = dataclasses.field(default_factory=dict, repr=False,
                                       compare=False)
     _options: dict = dataclasses.field(default_factory=dict, repr=False,
                                        compare=False)
+
+    def summary(self):
+        """One line for people: where from, how many images per split, shape."""
+        return (f"data: {self.source}, {self.num_train} train / {self.num_validation} "
+                f"validation / {self.num_test} test images of shape {self.image_shape}"
+                + (f"; skipped {len(self.skipped)} unreadable files" if self.skipped
+                   else ""))
 
     def labeled(self, split, batch_size=None):
         """Batched ``(images, labels)`` of one split, in a fixed order.
@@ -282,7 +293,7 @@ def assemble(splits, image_shape, source, options, **details):
         source: ``ImageData.source``.
         options: ``check_options``' dict.
         **details: more ``ImageData`` fields (``class_names``,
-            ``preprocessing``, ``skipped``).
+            ``preprocessing``, ``skipped``, ``origin``).
 
     Returns:
         An ``ImageData``.
@@ -352,6 +363,8 @@ def keep_classes(data, labels, splits=("train", "validation")):
                              f"classes {wanted}.")
     details = {field: getattr(data, field)
                for field in ("class_names", "preprocessing", "skipped")}
+    if data.origin is not None:
+        details["origin"] = dataclasses.replace(data.origin, classes=tuple(wanted))
     return assemble(kept, data.image_shape, data.source, data._options, **details)
 
 
@@ -368,3 +381,34 @@ def _split_of_classes(split, wanted):
     count = int(filtered.map(lambda x, y: y).reduce(
         tf.constant(0, tf.int64), lambda total, _: total + 1))
     return Split(filtered.map(lambda x, y: x), filtered, count)
+
+
+def class_labels(tokens, data, known, what):
+    """Class tokens of a flag (label numbers, or class folder names) as
+    sorted labels; a one-line error naming the classes there are.
+
+    Args:
+        tokens: the flag's values, e.g. ``("0", "coat")``.
+        data: the ``ImageData`` (its ``class_names`` and ``source``).
+        known: the labels the data holds.
+        what: the argument's name, for the message (``"--normal-classes"``).
+    """
+    names = list(data.class_names or ())
+    labels = []
+    for token in tokens:
+        if token in names:
+            labels.append(names.index(token))
+        elif token.isdigit() and int(token) in known:
+            labels.append(int(token))
+        else:
+            named = f"; class names: {', '.join(names)}" if names else ""
+            raise InputError(
+                f"{what} {token!r} is not a class of {data.source}: "
+                f"labels are {sorted(known)}{named}.")
+    return sorted(set(labels))
+
+
+def labels_of(data, split="test"):
+    """The labels a split of ``data`` holds, a sorted list."""
+    return sorted(set(np.concatenate(
+        [labels for _, labels in data.labeled(split).as_numpy_iterator()]).tolist()))

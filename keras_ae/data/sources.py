@@ -46,6 +46,7 @@ import numpy as np
 from keras_ae import files
 from keras_ae.errors import DatasetUnavailableError, InputError
 from keras_ae.data.folders import from_directory
+from keras_ae.data.origin import DataOrigin
 from keras_ae.data.tfds import from_tfds
 from keras_ae.data.pipelines import (ImageData, array_split, assemble,
                                 check_options, keep_classes, validation_size)
@@ -395,7 +396,9 @@ def from_arrays(train_images, test_images, *, train_labels=None,
     splits["test"] = array_split(test_images, test_labels)
     # cache() would only copy what memory holds already.
     return assemble(splits, train_images.shape[1:], "arrays",
-                     {**options, "cache": False})
+                    {**options, "cache": False},
+                    origin=DataOrigin("arrays", validation_split=options["validation_split"],
+                                      seed=options["seed"]))
 
 
 def from_idx(directory, *, batch_size=256, validation_split=0.1,
@@ -428,8 +431,9 @@ def from_idx(directory, *, batch_size=256, validation_split=0.1,
         splits["train"], splits["test"])
     data = from_arrays(train_images, test_images, train_labels=train_labels,
                        test_labels=test_labels, **options)
-    return dataclasses.replace(
-        data, source=f"idx:{os.path.abspath(os.fspath(directory))}")
+    directory = os.path.abspath(os.fspath(directory))
+    return dataclasses.replace(data, source=f"idx:{directory}", origin=DataOrigin(
+        "idx", directory, validation_split=options["validation_split"], seed=options["seed"]))
 
 
 # --- choosing a route ------------------------------------------------------
@@ -470,7 +474,8 @@ def load(dataset=None, *, data_dir=None, tfds_data_dir=None, batch_size=256,
         data = from_idx(data_dir, **options)
         if dataset is None:
             return data
-        return dataclasses.replace(data, source=f"{data.source} ({dataset})")
+        return dataclasses.replace(data, source=f"{data.source} ({dataset})",
+                                   origin=dataclasses.replace(data.origin, dataset=dataset))
     if dataset in (None, "fashion_mnist") and not _find_idx_files(
             FASHION_MNIST_DIR)[1]:
         return from_idx(FASHION_MNIST_DIR, **options)

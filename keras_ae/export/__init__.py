@@ -28,6 +28,8 @@ _EXPORTS = {
     "QuantizationRefused": "quantize",
     "quantize_onnx": "quantize",
     "export_detector": "detector_export",
+    "calibration_images": "trained",
+    "export_trained": "trained",
 }
 
 __all__ = sorted(_EXPORTS)

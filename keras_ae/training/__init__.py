@@ -32,6 +32,10 @@ _EXPORTS = {
     "POLICIES": "precision",
     "choose_policy": "precision",
     "tf_config": "multi_worker",
+    "RunRecord": "run_record",
+    "TrainingRun": "runs",
+    "run_training": "runs",
+    "read_run_record": "run_record",
 }
 
 __all__ = sorted(_EXPORTS)

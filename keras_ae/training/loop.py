@@ -29,6 +29,8 @@ workers at the same epoch.
 import contextlib
 import csv
 import dataclasses
+import json
+import math
 import shutil
 import time
 from pathlib import Path
@@ -41,9 +43,10 @@ from keras_ae import outputs
 from keras_ae.training import precision
 from keras_ae.errors import InputError
 from keras_ae.files import claim_folder, write_atomically, write_json
+from keras_ae.training import run_record
+from keras_ae.training.run_record import METRICS_FILE, RUN_FILE
 
 DEFAULT_LEARNING_RATE = 3e-3  # best of 1e-3, 2e-3, 3e-3 in 10 epochs (docs/benchmarks.md)
-RUN_FILE = "run.json"
 HISTORY_FILE = "history.csv"
 MODEL_FILE = "model.keras"
 
@@ -145,9 +148,9 @@ def _check_learning_rate(learning_rate):
 
 # --- the run folder ------------------------------------------------------------
 
-# What a run folder holds: this module's files and those keras-ae train adds.
+# What a run folder holds: the training files and the run record's.
 RUN_ENTRIES = (RUN_FILE, HISTORY_FILE, MODEL_FILE, "checkpoints", "backup",
-               "logs", "metrics.json", "reconstructions.png", "loss_curves.png")
+               "logs", METRICS_FILE, "reconstructions.png", "loss_curves.png")
 
 
 @contextlib.contextmanager
@@ -174,7 +177,7 @@ def run_folder(output_dir, settings, overwrite=False):
         ValueError: if the folder holds a different run or unrelated files,
             or another process is writing it.
     """
-    folder = outputs.claim(output_dir, "train", str(settings.get("data")),
+    folder = outputs.claim(output_dir, "train", str(settings.get("source")),
                            names=RUN_ENTRIES, overwrite=overwrite,
                            legacy_marker=RUN_FILE)
     with folder:
@@ -324,12 +327,13 @@ class TrainResult:
     train_images_per_second: float  # epochs run here, after the first; nan if none
     finished_before: bool = False  # the folder held this run, finished: loaded, not trained
     weights_fingerprint: str = ""  # on a cluster: a hash of the weights, equal on all workers
+    metrics: dict | None = None  # metrics.json as written (measure=True, on the chief)
 
 
 def train(build_model, data, output_dir, *, epochs=10,
           learning_rate=DEFAULT_LEARNING_RATE,
           patience=None, jit_compile=False, mixed_precision="auto",
-          settings=None, callbacks=(), overwrite=False, verbose="auto"):
+          settings=None, callbacks=(), overwrite=False, measure=True, verbose="auto"):
     """Trains an autoencoder with Adam and MSE into a resumable run folder.
 
     On one machine this is ``model.fit``. Where ``TF_CONFIG`` names a
@@ -355,11 +359,18 @@ def train(build_model, data, output_dir, *, epochs=10,
             ``configure_devices``. The policy that ran is recorded in
             ``run.json`` as ``precision_policy``.
         settings: JSON-serialisable description of the run, stored in
-            ``run.json``; a later start must match it (except ``epochs``).
+            ``run.json`` beside what ``train`` records itself (the data's
+            ``DataOrigin``, image shape, batch size, noise, epochs, learning
+            rate, precision policy); a later start must match it (except
+            ``epochs``).
         callbacks: more Keras callbacks, run after keras_ae's own.
         overwrite: start the run over where ``output_dir`` holds one (this
             or another), and write beside other files; only a run's own
             files are deleted (``run_folder``).
+        measure: after training, measure the model (in float32, as it will
+            be served) on the test split and write the run record
+            (``keras_ae.training.run_record``: ``metrics.json``,
+            ``reconstructions.png``, ``loss_curves.png``).
         verbose: Keras' ``fit`` verbosity (``"auto"`` shows progress bars).
 
     Returns:
@@ -381,7 +392,9 @@ def train(build_model, data, output_dir, *, epochs=10,
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise InputError(f"epochs must be a positive integer, got {epochs!r}.")
     _check_learning_rate(learning_rate)  # before the folder is claimed
-    settings = dict(settings or {}, epochs=epochs, learning_rate=learning_rate)
+    started = time.time()
+    settings = dict(settings or {}, **_data_settings(data), epochs=epochs,
+                    learning_rate=learning_rate)
     devices = configure_devices(mixed_precision)
     settings["precision_policy"] = devices.policy
     # Built before the folder is claimed: a model the images cannot feed
@@ -390,16 +403,20 @@ def train(build_model, data, output_dir, *, epochs=10,
     _check_shapes(model, data)
     monitor = "val_loss" if data.validation is not None else "loss"
     if devices.workers > 1:
-        return _train_on_cluster(model, data, Path(output_dir), settings,
-                                 devices, epochs, patience, monitor,
-                                 callbacks, verbose, overwrite)
+        result = _train_on_cluster(model, data, Path(output_dir), settings,
+                                   devices, epochs, patience, monitor,
+                                   callbacks, verbose, overwrite)
+        if measure and devices.chief:
+            result = _measured(result, data, Path(output_dir), settings, started)
+        return result
     with run_folder(output_dir, settings, overwrite) as resumed:
         output = Path(output_dir)
         if _finished(output, resumed):
             # Finished before: keep its model rather than train over it.
-            return TrainResult(load_run_model(output / MODEL_FILE),
-                               read_history(output / HISTORY_FILE), True, devices,
-                               float("nan"), finished_before=True)
+            result = TrainResult(load_run_model(output / MODEL_FILE),
+                                 read_history(output / HISTORY_FILE), True, devices,
+                                 float("nan"), finished_before=True)
+            return _measured(result, data, output, settings, started) if measure else result
 
         callbacks = run_callbacks(output_dir, patience, monitor) + list(callbacks)
         # shuffle=False: the pipeline already shuffles, seeded (Keras would ignore it)
@@ -407,9 +424,45 @@ def train(build_model, data, output_dir, *, epochs=10,
                   callbacks=callbacks, shuffle=False, verbose=verbose)
         save_model(model, Path(output_dir) / MODEL_FILE)
 
-    history = next(c for c in callbacks if isinstance(c, HistoryCsv))
-    return TrainResult(model, read_history(history.path), resumed, devices,
-                       _images_per_second(data.num_train, history.seconds_this_process))
+        history = next(c for c in callbacks if isinstance(c, HistoryCsv))
+        result = TrainResult(model, read_history(history.path), resumed, devices,
+                             _images_per_second(data.num_train,
+                                                history.seconds_this_process))
+        return _measured(result, data, output, settings, started) if measure else result
+
+
+def _data_settings(data):
+    """What ``run.json`` records of the data: where from, as plain fields."""
+    return {"source": data.source,
+            "data": None if data.origin is None else data.origin.to_json(),
+            "image_shape": list(data.image_shape), "preprocessing": data.preprocessing,
+            "batch_size": data.batch_size, "noise_factor": data.noise_factor}
+
+
+def _measured(result, data, output, settings, started):
+    """``result`` with its run record written (``run_record.measure``) and
+    the loss curves drawn. A run finished before keeps the speed and time
+    it trained in, not those of loading it again."""
+    from keras_ae.models.loading import as_float32
+    from keras_ae.training import evaluation
+
+    speed = result.train_images_per_second
+    figures = {"train_images_per_second": None if math.isnan(speed) else round(speed, 1),
+               "seconds": round(time.time() - started, 1)}
+    previous = output / METRICS_FILE
+    if result.finished_before and previous.exists():
+        earlier = json.loads(previous.read_text())
+        figures = {key: earlier.get(key, value) for key, value in figures.items()}
+    model = as_float32(result.model)  # measured as it will be served
+    evaluation.save_loss_curves(output / HISTORY_FILE, output / "loss_curves.png",
+                                title=model.name)
+    record = run_record.measure(
+        model, data, output, title=model.name, **figures,
+        epochs_run=len(result.history), devices=result.devices.description,
+        # as run.json records it: a finished run loaded again keeps its own
+        precision_policy=json.loads((output / RUN_FILE).read_text()).get("precision_policy"),
+        settings=settings)
+    return dataclasses.replace(result, metrics=record)
 
 
 def load_run_model(path):

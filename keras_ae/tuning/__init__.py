@@ -32,7 +32,8 @@ The parts, one job each:
 - ``keras_ae.tuning.trial_data``: a trial's datasets (batch size, noise);
 - ``keras_ae.tuning.running``: ``search`` and its results folder;
 - ``keras_ae.tuning.roles``: chief, worker or single, from the environment;
-- ``keras_ae.tuning.reports``: progress lines, ``trials.csv``, a table, a plot.
+- ``keras_ae.tuning.reports``: progress lines, ``trials.csv``, a table, a plot;
+- ``keras_ae.tuning.runs``: ``run_search``, the whole of ``keras-ae tune``.
 
 Everything a user needs is importable from ``keras_ae.tuning`` itself.
 """
@@ -41,6 +42,7 @@ from keras_ae.tuning.reports import (describe_trial, read_trials_csv,
                                      save_trials_plot, summary_table,
                                      trial_rows, write_trials_csv)
 from keras_ae.tuning.roles import ROLES
+from keras_ae.tuning.runs import SearchOutcome, SearchRun, run_search
 from keras_ae.tuning.running import (BEST_HYPERPARAMETERS_FILE, BEST_MODEL_FILE,
                                      SEARCH_FILE, TRIALS_FILE, TUNERS,
                                      SearchResult, search)
@@ -49,7 +51,8 @@ from keras_ae.tuning.trial_data import dataset_image_shape
 
 __all__ = [
     "AutoencoderHyperModel", "BEST_HYPERPARAMETERS_FILE", "BEST_MODEL_FILE",
-    "FAMILIES", "OBJECTIVE", "ROLES", "SEARCH_FILE", "SearchResult",
+    "FAMILIES", "OBJECTIVE", "ROLES", "SEARCH_FILE", "SearchOutcome", "SearchResult",
+    "SearchRun", "run_search",
     "TRIALS_FILE", "TUNERS", "dataset_image_shape", "describe_trial",
     "read_trials_csv", "save_trials_plot", "search", "summary_table",
     "trial_rows", "write_trials_csv",
