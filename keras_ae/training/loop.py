@@ -61,22 +61,23 @@ class DeviceSetup:
     workers: int = 1      # processes of the cluster in TF_CONFIG; 1 without
     chief: bool = True    # this process writes the run folder
     task: str = ""        # this process in the cluster, e.g. "worker_1"
+    # one line for people, e.g. "CPU, mixed_bfloat16" (set from the above)
+    description: str = dataclasses.field(init=False, default="")
 
-    @property
-    def mixed_precision(self):
-        """Whether layers compute in a 16-bit type."""
-        return self.policy != "float32"
-
-    @property
-    def description(self):
+    def __post_init__(self):
         local = f"CPU, {self.policy}"
         if self.gpus:
             local = (f"{self.gpus} GPU(s), {type(self.strategy).__name__}, "
                      f"{self.policy}")
         if self.workers > 1:
-            return (f"{self.task} of {self.workers} workers, "
-                    f"MultiWorkerMirroredStrategy, {local} each")
-        return local
+            local = (f"{self.task} of {self.workers} workers, "
+                     f"MultiWorkerMirroredStrategy, {local} each")
+        object.__setattr__(self, "description", local)
+
+    @property
+    def mixed_precision(self):
+        """Whether layers compute in a 16-bit type."""
+        return self.policy != "float32"
 
 
 def configure_devices(mixed_precision="auto"):

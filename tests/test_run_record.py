@@ -1,0 +1,69 @@
+"""The run record: one reader for what train and tune wrote, today's and
+keras_ae 0.1's."""
+
+import json
+
+import pytest
+
+from keras_ae.data import DataOrigin, DataRequest
+from keras_ae.errors import InputError
+from keras_ae.training import read_run_record
+
+
+def _write(folder, name, record):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(json.dumps(record))
+
+
+def test_a_model_without_a_record_reads_as_empty(tmp_path):
+    record = read_run_record(tmp_path / "model.keras")
+    assert (record.folder, record.settings, record.metrics, record.origin,
+            record.preprocessing) == (None, {}, {}, None, None)
+
+
+def test_the_origin_is_read_from_its_fields(tmp_path):
+    origin = DataOrigin("images", "/data/parts", image_size=(64, 64), resize="pad",
+                        color_mode="rgb", classes=(0,), validation_split=0.2, seed=3)
+    _write(tmp_path, "metrics.json", {"data": {"origin": origin.to_json()},
+                                      "preprocessing": {"resize": "pad"},
+                                      "settings": {"normal_classes": [0]}})
+    record = read_run_record(tmp_path / "model.keras")
+    assert record.origin == origin
+    assert record.normal_classes == [0] and record.preprocessing == {"resize": "pad"}
+    request = DataRequest.from_origin(record.origin)
+    assert (request.images, request.image_size, request.resize, request.color_mode,
+            request.validation_split, request.seed) == ("/data/parts", (64, 64), "pad",
+                                                        "rgb", 0.2, 3)
+
+
+@pytest.mark.parametrize("settings, expected", [
+    ({"data": "idx:/usr/share/datasets/fashion-mnist (fashion_mnist)", "seed": 2},
+     DataOrigin("idx", "/usr/share/datasets/fashion-mnist", dataset="fashion_mnist", seed=2)),
+    ({"data": "tfds:mnist", "validation_split": 0.2},
+     DataOrigin("tfds", "mnist", validation_split=0.2)),
+    ({"data": "images:/p", "images": {"directory": "/p", "image_size": [32, 32],
+                                       "resize": "crop", "color": None, "test_split": 0.2,
+                                       "skip_bad_images": True}},
+     DataOrigin("images", "/p", image_size=(32, 32), resize="crop", test_split=0.2,
+                skip_bad_images=True)),
+    ({"data": "arrays"}, None),
+])
+def test_a_record_of_keras_ae_0_1_is_read_too(tmp_path, settings, expected):
+    _write(tmp_path, "metrics.json", {"settings": settings})
+    assert read_run_record(tmp_path).origin == expected
+
+
+def test_arrays_cannot_be_read_again(tmp_path):
+    with pytest.raises(InputError, match="arrays in memory, which cannot be read again"):
+        DataRequest.from_origin(DataOrigin("arrays"))
+
+
+def test_a_damaged_record_is_named(tmp_path):
+    (tmp_path / "metrics.json").write_text("{not json")
+    with pytest.raises(InputError, match="metrics.json is not the JSON keras_ae wrote"):
+        read_run_record(tmp_path)
+
+
+def test_an_unknown_route_is_refused():
+    with pytest.raises(InputError, match="route must be one of idx, tfds, images, arrays"):
+        DataOrigin("ftp", "x")
