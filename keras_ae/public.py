@@ -9,6 +9,28 @@ building its parser) loads neither TensorFlow nor the rest of the package.
 
 import importlib
 
+# What `pip install "keras_ae[full]"` adds to the serving install.
+FULL_INSTALL_MODULES = {"tensorflow", "keras", "tensorflow_datasets", "keras_tuner", "scipy",
+                        "sklearn", "tensorboard", "tf2onnx", "onnx", "matplotlib"}
+FULL_INSTALL = "pip install 'keras_ae[full]'"
+
+
+def needs_full_install(error, what):
+    """A one-line message for ``error``, a ``ModuleNotFoundError`` of a module
+    only the full install has, or ``None`` for any other error.
+
+    Example:
+
+    >>> needs_full_install(ModuleNotFoundError(name="tensorflow"), "keras-ae train")
+    "keras-ae train needs tensorflow, which the serving install (pip install keras_ae) \
+leaves out: pip install 'keras_ae[full]'"
+    """
+    name = (getattr(error, "name", None) or "").split(".")[0]
+    if not isinstance(error, ModuleNotFoundError) or name not in FULL_INSTALL_MODULES:
+        return None
+    return (f"{what} needs {name}, which the serving install (pip install keras_ae) "
+            f"leaves out: {FULL_INSTALL}")
+
 
 def lazy_exports(package, exports):
     """``(__getattr__, __dir__)`` for ``package``.
@@ -30,7 +52,13 @@ def lazy_exports(package, exports):
     """
     def __getattr__(name):
         if name in exports:
-            module = importlib.import_module(f"{package}.{exports[name]}")
+            try:
+                module = importlib.import_module(f"{package}.{exports[name]}")
+            except ModuleNotFoundError as error:
+                message = needs_full_install(error, f"{package}.{name}")
+                if message is None:
+                    raise
+                raise ModuleNotFoundError(message, name=error.name) from None
             return getattr(module, name)
         raise AttributeError(f"module {package!r} has no attribute {name!r}")
 

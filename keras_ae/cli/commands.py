@@ -42,6 +42,7 @@ from keras_ae.cli.options import (add_data_options, data_request, float_tuple, i
                                   name_tuple)
 from keras_ae.cli.quiet import image_decoder_log_dropped
 from keras_ae.errors import InputError
+from keras_ae.public import needs_full_install
 from keras_ae.cli.quiet import start_tensorflow
 
 
@@ -374,9 +375,10 @@ def main(argv=None):
             start_tensorflow(verbose=args.verbose is True or args.verbose == 2)
         return args.run(args)
     except Exception as error:
-        if not _is_user_error(error):
+        missing = needs_full_install(error, f"keras-ae {args.command}")
+        if missing is None and not _is_user_error(error):
             raise
-        print(f"keras-ae {args.command}: error: {error}", file=sys.stderr)
+        print(f"keras-ae {args.command}: error: {missing or error}", file=sys.stderr)
         return 2
 
 

@@ -122,8 +122,8 @@ def _predict_anomaly(args):
 def _predict_anomaly_maps(args, names):
     from pathlib import Path
 
-    from keras_ae.anomaly.pictures import save_map_overlays
     from keras_ae.runtime.onnx_detector import OnnxAnomalyDetector
+    from keras_ae.runtime.overlays import save_overlay
 
     detector = OnnxAnomalyDetector(args.model)
     batch = detector.prepare(list(args.images), resize=args.resize,
@@ -134,7 +134,7 @@ def _predict_anomaly_maps(args, names):
     for index, name in enumerate(args.images):
         out = Path(args.out) / names[index]
         verdict = "anomaly" if scores[index] > detector.threshold else "normal"
-        save_map_overlays(batch[index:index + 1], maps[index:index + 1],
-                          scores[index:index + 1], out, threshold=detector.threshold)
+        save_overlay(batch[index], maps[index], out, score=scores[index],
+                     threshold=detector.threshold)
         print(f"{name}: score {float(scores[index]):.4f}: {verdict} -> {out}")
     return 0

@@ -31,6 +31,7 @@ _EXPORTS = {
     "OnnxAnomalyDetector": "onnx_detector",
     "MODEL_FILE": "onnx_files",
     "metadata_of": "onnx_files",
+    "save_overlay": "overlays",
     "add_noise": "pixels",
     "per_image_mse": "pixels",
     "to_unit_float": "pixels",
