@@ -8,19 +8,11 @@ each worker computes the gradients of its share of every global batch, and the
 gradients are summed by collective all-reduce, so all workers end every step
 with the same weights.
 
-Why not ``model.fit``: with Keras 3.15 on TensorFlow 2.21, ``fit`` under this
-strategy with two or more workers fails before the first step. Keras' TF
-trainer builds the model from one batch by calling ``strategy.reduce("MEAN",
-(x, y), axis=None)`` on the whole structure of ``PerReplica`` values, which
-the collective all-reduce cannot convert to a tensor; past that,
-``reduce_per_replica`` reduces the scalar loss with ``axis=0`` ("Invalid
-reduction dimension 0 for input with 0 dimensions"). This is
-keras-team/keras#20585, both seen with two CPU workers on 127.0.0.1.
-``fit_on_cluster`` therefore runs a custom loop under ``strategy.run`` (the
-pattern of TensorFlow's "Custom training loop with Keras and
-MultiWorkerMirroredStrategy" tutorial) and drives ordinary Keras callbacks
-through ``keras.callbacks.CallbackList``, so the run folder is the one ``fit``
-writes.
+Why not ``model.fit``: under this strategy it fails on Keras 3.15 with two
+or more workers (keras-team/keras#20585). ``fit_on_cluster`` therefore runs
+a custom loop under ``strategy.run`` and drives ordinary Keras callbacks, so
+the run folder is the one ``fit`` writes; the reasons and when to drop the
+loop: docs/design/multi_worker_loop.md.
 
 Resuming: every worker keeps its own ``tf.train.Checkpoint`` of the model and
 optimizer after each epoch (the latest 3) in a folder of its own, so no
