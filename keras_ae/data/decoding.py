@@ -26,7 +26,8 @@ __all__ = ["Progress", "as_bytes", "error_reason", "loader", "reason", "scan"]
 def _decode(contents):
     """uint8 ``(h, w, c)`` as stored (c 1 to 4), first frame of a GIF."""
     # decode_image would take JPEG's fast IDCT, which differs from Pillow's
-    # (and serving's) by up to 18 levels on photos; the accurate one matches.
+    # (and serving's; docs/benchmarks.md, "JPEG decoding"); the accurate one
+    # matches.
     return tf.cond(
         tf.io.is_jpeg(contents),
         lambda: tf.io.decode_jpeg(contents, dct_method="INTEGER_ACCURATE"),

@@ -210,11 +210,10 @@ def build_conv_autoencoder(input_shape=(28, 28, 1), filters=(32, 4),
     runs 1->16->4 in the encoder and 4->16->16->1 in the decoder. That is also
     what each unpooling needs: the channel count its encoder stage pooled.
 
-    The defaults were chosen on Fashion-MNIST (docs/benchmarks.md): compiled
-    with ``keras_ae.training.loop.compile_autoencoder`` and trained 10 epochs at
-    batch 256, they reach a test MSE under 0.006.
-    ``filters=(16, 4), convs_per_stage=1`` is the smaller, faster model of
-    the TensorFlow tutorials.
+    The defaults were chosen on Fashion-MNIST, compiled with
+    ``keras_ae.training.compile_autoencoder`` and trained 10 epochs at batch
+    256 (docs/benchmarks.md, "Training"). ``filters=(16, 4),
+    convs_per_stage=1`` is the smaller model of the TensorFlow tutorials.
 
     Any height and width of at least ``2 ** len(filters)`` comes back at its
     own size, odd ones included.
@@ -222,10 +221,9 @@ def build_conv_autoencoder(input_shape=(28, 28, 1), filters=(32, 4),
     Larger images keep the two default stages: the code stays at a quarter
     of the image's height and width with 4 channels, so colour images are
     compressed 12x at any size (1,024 floats at 64x64, 4,096 at 128x128).
-    On colour photos at 64x64 and 128x128 these defaults reconstructed
-    better, and trained about 1.4 times as fast, as one stage more with the
-    same code (``filters=(32, 64, 16)``) or with a code four times smaller
-    (``filters=(32, 64, 4)``), in docs/benchmarks.md
+    On colour photos they were compared with one stage more at the same
+    code (``filters=(32, 64, 16)``) and with a code four times smaller
+    (``filters=(32, 64, 4)``): docs/benchmarks.md, "Your own images"
     (``tools/benchmark_images.py``). Pass more stages, or ``code_size``,
     where a smaller code matters more than fidelity.
 

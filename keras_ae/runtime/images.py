@@ -9,8 +9,8 @@ The recipe, in order:
 
 1. **Decode**, 8 bits per channel: the first frame of a GIF; JPEG with the
    accurate integer IDCT (Pillow's and libjpeg's default; TensorFlow's own
-   default, the fast IDCT, differs from it by up to 18 levels on
-   scikit-learn's sample photos: docs/benchmarks.md, measured by hand);
+   default, the fast IDCT, differs from it: docs/benchmarks.md, "JPEG
+   decoding", measured by hand);
    16-bit PNG by its high byte.
 2. **Colour**: alpha is dropped; grey becomes RGB by copying it into the
    three channels, RGB becomes grey with the ITU-R 601 weights of

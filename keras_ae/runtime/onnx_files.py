@@ -48,10 +48,10 @@ def session_options(intra_op_threads=None, graph_optimization="all",
     """The ``onnxruntime.SessionOptions`` every ``OnnxAutoencoder`` session uses.
 
     All session settings live here, so that a benchmark can tune them in
-    one place. The defaults measured best for keras_ae's default model at
-    batch 256 and at batch 1, float32 and int8 (``tools/benchmark_inference.py
-    --int8``; docs/benchmarks.md; in an earlier run one thread was faster
-    for int8 at batch 1).
+    one place. The defaults are the settings that measured best for
+    keras_ae's default model at batch 256 and at batch 1, float32 and int8
+    (docs/benchmarks.md, "Serving", from ``tools/benchmark_inference.py
+    --int8``).
 
     Args:
         intra_op_threads: threads one operator may use; ``None`` keeps

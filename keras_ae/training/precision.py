@@ -3,9 +3,9 @@
 Keras' mixed-precision policies keep every variable in float32 and compute
 layers in a 16-bit type: ``mixed_float16`` on GPUs (tensor cores; Keras
 scales the loss), ``mixed_bfloat16`` on CPUs whose instructions compute in
-bfloat16 (AVX-512 BF16, AMX). There the default conv model trained 2.4
-times as fast as in float32 and reached a test MSE of 0.00548 in 10 epochs
-(docs/benchmarks.md, "Training speed on this CPU"). A CPU without those
+bfloat16 (AVX-512 BF16, AMX): "auto" picks it there, the speed and
+quality it buys being in docs/benchmarks.md ("Training speed on this CPU").
+A CPU without those
 instructions would emulate bfloat16, so ``"auto"`` reads what the CPU says
 it can do rather than guessing from its name. keras_ae's builders keep the
 sigmoid output in float32, so the loss is computed in float32 under every
