@@ -15,7 +15,7 @@ from keras_ae.runtime import pixels
 from keras_ae.training import loop as training
 from keras_ae.data import sources as data_lib
 
-SHIPPED_DENSE = (Path(__file__).resolve().parents[1] / "exported"
+SHIPPED_DENSE = (Path(__file__).resolve().parents[2] / "exported"
                  / "fashion_mnist_dense" / "model.onnx")
 
 

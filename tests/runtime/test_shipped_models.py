@@ -16,7 +16,7 @@ from keras_ae.runtime.onnx_autoencoder import OnnxAutoencoder
 # (`pytest -m "not slow"` leaves them out)
 pytestmark = pytest.mark.slow
 
-EXPORTED = Path(__file__).resolve().parent.parent / "exported"
+EXPORTED = Path(__file__).resolve().parents[2] / "exported"
 SHIPPED = {
     "fashion_mnist_conv_transpose": "transpose",
     "fashion_mnist_conv_upsample": "upsample",

@@ -10,7 +10,7 @@ from PIL import Image
 
 from keras_ae.runtime import images
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STEPS = np.array([[1, 2, 3, 4], [5, 6, 7, 8]], np.uint8)  # 2 high, 4 wide
 
 

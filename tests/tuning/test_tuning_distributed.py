@@ -23,7 +23,7 @@ from keras_ae import tuning
 # slow: a chief and two workers, each a process (`pytest -m "not slow"` leaves them out)
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MAX_TRIALS = 4
 WORKERS = ("tuner0", "tuner1")
 ROLES = ("chief", *WORKERS)

@@ -9,7 +9,7 @@ import pytest
 
 from keras_ae.models import load_keras_model
 
-FIXTURES = pathlib.Path(__file__).parent / "fixtures" / "keras_8f4bd4b"
+FIXTURES = pathlib.Path(__file__).parents[1] / "fixtures" / "keras_8f4bd4b"
 SAVED = sorted(p.stem for p in FIXTURES.glob("*.keras"))
 
 

@@ -389,7 +389,7 @@ RESUMABLE = textwrap.dedent("""
     import os, sys, time
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
     import keras
-    sys.path.insert(0, {tests!r})
+    sys.path[:0] = [{tests!r}, os.path.dirname({tests!r})]  # test_tuning, conftest
     from test_tuning import smooth_images, small_space
     from keras_ae.data import sources as data_lib
     from keras_ae import tuning

@@ -13,7 +13,7 @@ from keras_ae.cli import commands as cli
 from keras_ae.export import exporter as export
 from keras_ae.runtime.onnx_autoencoder import OnnxAutoencoder
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from conftest import load_tool, smooth_images
 
 pytestmark = pytest.mark.slow  # a venv made and a wheel built
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "exported" / "fashion_mnist_conv_transpose" / "model.onnx"
 SAMPLE = ROOT / "exported" / "samples" / "bag.png"
 

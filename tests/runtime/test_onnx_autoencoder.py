@@ -28,7 +28,7 @@ from keras_ae.runtime import onnx_files
 from keras_ae.runtime import onnx_autoencoder as serving
 from keras_ae.runtime.onnx_autoencoder import OnnxAutoencoder
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SHAPE = (28, 28, 1)
 CODE_SHAPE = (7, 7, 4)
 CODE_SCALES = np.array([1, 0.5, 0.25, 0.125], dtype=np.float32)

@@ -15,7 +15,7 @@ from keras_ae.codes import probes
 from keras_ae.codes import generation
 from keras_ae.runtime.onnx_autoencoder import OnnxAutoencoder
 
-SHIPPED_DENSE = (Path(__file__).resolve().parents[1] / "exported"
+SHIPPED_DENSE = (Path(__file__).resolve().parents[2] / "exported"
                  / "fashion_mnist_dense" / "model.onnx")
 
 

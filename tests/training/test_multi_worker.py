@@ -31,7 +31,7 @@ from keras_ae.errors import InputError
 # slow: a cluster of training processes (`pytest -m "not slow"` leaves them out)
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 WORKERS = 2
 TIMEOUT_S = 240  # for the whole cluster: ~30 s idle, longer on 2 busy cores
 

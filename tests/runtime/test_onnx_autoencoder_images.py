@@ -17,7 +17,7 @@ from keras_ae.export import exporter as export
 from keras_ae.runtime import images
 from keras_ae.runtime.onnx_autoencoder import OnnxAutoencoder
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SHAPE = (16, 12, 3)
 RECIPE = {"image_size": [16, 12], "resize": "crop", "color_mode": "rgb"}
 
