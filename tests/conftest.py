@@ -48,13 +48,15 @@ def smooth_images(count, size=16, seed=0):
     return images[..., None].astype("float32")
 
 
-@pytest.fixture(scope="module")
+# --- shared data, models and exports: made once per session, read-only ---------
+
+@pytest.fixture(scope="session")
 def idx_dir(tmp_path_factory):
     """1200 train and 200 test images in IDX files."""
     return write_blob_idx(tmp_path_factory.mktemp("idx"), 1200, 200)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def small_idx_dir(tmp_path_factory):
     """300 train and 60 test images in IDX files, for command-line tests."""
     return write_blob_idx(tmp_path_factory.mktemp("idx"), 300, 60)
@@ -98,3 +100,27 @@ def photo_folder(tmp_path_factory):
     load_tool("make_image_folders").write_photo_crops(folder, 24, sizes=(20, 60),
                                                       test_share=0.25)
     return folder
+
+
+@pytest.fixture(scope="session")
+def trained_run(idx_dir, tmp_path_factory):
+    """A run folder of `keras-ae train` on ``idx_dir``: a small conv model
+    (filters 8,4), 2 epochs. Tests read it; one that writes copies it."""
+    from keras_ae.cli import commands
+
+    out = tmp_path_factory.mktemp("trained") / "run"
+    assert commands.main(["train", "--data-dir", str(idx_dir), "--filters", "8,4",
+                          "--epochs", "2", "--batch-size", "32", "--output", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def trained_export(trained_run, tmp_path_factory):
+    """`keras-ae export` of ``trained_run``'s model: model.onnx, encoder.onnx,
+    decoder.onnx and model_card.json (no SavedModel)."""
+    from keras_ae.cli import commands
+
+    out = tmp_path_factory.mktemp("exported") / "run"
+    assert commands.main(["export", str(trained_run / "model.keras"), "--output", str(out),
+                          "--formats", "onnx"]) == 0
+    return out

@@ -173,14 +173,9 @@ def test_uint8_images_calibrate_as_their_floats(trained, exported, tmp_path):
 
 # --- the command line ---------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def run_folder(idx_dir, tmp_path_factory):
-    from keras_ae.cli import commands as cli
-
-    out = tmp_path_factory.mktemp("run") / "run"
-    assert cli.main(["train", "--data-dir", str(idx_dir), "--filters", "8,4",
-                     "--epochs", "2", "--batch-size", "32", "--output", str(out)]) == 0
-    return out
+@pytest.fixture
+def run_folder(trained_run):
+    return trained_run  # conftest's, shared
 
 
 def test_export_quantize_calibrates_on_the_runs_own_data(run_folder, idx_dir, tmp_path,

@@ -67,3 +67,14 @@ def test_a_damaged_record_is_named(tmp_path):
 def test_an_unknown_route_is_refused():
     with pytest.raises(InputError, match="route must be one of idx, tfds, images, arrays"):
         DataOrigin("ftp", "x")
+
+
+def test_train_records_and_export_carries_the_run_record(trained_run, trained_export, idx_dir):
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    run = json.loads((trained_run / "run.json").read_text())
+    origin = DataOrigin("idx", str(idx_dir), validation_split=0.1, seed=0)
+    assert run["data"] == metrics["data"]["origin"] == origin.to_json()
+    assert read_run_record(trained_run / "model.keras").origin == origin
+    card = json.loads((trained_export / "model_card.json").read_text())
+    assert card["test"] == metrics["test"] and card["data"] == metrics["data"]
+    assert card["training"]["settings"]["model_options"] == {"filters": [8, 4]}
