@@ -20,6 +20,7 @@ _EXPORTS = {
     "evaluate_scores": "detector",
     "pixel_roc_auc": "detector",
     "DEFECT_KINDS": "defects",
+    "run_anomaly": "runs",
     "evaluate_defect_folder": "defects",
     "read_defect_folder": "defects",
     "synthetic_defects": "defects",

@@ -5,15 +5,13 @@
 - The data options (``add_data_options``): Fashion-MNIST, a
   tensorflow-datasets name, IDX files, or a folder of your own images
   (``--images``); ``data_request`` turns them into a
-  ``keras_ae.data.DataRequest``, ``load_data`` into an ``ImageData``.
-- The output options (``add_output_options``, ``writing_output``).
+  ``keras_ae.data.DataRequest``.
+- The output options (``add_output_options``).
 """
 
 import argparse
-import os
 
 from keras_ae.errors import InputError
-from keras_ae.cli.quiet import image_decoder_log_dropped
 from keras_ae.runtime.images import RESIZE_MODES  # numpy only: cheap to import
 
 
@@ -150,21 +148,6 @@ def add_output_options(parser, what, flag="--output"):
              "file it did not write, never what it reads)")
 
 
-def writing_output(command, names, run):
-    """``run(args)`` with ``args.output`` claimed for ``command``, which
-    writes ``names`` there from the model ``args.model``
-    (``keras_ae.outputs``: checked before any work, locked while it runs)."""
-    def claimed(args):
-        from keras_ae import outputs
-
-        folder = outputs.claim(args.output, command, os.path.abspath(args.model),
-                               names=names, overwrite=args.overwrite,
-                               reads=[args.model])
-        with folder.in_place(names):
-            return run(args)
-    return claimed
-
-
 def data_request(args, for_model=False):
     """The ``keras_ae.data.DataRequest`` a command's data flags ask for; a
     one-line error for flags that do not go together (``--resize`` needs
@@ -193,17 +176,6 @@ def data_request(args, for_model=False):
         color_mode=args.color, test_split=args.test_split, cache=args.cache,
         skip_bad_images=args.skip_bad_images, max_image_pixels=args.max_image_pixels,
         validation_split=args.validation_split, seed=args.seed)
-
-
-def load_data(args, model_shape=None, recorded=None, **options):
-    """``ImageData`` from a command's data flags, read as a model of
-    ``model_shape`` with the recorded recipe ``recorded`` takes its images
-    (``keras_ae.data.DataRequest.load``)."""
-    request = data_request(args, for_model=model_shape is not None)
-    # keras_ae names the files that do not decode; TensorFlow's decoders
-    # would also log each one, from C++.
-    with image_decoder_log_dropped(bool(args.verbose)):
-        return request.load(model_shape=model_shape, recorded=recorded, **options)
 
 
 def export_formats(text):

@@ -168,7 +168,7 @@ def test_anomaly_refuses_classes_the_data_lacks(keras_model, small_idx_dir, tmp_
                                                 capsys):
     assert run("anomaly", keras_model, small_idx_dir, tmp_path,
                "--anomaly-classes", "12") == 2
-    assert ("--anomaly-classes '12' is not a class of idx:" in
+    assert ("(--anomaly-classes) '12' is not a class of idx:" in
             capsys.readouterr().err)
     assert run("anomaly", keras_model, small_idx_dir, tmp_path,
                "--normal-classes", "0,1,2,3,4,5,6,7,8,9") == 2
