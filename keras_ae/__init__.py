@@ -18,28 +18,21 @@ from keras_ae.public import lazy_exports
 
 __version__ = "0.2.0"
 
-# Public name -> the module (in keras_ae) that defines it. The Keras parts
-# load on first use, so that importing keras_ae in a serving process
+# Module (in keras_ae) -> the public names it defines. The Keras parts load
+# on first use, so that importing keras_ae in a serving process
 # (keras_ae.runtime: NumPy, Pillow and onnxruntime) loads no TensorFlow.
 _EXPORTS = {
-    "DECODERS": "models.builders",
-    "POOLINGS": "models.builders",
-    "INTENSITIES": "models.builders",
-    "build_conv_autoencoder": "models.builders",
-    "build_dense_autoencoder": "models.builders",
-    "code_floats": "models.builders",
-    "AverageUnpooling2D": "models.layers",
-    "MaxPoolingWithArgmax2D": "models.layers",
-    "MaxUnpooling2D": "models.layers",
-    "PowerScaling": "models.layers",
-    "AnomalyDetector": "anomaly.detector",
-    "OnnxAutoencoder": "runtime.onnx_autoencoder",
-    "OnnxAnomalyDetector": "runtime.onnx_detector",
-    "InputError": "errors",
+    "models.builders": ("DECODERS", "INTENSITIES", "POOLINGS", "build_conv_autoencoder",
+                        "build_dense_autoencoder", "code_floats"),
+    "models.layers": ("AverageUnpooling2D", "MaxPoolingWithArgmax2D", "MaxUnpooling2D",
+                      "PowerScaling"),
+    "anomaly.detector": ("AnomalyDetector",),
+    "runtime.onnx_autoencoder": ("OnnxAutoencoder",),
+    "runtime.onnx_detector": ("OnnxAnomalyDetector",),
+    "errors": ("InputError",),
 }
 
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
 
 # `import keras_ae` is enough for keras.models.load_model to find the custom
 # layers, in either import order, without loading TensorFlow here.

@@ -33,27 +33,29 @@ leaves out: pip install 'keras_ae[full]'"
 
 
 def lazy_exports(package, exports):
-    """``(__getattr__, __dir__)`` for ``package``.
+    """``(__getattr__, __dir__, __all__)`` for ``package``.
 
     Args:
         package: the package's ``__name__``.
-        exports: public name -> the submodule that defines it, relative to
-            ``package`` (``"loop"`` for ``keras_ae.training.loop``).
+        exports: each submodule that defines public names (relative to
+            ``package``: ``"loop"`` for ``keras_ae.training.loop``) -> those
+            names.
 
     Returns:
-        Two functions to assign to the package's ``__getattr__`` and
-        ``__dir__``.
+        The package's ``__getattr__`` and ``__dir__`` (PEP 562), and its
+        ``__all__``, sorted.
 
     Example, in a package's ``__init__.py``::
 
-        _EXPORTS = {"train": "loop", "choose_policy": "precision"}
-        __all__ = sorted(_EXPORTS)
-        __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+        _EXPORTS = {"loop": ("train",), "precision": ("choose_policy",)}
+        __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
     """
+    homes = {name: module for module, names in exports.items() for name in names}
+
     def __getattr__(name):
-        if name in exports:
+        if name in homes:
             try:
-                module = importlib.import_module(f"{package}.{exports[name]}")
+                module = importlib.import_module(f"{package}.{homes[name]}")
             except ModuleNotFoundError as error:
                 message = needs_full_install(error, f"{package}.{name}")
                 if message is None:
@@ -64,6 +66,6 @@ def lazy_exports(package, exports):
 
     def __dir__():
         module = importlib.import_module(package)
-        return sorted(set(vars(module)) | set(exports))
+        return sorted(set(vars(module)) | set(homes))
 
-    return __getattr__, __dir__
+    return __getattr__, __dir__, sorted(homes)

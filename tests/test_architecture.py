@@ -123,8 +123,8 @@ def _public_names(package):
         if isinstance(node, ast.Assign) and any(
                 isinstance(t, ast.Name) and t.id in ("_EXPORTS", "__all__") for t in node.targets):
             value = node.value
-            if isinstance(value, ast.Dict):
-                names |= {k.value for k in value.keys}
+            if isinstance(value, ast.Dict):  # module -> its public names
+                names |= {e.value for v in value.values for e in v.elts}
             elif isinstance(value, ast.List):
                 names |= {e.value for e in value.elts}
     return names

@@ -13,24 +13,14 @@ defects with masks; ``evaluate_defect_folder`` reads the MVTec AD layout::
 
 from keras_ae.public import lazy_exports
 
-# Public name -> the module (in this package) that defines it.
+# Module (in this package) -> the public names it defines.
 _EXPORTS = {
-    "AnomalyDetector": "detector",
-    "DEFAULT_SMOOTHING": "detector",
-    "evaluate_scores": "detector",
-    "pixel_roc_auc": "detector",
-    "DEFECT_KINDS": "defects",
-    "run_anomaly": "runs",
-    "evaluate_defect_folder": "defects",
-    "read_defect_folder": "defects",
-    "synthetic_defects": "defects",
-    "DEFAULT_MAP": "options",
-    "DEFAULT_SCORE": "options",
-    "MAP_KINDS": "options",
-    "SCORE_PARTS": "options",
-    "save_map_overlays": "pictures",
-    "save_score_histogram": "pictures",
+    "detector": ("AnomalyDetector", "DEFAULT_SMOOTHING", "evaluate_scores", "pixel_roc_auc"),
+    "defects": ("DEFECT_KINDS", "evaluate_defect_folder", "read_defect_folder",
+                "synthetic_defects"),
+    "runs": ("run_anomaly",),
+    "options": ("DEFAULT_MAP", "DEFAULT_SCORE", "MAP_KINDS", "SCORE_PARTS"),
+    "pictures": ("save_map_overlays", "save_score_histogram"),
 }
 
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

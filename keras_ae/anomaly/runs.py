@@ -35,7 +35,7 @@ def run_anomaly(model_path, output, *, data, normal_classes=None, anomaly_classe
     Args:
         model_path: a trained model, ``.keras`` or an exported ``.onnx``.
         output: the folder (claimed: ``keras_ae.outputs``).
-        data: a ``keras_ae.data.DataRequest``, read as the model takes images.
+        data: a ``keras_ae.data.DataSource``, read as the model takes images.
         normal_classes, anomaly_classes: class tokens (labels or folder
             names); at most one of them.
         score, map_kind, std, percentile, seed: as for

@@ -5,7 +5,7 @@
 - The data options (``add_data_options``): Fashion-MNIST, a
   tensorflow-datasets name, IDX files, or a folder of your own images
   (``--images``); ``data_request`` turns them into a
-  ``keras_ae.data.DataRequest``.
+  ``keras_ae.data.DataSource``.
 - The output options (``add_output_options``).
 """
 
@@ -149,10 +149,10 @@ def add_output_options(parser, what, flag="--output"):
 
 
 def data_request(args, for_model=False):
-    """The ``keras_ae.data.DataRequest`` a command's data flags ask for; a
+    """The ``keras_ae.data.DataSource`` a command's data flags ask for; a
     one-line error for flags that do not go together (``--resize`` needs
     ``--image-size`` unless a model gives the size: ``for_model``)."""
-    from keras_ae.data.origin import DataRequest
+    from keras_ae.data.source import DataSource
     from keras_ae.runtime.images import MAX_IMAGE_PIXELS
 
     folder_flags = {"--image-size": args.image_size, "--resize": args.resize,
@@ -170,7 +170,7 @@ def data_request(args, for_model=False):
     elif args.resize and args.image_size is None and not for_model:
         raise InputError("--resize says how --image-size is reached; give "
                          "--image-size HxW too.")
-    return DataRequest(
+    return DataSource(
         dataset=args.dataset, data_dir=args.data_dir, tfds_data_dir=args.tfds_data_dir,
         images=args.images, image_size=args.image_size, resize=args.resize,
         color_mode=args.color, test_split=args.test_split, cache=args.cache,

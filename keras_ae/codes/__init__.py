@@ -11,31 +11,15 @@ Every function takes a trained autoencoder, a Keras model or an exported
 
 from keras_ae.public import lazy_exports
 
-# Public name -> the module (in this package) that defines it.
+# Module (in this package) -> the public names it defines.
 _EXPORTS = {
-    "DEFAULT_BATCH": "adapter",
-    "as_images": "adapter",
-    "check_decoder_runs_alone": "adapter",
-    "decode": "adapter",
-    "encode": "adapter",
-    "labeled_arrays": "adapter",
-    "reconstruct": "adapter",
-    "cluster": "probes",
-    "cluster_features": "probes",
-    "flat_pixels": "probes",
-    "linear_probe": "probes",
-    "probe_features": "probes",
-    "save_code_map": "probes",
-    "add_noise": "generation",
-    "run_cluster": "runs",
-    "run_features": "runs",
-    "run_generate": "runs",
-    "denoising_gain": "generation",
-    "interpolate": "generation",
-    "psnr": "generation",
-    "sample": "generation",
-    "save_image_grid": "generation",
+    "adapter": ("DEFAULT_BATCH", "as_images", "check_decoder_runs_alone", "decode", "encode",
+                "labeled_arrays", "reconstruct"),
+    "probes": ("cluster", "cluster_features", "flat_pixels", "linear_probe", "probe_features",
+               "save_code_map"),
+    "generation": ("add_noise", "denoising_gain", "interpolate", "psnr", "sample",
+                   "save_image_grid"),
+    "runs": ("run_cluster", "run_features", "run_generate"),
 }
 
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -2,7 +2,7 @@
 ``cluster`` and ``generate`` do.
 
 Each takes a trained model's file (``.keras``, or an exported ``.onnx`` on
-onnxruntime), a ``keras_ae.data.DataRequest`` read as the model takes its
+onnxruntime), a ``keras_ae.data.DataSource`` read as the model takes its
 images, and an output folder, which it claims (``keras_ae.outputs``: never
 a file it did not write); it writes its JSON and pictures there and returns
 the result it wrote.

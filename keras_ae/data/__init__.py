@@ -13,28 +13,14 @@ files by default); ``from_arrays``, ``from_idx``, ``from_tfds`` and
 
 from keras_ae.public import lazy_exports
 
-# Public name -> the module (in this package) that defines it.
+# Module (in this package) -> the public names it defines.
 _EXPORTS = {
-    "FASHION_MNIST_DIR": "sources",
-    "MissingDataError": "sources",
-    "from_arrays": "sources",
-    "from_idx": "sources",
-    "load": "sources",
-    "load_idx_folder": "sources",
-    "read_idx": "sources",
-    "write_idx": "sources",
-    "find_images": "folders",
-    "from_directory": "folders",
-    "from_tfds": "tfds",
-    "DataOrigin": "origin",
-    "DataRequest": "origin",
-    "ImageData": "pipelines",
-    "SPLITS": "pipelines",
-    "Split": "pipelines",
-    "class_labels": "pipelines",
-    "keep_classes": "pipelines",
-    "labels_of": "pipelines",
+    "sources": ("FASHION_MNIST_DIR", "MissingDataError", "from_arrays", "from_idx", "load",
+                "load_idx_folder", "read_idx", "write_idx"),
+    "folders": ("find_images", "from_directory"),
+    "tfds": ("from_tfds",),
+    "source": ("DataSource",),
+    "pipelines": ("ImageData", "SPLITS", "Split", "class_labels", "keep_classes", "labels_of"),
 }
 
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

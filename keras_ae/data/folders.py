@@ -32,7 +32,7 @@ import tensorflow as tf
 
 from keras_ae.data import decoding
 from keras_ae.data import pipelines
-from keras_ae.data.origin import DataOrigin
+from keras_ae.data.source import DataSource
 from keras_ae.runtime import images as recipe
 from keras_ae.errors import InputError
 
@@ -449,7 +449,7 @@ def from_directory(directory, *, image_size=None, resize=recipe.DEFAULT_RESIZE,
         class_names=None if found["class_names"] is None
         else tuple(found["class_names"]),
         preprocessing=preprocessing, skipped=skipped,
-        origin=DataOrigin("images", os.path.abspath(directory), image_size=image_size,
+        origin=DataSource(images=os.path.abspath(directory), image_size=image_size,
                           resize=resize, color_mode=color_mode, test_split=test_split,
                           skip_bad_images=skip_bad_images, max_image_pixels=max_image_pixels,
                           validation_split=options["validation_split"], seed=options["seed"]))

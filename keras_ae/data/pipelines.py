@@ -90,7 +90,7 @@ class ImageData:
             fixed-size images.
         skipped: ``(path, reason)`` of each unreadable file left out
             (``skip_bad_images=True``).
-        origin: a ``keras_ae.data.DataOrigin``: how to read these images
+        origin: a ``keras_ae.data.DataSource``: how to read these images
             again, as plain fields (what a run records).
     """
 

@@ -46,7 +46,8 @@ import numpy as np
 from keras_ae import files
 from keras_ae.errors import DatasetUnavailableError, InputError
 from keras_ae.data.folders import from_directory
-from keras_ae.data.origin import DataOrigin
+from keras_ae.data.source import DataSource
+from keras_ae.runtime.pixels import checked_values
 from keras_ae.data.tfds import from_tfds
 from keras_ae.data.pipelines import (ImageData, array_split, assemble,
                                 check_options, keep_classes, validation_size)
@@ -291,21 +292,7 @@ def _check_images(name, images):
             f"(N, H, W, C), got shape {images.shape}.")
     if images.ndim == 3:
         images = images[..., np.newaxis]
-    if images.dtype == np.uint8:
-        return images
-    if images.dtype.kind != "f":
-        raise InputError(
-            f"{name} must be uint8 (0-255) or float in [0, 1], got dtype "
-            f"{images.dtype}.")
-    if not np.isfinite(images).all():
-        raise InputError(
-            f"{name} must be float in [0, 1], got NaN or infinite values.")
-    low, high = images.min(), images.max()
-    if low < 0 or high > 1:
-        raise InputError(
-            f"{name} must be float in [0, 1], got values from {low} to {high}; "
-            f"scale them first (uint8 images are divided by 255 for you).")
-    return images.astype(np.float32, copy=False)
+    return checked_values(images, name)
 
 
 def _check_labels(name, labels, num_images):
@@ -397,7 +384,8 @@ def from_arrays(train_images, test_images, *, train_labels=None,
     # cache() would only copy what memory holds already.
     return assemble(splits, train_images.shape[1:], "arrays",
                     {**options, "cache": False},
-                    origin=DataOrigin("arrays", validation_split=options["validation_split"],
+                    origin=DataSource(in_memory=True,
+                                      validation_split=options["validation_split"],
                                       seed=options["seed"]))
 
 
@@ -432,8 +420,8 @@ def from_idx(directory, *, batch_size=256, validation_split=0.1,
     data = from_arrays(train_images, test_images, train_labels=train_labels,
                        test_labels=test_labels, **options)
     directory = os.path.abspath(os.fspath(directory))
-    return dataclasses.replace(data, source=f"idx:{directory}", origin=DataOrigin(
-        "idx", directory, validation_split=options["validation_split"], seed=options["seed"]))
+    return dataclasses.replace(data, source=f"idx:{directory}", origin=DataSource(
+        data_dir=directory, validation_split=options["validation_split"], seed=options["seed"]))
 
 
 # --- choosing a route ------------------------------------------------------

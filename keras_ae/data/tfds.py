@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from keras_ae import compat
 from keras_ae.errors import DatasetUnavailableError, InputError
-from keras_ae.data.origin import DataOrigin
+from keras_ae.data.source import DataSource
 from keras_ae.data.pipelines import Split, assemble, check_options, validation_size
 
 # tensorflow-datasets retries a failed download 10 times with exponential
@@ -74,7 +74,7 @@ def from_tfds(name, *, data_dir=None, batch_size=256, validation_split=0.1,
             f"{validation_split} gives split sizes {counts}; expected at "
             f"least one image in each.")
     image_shape = splits["train"].images.element_spec.shape
-    origin = DataOrigin("tfds", name, tfds_data_dir=None if data_dir is None else
+    origin = DataSource(dataset=name, tfds_data_dir=None if data_dir is None else
                         os.path.abspath(os.fspath(data_dir)),
                         validation_split=options["validation_split"], seed=options["seed"])
     return assemble(splits, image_shape, f"tfds:{name}", options, origin=origin)

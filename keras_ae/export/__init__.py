@@ -12,25 +12,14 @@ serves them without TensorFlow::
 
 from keras_ae.public import lazy_exports
 
-# Public name -> the module (in this package) that defines it.
+# Module (in this package) -> the public names it defines.
 _EXPORTS = {
-    "DEFAULT_OPSET": "exporter",
-    "ExportParityError": "exporter",
-    "MODEL_CARD_FILE": "exporter",
-    "PARITY_TOLERANCE": "exporter",
-    "export_model": "exporter",
-    "export_onnx": "exporter",
-    "export_saved_model": "exporter",
-    "DEFAULT_CALIBRATION_IMAGES": "quantize",
-    "DEFAULT_MAX_MSE_INCREASE": "quantize",
-    "RECIPE": "quantize",
-    "int8_path": "quantize",
-    "QuantizationRefused": "quantize",
-    "quantize_onnx": "quantize",
-    "export_detector": "detector_export",
-    "calibration_images": "trained",
-    "export_trained": "trained",
+    "exporter": ("DEFAULT_OPSET", "ExportParityError", "MODEL_CARD_FILE", "PARITY_TOLERANCE",
+                 "export_model", "export_onnx", "export_saved_model"),
+    "quantize": ("DEFAULT_CALIBRATION_IMAGES", "DEFAULT_MAX_MSE_INCREASE",
+                 "QuantizationRefused", "RECIPE", "int8_path", "quantize_onnx"),
+    "detector_export": ("export_detector",),
+    "trained": ("calibration_images", "export_trained"),
 }
 
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -3,7 +3,7 @@
 ``export_trained`` loads a ``.keras`` model, reads the run record beside it
 (``keras_ae.training.read_run_record``) into the model card, reads the images
 an int8 export calibrates on (the run's own, through its recorded
-``DataOrigin``, unless others are given), and calls ``export_model``.
+``DataSource``, unless others are given), and calls ``export_model``.
 """
 
 import numpy as np
@@ -27,7 +27,7 @@ def export_trained(model_path, output, *, data=None, quantize=None,
         model_path: the ``.keras`` file (``model.keras`` of a run,
             ``best_model.keras`` of a search, or one from elsewhere).
         output: the export folder (``export_model``'s).
-        data: a ``keras_ae.data.DataRequest`` for the int8 calibration and
+        data: a ``keras_ae.data.DataSource`` for the int8 calibration and
             test images; ``None`` for the run's own (its record), or
             Fashion-MNIST for a model without one.
         quantize, max_mse_increase, opset, saved_model, onnx, overwrite:
@@ -66,12 +66,11 @@ def calibration_images(model, record, data, count, verbose=True):
     """``calibration_images`` (the first ``count`` training images of the
     pipeline's seeded shuffle: a random draw) and ``test_images`` (the test
     split) for an int8 export, as ``model`` takes its images."""
-    from keras_ae.data.origin import DataRequest
+    from keras_ae.data.source import DataSource
 
     count = positive_int("calibration_count (--calibration-images)", count)
     if data is None:
-        data = DataRequest() if record.origin is None else DataRequest.from_origin(
-            record.origin)
+        data = record.origin or DataSource()
     images = data.load(model_shape=tuple(model.input_shape[1:]),
                        recorded=record.preprocessing, verbose=verbose)
     if verbose:

@@ -12,26 +12,15 @@ after ``import keras_ae``::
 
 from keras_ae.public import lazy_exports
 
-# Public name -> the module (in this package) that defines it.
+# Module (in this package) -> the public names it defines.
 _EXPORTS = {
-    "DECODERS": "builders",
-    "INTENSITIES": "builders",
-    "POOLINGS": "builders",
-    "build_conv_autoencoder": "builders",
-    "build_dense_autoencoder": "builders",
-    "code_floats": "builders",
-    "describe": "facts",
-    "AverageUnpooling2D": "layers",
-    "MaxPoolingWithArgmax2D": "layers",
-    "MaxUnpooling2D": "layers",
-    "PowerScaling": "layers",
-    "as_float32": "loading",
-    "load_keras_model": "loading",
-    "load_model": "loading",
-    "conv_output_size": "shapes",
-    "conv_transpose_output_size": "shapes",
-    "pooled_sizes": "shapes",
+    "builders": ("DECODERS", "INTENSITIES", "POOLINGS", "build_conv_autoencoder",
+                 "build_dense_autoencoder", "code_floats"),
+    "facts": ("describe",),
+    "layers": ("AverageUnpooling2D", "MaxPoolingWithArgmax2D", "MaxUnpooling2D",
+               "PowerScaling"),
+    "loading": ("as_float32", "load_keras_model", "load_model"),
+    "shapes": ("conv_output_size", "conv_transpose_output_size", "pooled_sizes"),
 }
 
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

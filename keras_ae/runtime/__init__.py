@@ -16,26 +16,15 @@ did::
 
 from keras_ae.public import lazy_exports
 
-# Public name -> the module (in this package) that defines it.
+# Module (in this package) -> the public names it defines.
 _EXPORTS = {
-    "DEFAULT_RESIZE": "images",
-    "IMAGE_EXTENSIONS": "images",
-    "MAX_IMAGE_PIXELS": "images",
-    "RESIZE_MODES": "images",
-    "COLOR_MODES": "images",
-    "parse_image_size": "images",
-    "read_image": "images",
-    "describe_size": "images",
-    "OnnxAutoencoder": "onnx_autoencoder",
-    "DETECTOR_FILE": "onnx_detector",
-    "OnnxAnomalyDetector": "onnx_detector",
-    "MODEL_FILE": "onnx_files",
-    "metadata_of": "onnx_files",
-    "save_overlay": "overlays",
-    "add_noise": "pixels",
-    "per_image_mse": "pixels",
-    "to_unit_float": "pixels",
+    "images": ("COLOR_MODES", "DEFAULT_RESIZE", "IMAGE_EXTENSIONS", "MAX_IMAGE_PIXELS",
+               "RESIZE_MODES", "describe_size", "parse_image_size", "read_image"),
+    "onnx_autoencoder": ("OnnxAutoencoder",),
+    "onnx_detector": ("DETECTOR_FILE", "OnnxAnomalyDetector"),
+    "onnx_files": ("MODEL_FILE", "metadata_of"),
+    "overlays": ("save_overlay",),
+    "pixels": ("add_noise", "per_image_mse", "to_unit_float"),
 }
 
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -53,6 +53,7 @@ import warnings
 import numpy as np
 
 from keras_ae.errors import InputError
+from keras_ae.runtime.pixels import checked_values
 
 __all__ = ["COLOR_MODES", "DEFAULT_RESIZE", "GRAY_WEIGHTS", "IMAGE_EXTENSIONS",
            "MAX_IMAGE_PIXELS", "RESIZE_MODES", "check_image_size",
@@ -389,17 +390,8 @@ def _array_pixels(array):
         raise InputError(
             f"an image array must be (H, W) or (H, W, C) with C 1 to 4, got "
             f"shape {array.shape}.")
-    if array.dtype == np.uint8:
-        return array
-    if array.dtype.kind != "f":
-        raise InputError(
-            f"an image array must be uint8 (0 to 255) or float (0 to 1), got "
-            f"dtype {array.dtype}.")
-    if not np.isfinite(array).all() or array.min() < 0 or array.max() > 1:
-        raise InputError(
-            "a float image array must hold finite values in [0, 1]; "
-            "pass 8-bit images as uint8.")
-    return array.astype(np.float32) * np.float32(255)
+    array = checked_values(array, "an image array")
+    return array if array.dtype == np.uint8 else array * np.float32(255)
 
 
 def _resize_plane(plane, size):

@@ -10,6 +10,8 @@ import sys
 
 import numpy as np
 
+from keras_ae.errors import InputError
+
 
 def _is_tensor(values):
     """A TensorFlow tensor (eager or traced); anything else is an array."""
@@ -92,3 +94,35 @@ def per_image_mse(reconstructions, targets):
     difference = (np.asarray(reconstructions, np.float64)
                   - np.asarray(targets, np.float64))
     return np.mean(difference.reshape(len(difference), -1) ** 2, axis=1)
+
+
+def checked_values(images, what):
+    """``images`` as they may be given: uint8 returned as they are, floats
+    as float32 once every value is finite and in [0, 1].
+
+    Args:
+        images: a numpy array of any shape.
+        what: what they are, for the message (``"train_images"``).
+
+    Raises:
+        InputError: naming ``what`` and what was found: another dtype, NaN,
+            or values outside [0, 1].
+
+    Example:
+
+    >>> checked_values(np.array([0.0, 1.0]), "x").dtype
+    dtype('float32')
+    """
+    images = np.asarray(images)
+    if images.dtype == np.uint8:
+        return images
+    if images.dtype.kind != "f":
+        raise InputError(f"{what} must be uint8 (0 to 255) or float in [0, 1], got dtype "
+                         f"{images.dtype}.")
+    if not np.isfinite(images).all():
+        raise InputError(f"{what} must be float in [0, 1], got NaN or infinite values.")
+    low, high = images.min(), images.max()
+    if low < 0 or high > 1:
+        raise InputError(f"{what} must be float in [0, 1], got values from {low} to {high}; "
+                         f"scale them first (uint8 images are divided by 255 for you).")
+    return images.astype(np.float32, copy=False)

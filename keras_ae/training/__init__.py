@@ -14,29 +14,16 @@ and the other commands::
 
 from keras_ae.public import lazy_exports
 
-# Public name -> the module (in this package) that defines it.
+# Module (in this package) -> the public names it defines.
 _EXPORTS = {
-    "DEFAULT_LEARNING_RATE": "loop",
-    "DeviceSetup": "loop",
-    "TrainResult": "loop",
-    "compile_autoencoder": "loop",
-    "configure_devices": "loop",
-    "load_run_model": "loop",
-    "read_history": "loop",
-    "run_folder": "loop",
-    "train": "loop",
-    "evaluate": "evaluation",
-    "reconstruction_errors": "evaluation",
-    "save_loss_curves": "evaluation",
-    "save_reconstruction_grid": "evaluation",
-    "POLICIES": "precision",
-    "choose_policy": "precision",
-    "tf_config": "multi_worker",
-    "RunRecord": "run_record",
-    "TrainingRun": "runs",
-    "run_training": "runs",
-    "read_run_record": "run_record",
+    "loop": ("DEFAULT_LEARNING_RATE", "DeviceSetup", "TrainResult", "compile_autoencoder",
+             "configure_devices", "load_run_model", "read_history", "run_folder", "train"),
+    "evaluation": ("evaluate", "reconstruction_errors", "save_loss_curves",
+                   "save_reconstruction_grid"),
+    "precision": ("POLICIES", "choose_policy"),
+    "multi_worker": ("tf_config",),
+    "run_record": ("RunRecord", "read_run_record"),
+    "runs": ("TrainingRun", "run_training"),
 }
 
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -361,7 +361,7 @@ def train(build_model, data, output_dir, *, epochs=10,
             ``run.json`` as ``precision_policy``.
         settings: JSON-serialisable description of the run, stored in
             ``run.json`` beside what ``train`` records itself (the data's
-            ``DataOrigin``, image shape, batch size, noise, epochs, learning
+            ``DataSource``, image shape, batch size, noise, epochs, learning
             rate, precision policy); a later start must match it (except
             ``epochs``).
         callbacks: more Keras callbacks, run after keras_ae's own.

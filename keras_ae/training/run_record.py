@@ -6,14 +6,14 @@ A run folder (``keras_ae.training.train``) or a search folder
 ``metrics.json``::
 
     {"test": {"mse": ..., "psnr": ..., "ssim": ..., "images": ...},
-     "data": {"source": "images:/home/me/photos", "origin": {DataOrigin fields},
+     "data": {"source": "images:/home/me/photos", "origin": {DataSource fields},
               "images": {"train": ..., "validation": ..., "test": ...}, ...},
      "preprocessing": {"image_size": [H, W], "resize": ..., "color_mode": ...},
      "parameters": ..., "code_floats": ..., "settings": {...}, ...}
 
 ``read_run_record(path)`` takes a model file or its folder and returns a
 ``RunRecord``: the settings, the metrics, the image recipe and the
-``DataOrigin`` that reads the same images again (export's int8 calibration,
+``DataSource`` that reads the same images again (export's int8 calibration,
 anomaly detection on the run's classes).
 """
 
@@ -85,7 +85,7 @@ class RunRecord:
         settings: what was asked for (``run.json``, or ``metrics.json``'s
             ``settings``).
         metrics: ``metrics.json``.
-        origin: the ``keras_ae.data.DataOrigin`` of its images, or ``None``.
+        origin: the ``keras_ae.data.DataSource`` of its images, or ``None``.
         preprocessing: the image recipe its images were read with, or ``None``.
     """
 
@@ -135,31 +135,31 @@ def _json(path):
 
 
 def _origin(metrics, settings):
-    from keras_ae.data.origin import DataOrigin
+    from keras_ae.data.source import DataSource
 
     recorded = (metrics.get("data") or {}).get("origin") or settings.get("data")
     if isinstance(recorded, dict):
-        return DataOrigin.from_json(recorded)
+        return DataSource.from_json(recorded)
     return _origin_of_0_1(settings, metrics.get("preprocessing"))
 
 
 def _origin_of_0_1(settings, preprocessing):
-    """The origin of a record written by keras_ae 0.1, which kept the source
-    as display text (``"idx:/path (name)"``) and the folder flags apart."""
-    from keras_ae.data.origin import DataOrigin
+    """The source of a record written by keras_ae 0.1, which kept it as
+    display text (``"idx:/path (name)"``) and the folder flags apart."""
+    from keras_ae.data.source import DataSource
 
     common = dict(validation_split=settings.get("validation_split", 0.1),
                   seed=settings.get("seed", 0))
     images = settings.get("images")
     if images:
-        return DataOrigin("images", images["directory"], image_size=images.get("image_size"),
+        return DataSource(images=images["directory"], image_size=images.get("image_size"),
                           resize=images.get("resize") or (preprocessing or {}).get("resize"),
                           color_mode=images.get("color"), test_split=images.get("test_split"),
                           skip_bad_images=bool(images.get("skip_bad_images")), **common)
     text = str(settings.get("data") or "")
     location, _, label = text.partition(" (")
     if location.startswith("idx:"):
-        return DataOrigin("idx", location[4:], dataset=label.rstrip(")") or None, **common)
+        return DataSource(data_dir=location[4:], dataset=label.rstrip(")") or None, **common)
     if location.startswith("tfds:"):
-        return DataOrigin("tfds", location[5:].split(" ")[0], **common)
+        return DataSource(dataset=location[5:].split(" ")[0], **common)
     return None

@@ -23,7 +23,7 @@ class TrainingRun:
     """One training run, as asked for.
 
     Attributes:
-        data: a ``keras_ae.data.DataRequest`` (where the images are, how to
+        data: a ``keras_ae.data.DataSource`` (where the images are, how to
             read them, the validation split and seed).
         model: ``"conv"`` (``build_conv_autoencoder``) or ``"dense"``.
         model_options: the builder's arguments given; the rest keep the
@@ -31,7 +31,7 @@ class TrainingRun:
         normal_classes: train on these classes only (label numbers or class
             folder names), for anomaly detection; empty for all.
         epochs, batch_size, learning_rate, patience, noise_factor: as for
-            ``keras_ae.training.train`` and ``keras_ae.data.DataRequest.load``;
+            ``keras_ae.training.train`` and ``keras_ae.data.DataSource.load``;
             ``learning_rate`` ``None`` for ``DEFAULT_LEARNING_RATE``.
         seed: seeds the weights, the split, the shuffling and the noise.
         xla: compile the train step with XLA.

@@ -25,7 +25,7 @@ class SearchRun:
     """One search, as asked for.
 
     Attributes:
-        data: a ``keras_ae.data.DataRequest``; its ``validation_split`` must
+        data: a ``keras_ae.data.DataSource``; its ``validation_split`` must
             be above 0 (trials are compared on the validation MSE).
         space: ``AutoencoderHyperModel``'s arguments given (families,
             decoders, stages, ...); the rest keep its defaults.

@@ -51,8 +51,7 @@ def test_train_on_a_folder_of_mixed_size_jpegs(run, photo_folder):
     assert metrics["preprocessing"] == {"image_size": [32, 32], "resize": "stretch",
                                         "color_mode": "rgb"}
     settings = json.loads((run / "run.json").read_text())
-    assert settings["data"]["route"] == "images"
-    assert settings["data"]["location"] == str(photo_folder)
+    assert settings["data"]["images"] == str(photo_folder)
     assert settings["data"]["image_size"] == [32, 32]
     assert settings["data"]["color_mode"] == "rgb"  # resolved from "auto"
     with Image.open(run / "reconstructions.png") as picture:

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from keras_ae.data import DataOrigin, DataRequest
+from keras_ae.data import DataSource
 from keras_ae.errors import InputError
 from keras_ae.training import read_run_record
 
@@ -22,7 +22,7 @@ def test_a_model_without_a_record_reads_as_empty(tmp_path):
 
 
 def test_the_origin_is_read_from_its_fields(tmp_path):
-    origin = DataOrigin("images", "/data/parts", image_size=(64, 64), resize="pad",
+    origin = DataSource(images="/data/parts", image_size=(64, 64), resize="pad",
                         color_mode="rgb", classes=(0,), validation_split=0.2, seed=3)
     _write(tmp_path, "metrics.json", {"data": {"origin": origin.to_json()},
                                       "preprocessing": {"resize": "pad"},
@@ -30,21 +30,19 @@ def test_the_origin_is_read_from_its_fields(tmp_path):
     record = read_run_record(tmp_path / "model.keras")
     assert record.origin == origin
     assert record.normal_classes == [0] and record.preprocessing == {"resize": "pad"}
-    request = DataRequest.from_origin(record.origin)
-    assert (request.images, request.image_size, request.resize, request.color_mode,
-            request.validation_split, request.seed) == ("/data/parts", (64, 64), "pad",
-                                                        "rgb", 0.2, 3)
+    assert record.origin.route == "images" and record.origin.classes == (0,)
 
 
 @pytest.mark.parametrize("settings, expected", [
     ({"data": "idx:/usr/share/datasets/fashion-mnist (fashion_mnist)", "seed": 2},
-     DataOrigin("idx", "/usr/share/datasets/fashion-mnist", dataset="fashion_mnist", seed=2)),
+     DataSource(data_dir="/usr/share/datasets/fashion-mnist", dataset="fashion_mnist",
+                seed=2)),
     ({"data": "tfds:mnist", "validation_split": 0.2},
-     DataOrigin("tfds", "mnist", validation_split=0.2)),
+     DataSource(dataset="mnist", validation_split=0.2)),
     ({"data": "images:/p", "images": {"directory": "/p", "image_size": [32, 32],
                                        "resize": "crop", "color": None, "test_split": 0.2,
                                        "skip_bad_images": True}},
-     DataOrigin("images", "/p", image_size=(32, 32), resize="crop", test_split=0.2,
+     DataSource(images="/p", image_size=(32, 32), resize="crop", test_split=0.2,
                 skip_bad_images=True)),
     ({"data": "arrays"}, None),
 ])
@@ -55,7 +53,7 @@ def test_a_record_of_keras_ae_0_1_is_read_too(tmp_path, settings, expected):
 
 def test_arrays_cannot_be_read_again(tmp_path):
     with pytest.raises(InputError, match="arrays in memory, which cannot be read again"):
-        DataRequest.from_origin(DataOrigin("arrays"))
+        DataSource(in_memory=True).load()
 
 
 def test_a_damaged_record_is_named(tmp_path):
@@ -64,15 +62,15 @@ def test_a_damaged_record_is_named(tmp_path):
         read_run_record(tmp_path)
 
 
-def test_an_unknown_route_is_refused():
-    with pytest.raises(InputError, match="route must be one of idx, tfds, images, arrays"):
-        DataOrigin("ftp", "x")
+def test_a_recorded_source_must_be_a_dict():
+    with pytest.raises(InputError, match="expected a recorded data source"):
+        DataSource.from_json("idx:/data")
 
 
 def test_train_records_and_export_carries_the_run_record(trained_run, trained_export, idx_dir):
     metrics = json.loads((trained_run / "metrics.json").read_text())
     run = json.loads((trained_run / "run.json").read_text())
-    origin = DataOrigin("idx", str(idx_dir), validation_split=0.1, seed=0)
+    origin = DataSource(data_dir=str(idx_dir), validation_split=0.1, seed=0)
     assert run["data"] == metrics["data"]["origin"] == origin.to_json()
     assert read_run_record(trained_run / "model.keras").origin == origin
     card = json.loads((trained_export / "model_card.json").read_text())

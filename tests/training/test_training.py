@@ -77,7 +77,7 @@ def test_train_writes_the_run_folder(small_data, tmp_path):
                 "noise_factor": 0.0, "image_shape": [16, 16, 1], "preprocessing": None,
                 "source": "arrays"}
     assert {key: run[key] for key in recorded} == recorded
-    assert run["data"]["route"] == "arrays"  # the data's origin, as plain fields
+    assert run["data"]["in_memory"] is True  # the data's source, as plain fields
     history = training.read_history(out / "history.csv")
     assert [row["epoch"] for row in history] == [0, 1, 2]  # as CSVLogger numbers them
     assert {"loss", "val_loss", "train_seconds"} <= set(history[0])
