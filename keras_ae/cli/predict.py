@@ -1,10 +1,6 @@
-"""``keras-ae predict``: reconstructions (or anomaly maps) of image files
-from an exported ONNX model, on onnxruntime alone (no TensorFlow), written
-into ``--out`` by ``keras_ae.outputs``' rule: names keep the images'
-relative paths, and an existing file is never replaced without
-``--overwrite``."""
-
-import os
+"""``keras-ae predict``: its flags, one call to
+``keras_ae.runtime.predict`` (reconstructions or anomaly maps of image files,
+on onnxruntime alone), and a line per image."""
 
 from keras_ae.cli.options import add_output_options, add_pixel_limit
 
@@ -43,98 +39,29 @@ def add_parser(commands):
 
 def run(args):
     """``keras-ae predict``; returns the exit code."""
-    if args.anomaly:
-        return _predict_anomaly(args)
-    names = _output_names(args.images, "_reconstruction.png")
-    with _predict_output(args, names):
-        return _predict_reconstructions(args, names)
-
-
-def _predict_output(args, names):
-    """``--out`` claimed for these files (``keras_ae.outputs``)."""
-    from keras_ae import outputs
-
-    folder = outputs.claim(args.out, "predict", os.path.abspath(args.model),
-                           names=names, overwrite=args.overwrite,
-                           reads=[args.model, *args.images], replace_own=False)
-    return folder.in_place(names)
-
-
-def _output_names(images, suffix):
-    """Each image's output file, relative to ``--out``: its path below the
-    images' common folder with ``suffix`` for its extension, made unique
-    (``a/x.png`` and ``b/x.png`` -> ``a/x...``, ``b/x...``; ``x.png`` and
-    ``x.jpg`` -> ``x...``, ``x_jpg...``)."""
-    paths = [os.path.abspath(path) for path in images]
-    common = os.path.commonpath([os.path.dirname(path) for path in paths])
-    names = []
-    for path in paths:
-        stem, extension = os.path.splitext(os.path.relpath(path, common))
-        name, copy = stem + suffix, 1
-        if name in names:
-            name = f"{stem}_{extension.lstrip('.')}{suffix}"
-        while name in names:  # the same file given twice
-            copy += 1
-            name = f"{stem}_{copy}{suffix}"
-        names.append(name.replace(os.sep, "/"))
-    return names
-
-
-def _predict_reconstructions(args, names):
-    from pathlib import Path
-
-    import numpy as np
-    from PIL import Image
-
-    from keras_ae import files
+    from keras_ae.runtime import predict
     from keras_ae.runtime.images import describe_size
-    from keras_ae.runtime.onnx_autoencoder import OnnxAutoencoder
 
-    model = OnnxAutoencoder(args.model)
-    height, width, channels = model.input_shape
-    batch = model.prepare(list(args.images), resize=args.resize,
-                          max_pixels=args.max_image_pixels)
-    reconstructions = model.reconstruct(batch)
-    errors = model.reconstruction_error(batch)
-    print(f"{args.model}: {model.decoder_kind} decoder, on {model.provider}")
-    if args.resize:
+    work = predict.score_files if args.anomaly else predict.reconstruct_files
+    done = work(args.model, args.images, args.out, resize=args.resize,
+                max_pixels=args.max_image_pixels, overwrite=args.overwrite)
+    model = done.model
+    if args.anomaly:
+        print(f"{args.model}: score {model.score_name}, threshold "
+              f"{model.threshold:.4f} ({model.rule}), on {model.provider}")
+    else:
+        print(f"{args.model}: {model.decoder_kind} decoder, on {model.provider}")
+    if args.resize and not args.anomaly:
         why = ("as the model's training images were" if model.preprocessing
                else "the default: the model does not record how its images "
                     "were sized")
-        print(f"images of another size resized to {describe_size(height, width)} "
+        print(f"images of another size resized to {describe_size(*model.input_shape[:2])} "
               f"by {model.resize_mode!r} ({why})")
-    for name, reconstruction, error, written in zip(args.images, reconstructions,
-                                                    errors, names):
-        pixels = np.round(np.clip(reconstruction, 0, 1) * 255).astype(np.uint8)
-        picture = Image.fromarray(pixels[..., 0] if channels == 1 else pixels)
-        out = Path(args.out) / written
-        files.write_atomically(out, lambda tmp, p=picture: p.save(tmp, format="PNG"))
-        print(f"{name}: reconstruction error (MSE) {float(error):.5f} -> {out}")
-    return 0
-
-
-def _predict_anomaly(args):
-    names = _output_names(args.images, "_anomaly_map.png")
-    with _predict_output(args, names):
-        return _predict_anomaly_maps(args, names)
-
-
-def _predict_anomaly_maps(args, names):
-    from pathlib import Path
-
-    from keras_ae.runtime.onnx_detector import OnnxAnomalyDetector
-    from keras_ae.runtime.overlays import save_overlay
-
-    detector = OnnxAnomalyDetector(args.model)
-    batch = detector.prepare(list(args.images), resize=args.resize,
-                             max_pixels=args.max_image_pixels)
-    scores, maps = detector.scores_and_maps(batch)
-    print(f"{args.model}: score {detector.score_name}, threshold "
-          f"{detector.threshold:.4f} ({detector.rule}), on {detector.provider}")
-    for index, name in enumerate(args.images):
-        out = Path(args.out) / names[index]
-        verdict = "anomaly" if scores[index] > detector.threshold else "normal"
-        save_overlay(batch[index], maps[index], out, score=scores[index],
-                     threshold=detector.threshold)
-        print(f"{name}: score {float(scores[index]):.4f}: {verdict} -> {out}")
+    for index, (name, written) in enumerate(zip(done.images, done.written)):
+        if args.anomaly:
+            verdict = "anomaly" if done.anomalous[index] else "normal"
+            print(f"{name}: score {float(done.values[index]):.4f}: {verdict} -> {written}")
+        else:
+            print(f"{name}: reconstruction error (MSE) {float(done.values[index]):.5f} "
+                  f"-> {written}")
     return 0

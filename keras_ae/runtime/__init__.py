@@ -24,6 +24,7 @@ _EXPORTS = {
     "onnx_detector": ("DETECTOR_FILE", "OnnxAnomalyDetector"),
     "onnx_files": ("MODEL_FILE", "metadata_of"),
     "overlays": ("save_overlay",),
+    "predict": ("Predictions", "reconstruct_files", "score_files"),
     "pixels": ("add_noise", "per_image_mse", "to_unit_float"),
 }
 

@@ -10,6 +10,8 @@ import keras_ae
 from keras_ae.data import sources as data_lib
 from keras_ae.training import precision
 from keras_ae.training import loop as training
+from keras_ae.models import as_float32
+from keras_ae.training.evaluation import evaluate
 
 
 def blobs(n, size=16, seed=0):
@@ -25,6 +27,12 @@ def blobs(n, size=16, seed=0):
 def small_data():
     return data_lib.from_arrays(blobs(96), blobs(32, seed=1), batch_size=16,
                                 validation_split=0.25, seed=0)
+
+
+def _train(*args, **kwargs):
+    """``training.train`` without the run record at the end (its own test
+    below measures that)."""
+    return training.train(*args, measure=False, **kwargs)
 
 
 def small_model():
@@ -78,6 +86,14 @@ def test_train_writes_the_run_folder(small_data, tmp_path):
                 "source": "arrays"}
     assert {key: run[key] for key in recorded} == recorded
     assert run["data"]["in_memory"] is True  # the data's source, as plain fields
+    # the run record, measured on the test split in float32
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics == result.metrics and metrics["epochs_run"] == 3
+    assert metrics["test"]["images"] == 32
+    assert metrics["test"]["mse"] == pytest.approx(
+        evaluate(as_float32(result.model), small_data.test)["mse"], rel=1e-5)
+    assert metrics["settings"]["note"] == "test"
+    assert (out / "reconstructions.png").is_file() and (out / "loss_curves.png").is_file()
     history = training.read_history(out / "history.csv")
     assert [row["epoch"] for row in history] == [0, 1, 2]  # as CSVLogger numbers them
     assert {"loss", "val_loss", "train_seconds"} <= set(history[0])
@@ -93,13 +109,13 @@ def test_train_writes_the_run_folder(small_data, tmp_path):
 def test_interrupted_run_resumes_where_it_stopped(small_data, tmp_path):
     out = tmp_path / "run"
     with pytest.raises(RuntimeError, match="simulated crash"):
-        training.train(small_model, small_data, out, epochs=4, verbose=0,
+        _train(small_model, small_data, out, epochs=4, verbose=0,
                        callbacks=[StopAtEpoch(2)])
     assert [r["epoch"] for r in training.read_history(out / "history.csv")] == [0, 1]
     assert (out / "backup").exists()
 
     seen = EpochsSeen()
-    result = training.train(small_model, small_data, out, epochs=4, verbose=0,
+    result = _train(small_model, small_data, out, epochs=4, verbose=0,
                             callbacks=[seen])
     assert result.resumed
     assert seen.epochs == [2, 3]  # epochs 0 and 1 are not run again
@@ -119,10 +135,10 @@ def test_history_rows_from_the_resumed_epoch_on_are_replaced(tmp_path):
 
 def test_finished_run_is_loaded_not_trained_again(small_data, tmp_path):
     out = tmp_path / "run"
-    first = training.train(small_model, small_data, out, epochs=2, verbose=0)
+    first = _train(small_model, small_data, out, epochs=2, verbose=0)
     stamp = (out / "model.keras").stat().st_mtime_ns
     seen = EpochsSeen()
-    again = training.train(small_model, small_data, out, epochs=2, verbose=0,
+    again = _train(small_model, small_data, out, epochs=2, verbose=0,
                            callbacks=[seen])
     assert again.finished_before and seen.epochs == []
     assert (out / "model.keras").stat().st_mtime_ns == stamp
@@ -132,12 +148,12 @@ def test_finished_run_is_loaded_not_trained_again(small_data, tmp_path):
 
 def test_folder_of_another_run_is_refused_and_kept(small_data, tmp_path):
     out = tmp_path / "run"
-    training.train(small_model, small_data, out, epochs=1, verbose=0,
+    _train(small_model, small_data, out, epochs=1, verbose=0,
                    settings={"decoder": "upsample"})
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     with pytest.raises(ValueError, match=r"holds a different run \(decoder: "
                                          r"'upsample' before, 'unpool' now\)"):
-        training.train(small_model, small_data, out, epochs=1, verbose=0,
+        _train(small_model, small_data, out, epochs=1, verbose=0,
                        settings={"decoder": "unpool"})
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
@@ -145,10 +161,10 @@ def test_folder_of_another_run_is_refused_and_kept(small_data, tmp_path):
 def test_unrelated_folder_is_refused(small_data, tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(ValueError, match="holds notes.txt, not written by keras-ae train"):
-        training.train(small_model, small_data, tmp_path, epochs=1, verbose=0)
+        _train(small_model, small_data, tmp_path, epochs=1, verbose=0)
     assert (tmp_path / "notes.txt").read_text() == "mine"
     with pytest.raises(ValueError, match="exists and is not a folder"):
-        training.train(small_model, small_data, tmp_path / "notes.txt",
+        _train(small_model, small_data, tmp_path / "notes.txt",
                        epochs=1, verbose=0)
 
 
@@ -157,13 +173,13 @@ def test_images_of_the_wrong_shape_are_refused(small_data, tmp_path):
         return keras_ae.build_conv_autoencoder((28, 28, 1))
     with pytest.raises(ValueError, match=r"takes images of shape \(28, 28, 1\), "
                                          r"but the data holds .* \(16, 16, 1\)"):
-        training.train(wrong, small_data, tmp_path / "run", epochs=1, verbose=0)
+        _train(wrong, small_data, tmp_path / "run", epochs=1, verbose=0)
 
 
 @pytest.mark.parametrize("epochs", [0, -1, 2.5, True])
 def test_bad_epochs(small_data, tmp_path, epochs):
     with pytest.raises(ValueError, match="epochs must be a positive integer"):
-        training.train(small_model, small_data, tmp_path / "run", epochs=epochs)
+        _train(small_model, small_data, tmp_path / "run", epochs=epochs)
 
 
 @pytest.mark.slow  # XLA compiles the train step
@@ -171,7 +187,7 @@ def test_xla_training_with_the_unpool_decoder(small_data, tmp_path):
     def model():
         return keras_ae.build_conv_autoencoder((16, 16, 1), filters=(8, 4),
                                                decoder="unpool")
-    result = training.train(model, small_data, tmp_path / "run", epochs=2,
+    result = _train(model, small_data, tmp_path / "run", epochs=2,
                             learning_rate=1e-2, jit_compile=True, verbose=0)
     assert result.model.jit_compile
     losses = [row["loss"] for row in result.history]
@@ -180,7 +196,7 @@ def test_xla_training_with_the_unpool_decoder(small_data, tmp_path):
 
 def test_mixed_precision_trains_with_a_float32_output(small_data, tmp_path):
     # float16 runs on CPU too (slowly); on a GPU "auto" chooses it
-    result = training.train(small_model, small_data, tmp_path / "run", epochs=1,
+    result = _train(small_model, small_data, tmp_path / "run", epochs=1,
                             mixed_precision="mixed_float16", verbose=0)
     assert result.devices.mixed_precision
     assert result.devices.policy == "mixed_float16"
@@ -194,7 +210,7 @@ def test_mixed_precision_trains_with_a_float32_output(small_data, tmp_path):
 def test_auto_trains_in_bfloat16_on_a_cpu_that_has_it(small_data, tmp_path,
                                                       monkeypatch):
     monkeypatch.setattr(precision, "cpu_bfloat16_flags", lambda: ("amx_bf16",))
-    result = training.train(small_model, small_data, tmp_path / "bf16", epochs=2,
+    result = _train(small_model, small_data, tmp_path / "bf16", epochs=2,
                             learning_rate=1e-2, verbose=0)
     if result.devices.gpus:
         pytest.skip("a GPU chooses mixed_float16")
@@ -208,7 +224,7 @@ def test_auto_trains_in_bfloat16_on_a_cpu_that_has_it(small_data, tmp_path,
     assert run["precision_policy"] == "mixed_bfloat16"
 
     monkeypatch.setattr(precision, "cpu_bfloat16_flags", lambda: ())
-    result = training.train(small_model, small_data, tmp_path / "f32", epochs=1,
+    result = _train(small_model, small_data, tmp_path / "f32", epochs=1,
                             verbose=0)
     assert result.devices.policy == "float32"
     assert result.model.get_layer("encoder").outputs[0].dtype == "float32"
