@@ -77,6 +77,7 @@ def run(command, model, idx_dir, out, *extra):
                      str(out), *extra])
 
 
+@pytest.mark.slow  # the whole command, end to end
 def test_features_compares_codes_pixels_and_a_random_encoder(
         keras_model, small_idx_dir, tmp_path, capsys):
     assert run("features", keras_model, small_idx_dir, tmp_path,
@@ -101,6 +102,7 @@ def test_features_of_a_trained_model_beat_chance_on_learnable_classes(
     assert result["codes"]["test_accuracy"] >= 0.9
 
 
+@pytest.mark.slow  # the whole command, end to end
 def test_features_of_an_exported_model(small_idx_dir, tmp_path):
     if not SHIPPED_DENSE.exists():
         pytest.skip("exported/fashion_mnist_dense is not in this checkout")

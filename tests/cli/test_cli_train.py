@@ -23,6 +23,7 @@ def train_args(idx_dir, out, epochs=2, *extra):
             "--learning-rate", "0.01", "--output", str(out), *extra]
 
 
+@pytest.mark.slow  # the whole command, end to end
 def test_train_writes_model_history_metrics_and_pictures(idx_dir, tmp_path, capsys):
     out = tmp_path / "run"
     assert cli.main(train_args(idx_dir, out)) == 0
@@ -60,6 +61,7 @@ def test_train_writes_model_history_metrics_and_pictures(idx_dir, tmp_path, caps
     assert again["test"] == metrics["test"]
 
 
+@pytest.mark.slow  # the whole command, end to end
 def test_mixed_precision_flag_takes_a_policy_by_name(idx_dir, tmp_path, capsys):
     out = tmp_path / "run"
     assert cli.main(train_args(idx_dir, out, 1, "--mixed-precision", "off")) == 0
@@ -70,6 +72,7 @@ def test_mixed_precision_flag_takes_a_policy_by_name(idx_dir, tmp_path, capsys):
     assert "invalid choice: 'bfloat16'" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # the whole command, end to end
 def test_denoising_run(idx_dir, tmp_path):
     out = tmp_path / "run"
     assert cli.main(["train", "--data-dir", str(idx_dir), "--model", "dense",
