@@ -15,7 +15,8 @@ from keras_ae.public import lazy_exports
 
 # Module (in this package) -> the public names it defines.
 _EXPORTS = {
-    "detector": ("AnomalyDetector", "DEFAULT_SMOOTHING", "evaluate_scores", "pixel_roc_auc"),
+    "detector": ("AnomalyDetector", "DEFAULT_SMOOTHING"),
+    "metrics": ("aupro", "evaluate_scores", "f1_max", "pixel_metrics", "pixel_roc_auc"),
     "defects": ("DEFECT_KINDS", "evaluate_defect_folder", "read_defect_folder",
                 "synthetic_defects"),
     "runs": ("run_anomaly",),

@@ -231,14 +231,15 @@ def evaluate_defect_folder(detector, directory, resize=recipe.DEFAULT_RESIZE):
     Returns:
         A dict: ``kinds``, per defect kind ``{"images", "roc_auc" (that
         kind against the good test images), "recall" (at the threshold),
-        "pixel_roc_auc" (over that kind's images with masks, or None)}``;
+        "pixel" (over that kind's images with masks: ``pixel_metrics``'
+        ``pixel_roc_auc``, ``pixel_f1_max`` and ``aupro``; or None)}``;
         ``all`` the same over every defect image; ``good`` the good test
         images' count and how many were flagged; and the detector's
         ``threshold``.
     """
     from sklearn.metrics import roc_auc_score
 
-    from keras_ae.anomaly.detector import pixel_roc_auc
+    from keras_ae.anomaly.metrics import pixel_metrics
 
     found = read_defect_folder(directory, detector.input_shape, resize)
     scores, maps = detector.scores_and_maps(found["images"])
@@ -251,11 +252,11 @@ def evaluate_defect_folder(detector, directory, resize=recipe.DEFAULT_RESIZE):
         with_mask = chosen & found["has_mask"]
         pixel = None
         if with_mask.any() and found["masks"][with_mask].any():
-            pixel = pixel_roc_auc(maps[with_mask], found["masks"][with_mask])
+            pixel = pixel_metrics(maps[with_mask], found["masks"][with_mask])
         return {"images": int(chosen.sum()),
                 "roc_auc": float(roc_auc_score(
                     labels, np.concatenate([scores[good], scores[chosen]]))),
-                "recall": float(flagged.mean()), "pixel_roc_auc": pixel}
+                "recall": float(flagged.mean()), "pixel": pixel}
 
     result = {"kinds": {kind: measure(kinds == kind)
                         for kind in sorted(set(found["kinds"]) - {GOOD})},

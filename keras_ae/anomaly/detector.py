@@ -24,12 +24,13 @@ from keras_ae.codes import adapter as downstream
 from keras_ae.anomaly.options import (CODE_PARTS, DEFAULT_MAP, DEFAULT_SCORE,
                                       MAP_KINDS, SCORE_PARTS, check_map_kind,
                                       parse_score)
+from keras_ae.anomaly.metrics import evaluate_scores, pixel_roc_auc
 from keras_ae.anomaly.scores import AnomalyScoring
 from keras_ae.errors import InputError
 from keras_ae.runtime.pixels import to_unit_float
 
 __all__ = ["AnomalyDetector", "DEFAULT_SCORE", "DEFAULT_MAP", "MAP_KINDS",
-           "SCORE_PARTS", "pixel_roc_auc"]
+           "SCORE_PARTS"]
 
 # The maps' Gaussian blur, pixels per 28 of the image's side: 2 localised
 # synthetic defects best of 0, 1 and 2 (tools/benchmark_anomaly.py).
@@ -244,44 +245,6 @@ class AnomalyDetector:
 
 
 # --- pieces --------------------------------------------------------------------
-
-def evaluate_scores(scores, anomalous, threshold, extra=None):
-    """ROC AUC, precision and recall at ``threshold`` of given scores (see
-    ``AnomalyDetector.evaluate``)."""
-    from sklearn.metrics import precision_score, recall_score, roc_auc_score
-
-    scores, anomalous = np.asarray(scores), np.asarray(anomalous, bool)
-    if anomalous.shape != scores.shape or anomalous.all() or not anomalous.any():
-        raise InputError(
-            f"anomalous must hold one flag per image ({len(scores)}) and "
-            f"mark some images but not all, got shape {anomalous.shape} "
-            f"with {int(anomalous.sum())} marked.")
-    flagged = scores > threshold
-    return {"roc_auc": float(roc_auc_score(anomalous, scores)),
-            "precision": float(precision_score(anomalous, flagged, zero_division=0)),
-            "recall": float(recall_score(anomalous, flagged)),
-            "threshold": float(threshold), **(extra or {}),
-            "flagged": int(flagged.sum()), "anomalies": int(anomalous.sum()),
-            "images": len(scores)}
-
-
-def pixel_roc_auc(maps, masks):
-    """Pixel-level ROC AUC of anomaly maps ``(N, H, W)`` against masks of
-    the same size (nonzero on defects). See ``AnomalyDetector.localisation``."""
-    from sklearn.metrics import roc_auc_score
-
-    maps, masks = np.asarray(maps), np.asarray(masks)
-    if masks.ndim == 4 and masks.shape[-1] == 1:
-        masks = masks[..., 0]
-    if masks.shape != maps.shape:
-        raise InputError(f"masks must match the images: expected shape "
-                         f"{maps.shape}, got {masks.shape}.")
-    defect = masks.reshape(-1) > 0
-    if defect.all() or not defect.any():
-        raise InputError(f"masks must mark some pixels but not all: "
-                         f"{int(defect.sum())} of {defect.size} marked.")
-    return float(roc_auc_score(defect, maps.reshape(-1)))
-
 
 def _check_rule(std, percentile):
     if percentile is not None:

@@ -61,17 +61,17 @@ def run(args):
             score=args.score, map_kind=args.map, std=args.std, percentile=args.percentile,
             seed=args.seed, overwrite=args.overwrite)
     print(f"score {args.score}, threshold {result['threshold']:.4f} ({result['rule']})")
-    print(f"ROC AUC {result['roc_auc']:.4f}, precision {result['precision']:.4f}, "
+    print(f"ROC AUC {result['roc_auc']:.4f}, AUPR {result['aupr']:.4f}, F1-max "
+          f"{result['f1_max']:.4f}; at the threshold precision {result['precision']:.4f}, "
           f"recall {result['recall']:.4f} ({result['flagged']} flagged, "
           f"{result['anomalies']} anomalies in {result['images']} test images)")
+    kinds = result.get("defect_folder", {}).get("kinds", {})
     for name, row in result["per_class"].items():
-        print(f"  {name:<16} ROC AUC {row['roc_auc']:.4f}, recall {row['recall']:.4f} "
-              f"({row['images']} images)")
-    for kind, row in result.get("defect_folder", {}).get("kinds", {}).items():
-        pixel = ("" if row["pixel_roc_auc"] is None
-                 else f", pixel ROC AUC {row['pixel_roc_auc']:.4f}")
-        print(f"  defect {kind:<12} ROC AUC {row['roc_auc']:.4f}, recall "
-              f"{row['recall']:.4f}{pixel} ({row['images']} images)")
+        pixel = (kinds.get(name) or {}).get("pixel")
+        where = ("" if not pixel else f", pixel ROC AUC {pixel['pixel_roc_auc']:.4f}, "
+                 f"AUPRO {pixel['aupro']:.4f}, pixel F1-max {pixel['pixel_f1_max']:.4f}")
+        print(f"  {name:<16} ROC AUC {row['roc_auc']:.4f}, recall {row['recall']:.4f}"
+              f"{where} ({row['images']} images)")
     if "error" in result["export"]:
         print(f"detector.onnx not written: {result['export']['error']}")
     print(f"wrote {', '.join(result['written'])}")

@@ -105,7 +105,8 @@ def test_evaluate_defect_folder_per_kind(mvtec):
     stain, scratch = result["kinds"]["stain"], result["kinds"]["scratch"]
     assert stain["images"] == 10 and scratch["images"] == 5
     assert stain["roc_auc"] > 0.95 and scratch["roc_auc"] > 0.95  # 0.5 by chance
-    assert stain["pixel_roc_auc"] > 0.9 and scratch["pixel_roc_auc"] is None
+    assert stain["pixel"]["pixel_roc_auc"] > 0.9 and scratch["pixel"] is None
+    assert 0.5 < stain["pixel"]["aupro"] <= 1 and stain["pixel"]["pixel_f1_max"] > 0
     assert result["all"]["images"] == 15 and result["good"]["images"] == 10
 
 
@@ -141,9 +142,11 @@ def test_the_command_line_reports_each_defect_kind(mvtec, tmp_path, capsys):
                      "--score", "mse", "--output", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "normal: classes ['good']" in printed
-    assert "defect stain" in printed and "pixel ROC AUC" in printed
+    stain_lines = [line for line in printed.splitlines() if "stain" in line]
+    assert len(stain_lines) == 1  # each defect kind once
+    assert "pixel ROC AUC" in stain_lines[0] and "AUPRO" in stain_lines[0]
     result = json.loads((out / "anomaly.json").read_text())
     assert result["normal_classes"] == ["good"]
     kinds = result["defect_folder"]["kinds"]
-    assert kinds["stain"]["images"] == 10 and kinds["scratch"]["pixel_roc_auc"] is None
-    assert kinds["stain"]["pixel_roc_auc"] > 0.9
+    assert kinds["stain"]["images"] == 10 and kinds["scratch"]["pixel"] is None
+    assert kinds["stain"]["pixel"]["pixel_roc_auc"] > 0.9
