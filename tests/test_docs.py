@@ -17,6 +17,8 @@ from keras_ae.data import folders
 from keras_ae.data import source as data_source
 from keras_ae import public
 from keras_ae.runtime import predict as runtime_predict
+from keras_ae.anomaly import metrics as anomaly_metrics
+from keras_ae.anomaly import patches as anomaly_patches
 from keras_ae.runtime import images
 from keras_ae.models import layers
 from keras_ae.models import facts as model_facts
@@ -35,7 +37,7 @@ from keras_ae.tuning import reports, space, trial_data
                                     space, trial_data, reports, downstream,
                                     model_facts, onnx_files, defects, anomaly_options,
                                     precision, outputs, data_source, public,
-                                    runtime_predict],
+                                    runtime_predict, anomaly_metrics, anomaly_patches],
                          ids=lambda m: m.__name__)
 def test_docstring_examples(module):
     result = doctest.testmod(module, extraglobs={"np": np, "keras_ae": keras_ae, **{
