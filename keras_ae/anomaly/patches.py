@@ -28,7 +28,8 @@ import numpy as np
 from keras_ae.errors import InputError, positive_int
 
 DEFAULT_BANK_SHARE = 0.1  # PatchCore's coreset share of all normal patches
-MAX_BANK = 20000  # patches kept at most, whatever the share
+MAX_BANK = 5000  # patches kept at most, whatever the share
+MAX_CANDIDATES = 100000  # patches the coreset chooses from (a seeded random draw)
 PROJECTION = 128  # dimensions the coreset's distances are computed in
 
 
@@ -132,7 +133,8 @@ class PatchScorer:
         self.bank = np.asarray(bank, np.float32)
 
     @classmethod
-    def fit(cls, features, share=DEFAULT_BANK_SHARE, max_bank=MAX_BANK, seed=0):
+    def fit(cls, features, share=DEFAULT_BANK_SHARE, max_bank=MAX_BANK,
+            max_candidates=MAX_CANDIDATES, seed=0):
         """A scorer over the patches of normal images.
 
         Args:
@@ -140,7 +142,9 @@ class PatchScorer:
             share: the share of all their patches the bank keeps (greedy
                 coreset); 1 keeps them all.
             max_bank: the most patches kept.
-            seed: seeds the coreset.
+            max_candidates: the coreset chooses among at most this many
+                patches, drawn at random (its cost grows with both).
+            seed: seeds the draw and the coreset.
         """
         features = np.asarray(features, np.float32)
         if features.ndim != 4 or not len(features):
@@ -152,6 +156,9 @@ class PatchScorer:
         size = min(max(1, int(round(share * len(patches)))), max_bank)
         if size >= len(patches):
             return cls(patches)
+        if len(patches) > max_candidates:
+            rng = np.random.default_rng(seed)
+            patches = patches[np.sort(rng.choice(len(patches), max_candidates, replace=False))]
         return cls(patches[greedy_coreset(patches, size, seed)])
 
     def maps(self, features, chunk=4096):
