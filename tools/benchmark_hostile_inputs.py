@@ -159,10 +159,7 @@ def main(argv=None):
     table += ["| " + " | ".join(cells) + " |" for cells in rows]
     command = "python3 tools/benchmark_hostile_inputs.py" + (
         f" --before {args.before}" if args.before else "")
-    text = "\n".join([
-        START,
-        "## Hostile image files: peak memory",
-        "",
+    intro = (
         f"{datetime.date.today()}, {benchmark_report.machine()}; "
         f"`{command}`. Peak RSS of each command in its own process (the "
         f"kernel's figure, `os.wait4`), under a {args.ceiling_gb:g} GB "
@@ -172,13 +169,9 @@ def main(argv=None):
         f"than `keras_ae.runtime.MAX_IMAGE_PIXELS` (89,478,485, Pillow's "
         f"decompression-bomb limit) before decoding, and pads a thin strip "
         f"without building the padded image. A crashed process's peak is "
-        f"what it reached before it failed (the ceiling stops a runaway one).",
-        "",
-        *table,
-        "",
-        END,
-    ])
-    benchmark_report.publish_section(args.output, START, END, text)
+        f"what it reached before it failed (the ceiling stops a runaway one).")
+    benchmark_report.publish_table(args.output, START, END,
+                                   "Hostile image files: peak memory", intro, table)
 
 
 if __name__ == "__main__":

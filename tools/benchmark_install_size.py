@@ -157,10 +157,7 @@ def main(argv=None):
              "|---|---:|---:|---:|"]
     table += [f"| {name} | {count} | {size:,.0f} MB | {venv} |"
               for name, count, size, venv in rows]
-    text = "\n".join([
-        START,
-        "## Install size: serving against full",
-        "",
+    intro = (
         f"{datetime.date.today()}, {benchmark_report.machine()}, Python "
         f"{platform.python_version()}; `python3 tools/benchmark_install_size.py`. "
         f"The distributions each install brings (setup.cfg's requirements and "
@@ -170,13 +167,9 @@ def main(argv=None):
         f"distributions copied in and the keras_ae wheel installed by pip "
         f"(`--no-index`), measured whole (Python's venv files, pip and setuptools "
         f"included). Largest in the full install: "
-        + ", ".join(f"{n} {sizes[n] / mb:,.0f} MB" for n in biggest) + ".",
-        "",
-        *table,
-        "",
-        END,
-    ])
-    benchmark_report.publish_section(args.output, START, END, text)
+        + ", ".join(f"{n} {sizes[n] / mb:,.0f} MB" for n in biggest) + ".")
+    benchmark_report.publish_table(args.output, START, END,
+                                   "Install size: serving against full", intro, table)
 
 
 if __name__ == "__main__":

@@ -51,6 +51,14 @@ def publish_section(path, start, end, text):
     print(f"wrote {path}")
 
 
+def publish_table(path, start, end, title, intro, table):
+    """``publish_section`` of a section made of a title, one paragraph
+    (``intro``: date, machine, command, what was measured) and a table
+    (its Markdown lines)."""
+    text = "\n".join([start, f"## {title}", "", intro, "", *table, "", end])
+    publish_section(path, start, end, text)
+
+
 def float32_peak(size=4096, repeats=5):
     """The machine's float32 peak as one process sees it: the best GFLOP/s
     of a large matrix product (``size`` squared) in TensorFlow and in
