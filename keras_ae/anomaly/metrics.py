@@ -91,8 +91,9 @@ def _maps_and_masks(maps, masks):
     maps, masks = np.asarray(maps, np.float64), np.asarray(masks)
     if masks.ndim == 4 and masks.shape[-1] == 1:
         masks = masks[..., 0]
-    if maps.ndim == 2:
-        maps, masks = maps[None], masks[None] if masks.ndim == 2 else masks
+    if maps.ndim == 2:  # one image
+        maps = maps[None]
+        masks = masks[None] if masks.ndim == 2 else masks
     if masks.shape != maps.shape:
         raise InputError(f"masks must match the images: expected shape "
                          f"{maps.shape}, got {masks.shape}.")

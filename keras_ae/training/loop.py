@@ -460,9 +460,9 @@ def _measured(result, data, output, settings, started):
     record = run_record.measure(
         model, data, output, title=model.name, **figures,
         epochs_run=len(result.history), devices=result.devices.description,
-        # as run.json records it: a finished run loaded again keeps its own
-        precision_policy=json.loads((output / RUN_FILE).read_text()).get("precision_policy"),
-        settings=settings)
+        # the claim made run.json equal these settings (epochs aside), so a
+        # finished run loaded again reports the policy it trained in
+        precision_policy=settings["precision_policy"], settings=settings)
     return dataclasses.replace(result, metrics=record)
 
 
