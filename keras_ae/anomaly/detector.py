@@ -21,8 +21,10 @@ onnxruntime.
 import numpy as np
 
 from keras_ae.codes import adapter as downstream
+from keras_ae.anomaly import patches
 from keras_ae.anomaly.options import (CODE_PARTS, DEFAULT_MAP, DEFAULT_SCORE,
-                                      MAP_KINDS, SCORE_PARTS, check_map_kind,
+                                      MAP_KINDS, PATCH_PARTS, PIXEL_PARTS, SCORE_PARTS,
+                                      check_map_kind, default_map, default_score,
                                       parse_score)
 from keras_ae.anomaly.metrics import evaluate_scores, pixel_roc_auc
 from keras_ae.anomaly.scores import AnomalyScoring
@@ -35,6 +37,11 @@ __all__ = ["AnomalyDetector", "DEFAULT_SCORE", "DEFAULT_MAP", "MAP_KINDS",
 # The maps' Gaussian blur, pixels per 28 of the image's side: 2 localised
 # synthetic defects best of 0, 1 and 2 (tools/benchmark_anomaly.py).
 DEFAULT_SMOOTHING = 2.0
+# The patch maps': PatchCore's 4 pixels per 224 of the image's side.
+DEFAULT_PATCH_SMOOTHING = 4.0 / 224
+# Normal images whose patches fit the patch scores at most (a seeded draw):
+# their features are held in memory at once.
+MAX_PATCH_IMAGES = 1000
 DEFAULT_NEIGHBORS = 5
 DEFAULT_HELD_OUT = 0.1
 # Codes kept for the nearest-neighbour score: a seeded draw beyond this many
@@ -79,8 +86,8 @@ class AnomalyDetector:
     @classmethod
     def fit(cls, model, normal_images, held_out_images=None, *, score=DEFAULT_SCORE,
             std=3.0, percentile=None, map_kind=DEFAULT_MAP, smoothing=None,
-            neighbors=None, held_out_share=DEFAULT_HELD_OUT, seed=0,
-            batch_size=downstream.DEFAULT_BATCH):
+            neighbors=None, features=None, bank_share=patches.DEFAULT_BANK_SHARE,
+            held_out_share=DEFAULT_HELD_OUT, seed=0, batch_size=downstream.DEFAULT_BATCH):
         """Learns normal from normal images.
 
         Args:
@@ -92,17 +99,32 @@ class AnomalyDetector:
             held_out_images: normal images the model did not train on, which
                 normalise the scores and set the threshold; ``None`` draws
                 ``held_out_share`` of ``normal_images`` (seeded) instead.
-            score: ``"mse"``, ``"ssim"``, ``"knn"``, ``"mahalanobis"``, or
-                several joined by ``+``; default ``DEFAULT_SCORE``.
+            score: ``"mse"``, ``"ssim"``, ``"knn"``, ``"mahalanobis"``,
+                ``"patch_gaussian"``, ``"patch_knn"``, several joined by
+                ``+``, or ``"auto"`` (``DEFAULT_SCORE``): ``"knn"`` for
+                images under 64 pixels a side, ``"patch_gaussian"`` from
+                there up (``keras_ae.anomaly.options.default_score``).
             std: threshold = mean + ``std`` standard deviations of the
                 held-out scores (used when ``percentile`` is None).
             percentile: threshold = this percentile of the held-out scores
                 instead (e.g. 99: about 1% of normal images flagged).
-            map_kind: ``"squared_error"`` or ``"ssim"``.
+            map_kind: ``"squared_error"``, ``"ssim"``, ``"patch"`` (the
+                patch scores, with a patch score) or ``"auto"``: ``"patch"``
+                with a patch score, else ``"squared_error"``.
             smoothing: the maps' Gaussian blur in pixels; ``None`` for
-                ``DEFAULT_SMOOTHING`` pixels per 28 of the image's smaller side.
+                ``DEFAULT_SMOOTHING`` pixels per 28 of the image's smaller
+                side (patch maps: ``DEFAULT_PATCH_SMOOTHING`` per pixel).
             neighbors: ``k`` of the ``"knn"`` score; ``None`` for
                 ``DEFAULT_NEIGHBORS``, or every reference image when fewer.
+            features: what the patch scores measure: ``None`` for the
+                autoencoder encoder's default layers
+                (``keras_ae.anomaly.patches.default_layers``), a list of its
+                encoder's layer names, or any Keras model from these images
+                to ``(N, h, w, C)`` feature maps (e.g. a pretrained network
+                you have the weights of, with its preprocessing inside).
+            bank_share: the share of normal patches ``"patch_knn"``'s memory
+                bank keeps (greedy coreset; at most
+                ``keras_ae.anomaly.patches.MAX_BANK``).
             held_out_share: the share drawn when ``held_out_images`` is None.
             seed: seeds that draw.
             batch_size: images per model call.
@@ -115,11 +137,16 @@ class AnomalyDetector:
                 percentile outside (0, 100), a negative std, or an unknown
                 score or map kind.
         """
-        parts = parse_score(score)
-        check_map_kind(map_kind)
         _check_rule(std, percentile)
         reference, held_out = _normal_splits(normal_images, held_out_images,
                                              held_out_share, seed)
+        shape = reference.shape[1:]
+        score = default_score(shape) if score == "auto" else score
+        parts = parse_score(score)
+        map_kind = default_map(parts) if map_kind == "auto" else check_map_kind(map_kind)
+        if map_kind == "patch" and not any(part in PATCH_PARTS for part in parts):
+            raise InputError(f"map_kind 'patch' shows a patch score; score {score!r} "
+                             f"has none (add 'patch_gaussian' or 'patch_knn').")
         if hasattr(model, "get_layer"):  # a Keras model
             from keras_ae.models.loading import as_float32
 
@@ -127,7 +154,6 @@ class AnomalyDetector:
             # float16 scores in float32, and its detector exports with parity
             model = as_float32(model)
         downstream.check_image_shape(model, reference)
-        shape = reference.shape[1:]
         if neighbors is None:
             neighbors = min(DEFAULT_NEIGHBORS, len(reference))
         if isinstance(neighbors, bool) or not isinstance(neighbors, int) or not (
@@ -139,8 +165,12 @@ class AnomalyDetector:
             codes = downstream.encode(model, _at_most(reference, MAX_REFERENCE_CODES,
                                                       seed), batch_size)
             fitted = _code_statistics(codes, parts)
+        if any(part in PATCH_PARTS for part in parts):
+            fitted.update(_patch_statistics(
+                model, features, _at_most(reference, MAX_PATCH_IMAGES, seed), parts,
+                bank_share, seed))
         scoring = AnomalyScoring(
-            score, map_kind, _smoothing(smoothing, shape), _ssim_window(shape),
+            score, map_kind, _smoothing(smoothing, shape, map_kind), _ssim_window(shape),
             neighbors, **fitted)
         raw = _run_parts(model, scoring, held_out, batch_size)
         scoring.part_mean = np.array([raw[p].mean() for p in parts])
@@ -178,7 +208,8 @@ class AnomalyDetector:
         maps = []
         for start in range(0, len(images), batch_size):
             batch = images[start:start + batch_size]
-            reconstructions = downstream.reconstruct(self.model, batch, batch_size)
+            reconstructions = (downstream.reconstruct(self.model, batch, batch_size)
+                               if self.scoring.needs_reconstructions else batch)
             maps.append(np.asarray(self.scoring.maps(batch, reconstructions)))
         return np.concatenate(maps)
 
@@ -306,8 +337,39 @@ def _code_statistics(codes, parts):
     return fitted
 
 
-def _smoothing(smoothing, shape):
+def _patch_statistics(model, features, reference, parts, bank_share, seed):
+    """The patch features and each patch part's fitted scorer."""
+    if features is None or isinstance(features, (list, tuple)):
+        if not hasattr(model, "get_layer"):
+            raise InputError(
+                "patch scores read the encoder's feature maps, which an exported "
+                "(ONNX) autoencoder does not give; fit on the .keras model, or pass "
+                "features= a Keras feature extractor.")
+        features = patches.feature_extractor(model, features)
+        grid = patches.code_grid(model)
+    elif hasattr(features, "outputs"):
+        grid = None  # the extractor's smallest map
+    else:
+        raise InputError(f"features must be None, a list of encoder layer names or a "
+                         f"Keras model of feature maps, got {type(features).__name__}.")
+    found = patches.PatchFeatures(features, grid)
+    if tuple(found.input_shape) != tuple(reference.shape[1:]):
+        raise InputError(f"the feature extractor takes images of shape "
+                         f"{tuple(found.input_shape)}, the normal images are "
+                         f"{tuple(reference.shape[1:])}.")
+    normal = found.of(reference)
+    scorers = {}
+    if "patch_gaussian" in parts:
+        scorers["patch_gaussian"] = patches.PatchGaussians.fit(normal, seed=seed)
+    if "patch_knn" in parts:
+        scorers["patch_knn"] = patches.PatchMemoryBank.fit(normal, bank_share, seed=seed)
+    return {"patch_features": found, "patch_scorers": scorers}
+
+
+def _smoothing(smoothing, shape, map_kind):
     if smoothing is None:
+        if map_kind == "patch":
+            return min(shape[0], shape[1]) * DEFAULT_PATCH_SMOOTHING
         return min(shape[0], shape[1]) / 28.0 * DEFAULT_SMOOTHING
     if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float)) \
             or not smoothing >= 0:
@@ -333,7 +395,7 @@ def _model_outputs(model, scoring, images, batch_size):
 def _run_parts(model, scoring, images, batch_size):
     """Each raw score part of ``images``, float64 arrays; the model runs
     only the halves the parts need."""
-    needs_pixels = any(part not in CODE_PARTS for part in scoring.parts)
+    needs_pixels = any(part in PIXEL_PARTS for part in scoring.parts)
     found = {part: [] for part in scoring.parts}
     for start in range(0, len(images), batch_size):
         batch = images[start:start + batch_size]

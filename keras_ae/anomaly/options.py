@@ -3,12 +3,35 @@ TensorFlow here, so that the command line can list them before loading it."""
 
 from keras_ae.errors import InputError
 
-SCORE_PARTS = ("mse", "ssim", "knn", "mahalanobis")
-MAP_KINDS = ("squared_error", "ssim")
+SCORE_PARTS = ("mse", "ssim", "knn", "mahalanobis", "patch_gaussian", "patch_knn")
+MAP_KINDS = ("squared_error", "ssim", "patch")
 CODE_PARTS = ("knn", "mahalanobis")  # the parts that measure codes
-# The best measured on the one-class protocol (tools/benchmark_anomaly.py).
-DEFAULT_SCORE = "knn"
-DEFAULT_MAP = "squared_error"
+PIXEL_PARTS = ("mse", "ssim")  # the parts that compare image and reconstruction
+PATCH_PARTS = ("patch_gaussian", "patch_knn")  # the parts that score patches
+# "auto" picks by image size (``default_score``): below PATCH_MIN_SIDE pixels
+# a side, a grid of patches is too coarse and the whole image's code scores
+# best (the one-class protocol on Fashion-MNIST); from it up, patches find
+# small defects that the code misses (real cracks on ELPV solar cells).
+# Both measured by tools/benchmark_anomaly.py (docs/benchmarks.md).
+DEFAULT_SCORE = "auto"
+DEFAULT_MAP = "auto"
+SMALL_IMAGE_SCORE, LARGE_IMAGE_SCORE = "knn", "patch_gaussian"
+PATCH_MIN_SIDE = 64
+
+
+def default_score(shape):
+    """The score ``"auto"`` means for images of ``shape`` (H, W, C).
+
+    >>> default_score((28, 28, 1)), default_score((128, 128, 1))
+    ('knn', 'patch_gaussian')
+    """
+    return LARGE_IMAGE_SCORE if min(shape[:2]) >= PATCH_MIN_SIDE else SMALL_IMAGE_SCORE
+
+
+def default_map(parts):
+    """The map ``"auto"`` means for a score's parts: the patch scores'
+    own map where a part scores patches, else the squared error."""
+    return "patch" if any(part in PATCH_PARTS for part in parts) else "squared_error"
 
 
 def parse_score(score):

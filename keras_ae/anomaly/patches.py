@@ -1,26 +1,31 @@
-"""Patch-level anomaly scores: how unlike every normal patch each patch of
-an image is (PatchCore's idea, on the autoencoder's own encoder or any Keras
-feature extractor).
+"""Patch-level anomaly scores: how unlike the normal images each small
+region of an image is, for defects too small to change a whole image's code.
 
-A global code describes a whole image; a thin crack on a part changes it
-little. Here every position of an encoder feature map is a patch: features
-from one or more encoder stages, resized to the first one's grid and
-averaged over each position's 3x3 neighbourhood, are collected from the
-normal images into a memory bank, thinned by greedy coreset selection (the
-patches that cover the others best, so it fits in memory and in an ONNX
-file). A patch's score is its distance to the nearest patch of the bank;
-an image's, its largest patch score; its map, the patch scores.
+A patch is one position of a grid of feature maps: the autoencoder
+encoder's own stages (or any Keras model of feature maps, such as a
+pretrained network cut where you like), resized to one grid, each divided by
+its mean magnitude over the image (so that a cell lit brighter all over is
+not a defect), and each position joined with its 3x3 neighbours' features. Two
+scorers learn normal from the patches of normal images:
 
-This module is the scorer's first part (issue 24): the features, the
-coreset and the nearest-neighbour scorer, in NumPy and Keras. It is not yet
-an ``AnomalyDetector`` score nor exported to ONNX.
+- ``PatchMemoryBank`` (PatchCore, Roth et al. 2022): a patch's score is its
+  distance to the nearest patch of a bank of normal patches, thinned by
+  greedy coreset selection so that it fits in memory and in an ONNX file.
+  Suits textures and parts that are not aligned.
+- ``PatchGaussians`` (PaDiM, Defard et al. 2021): a Gaussian per grid
+  position (mean and Ledoit-Wolf covariance); a patch's score is its
+  Mahalanobis distance from its position's Gaussian. Suits aligned parts.
+
+An image's score is its largest patch score; its map, the patch scores
+resized to the image. Everything here runs in TensorFlow ops, so that the
+exported detector (``keras_ae.export.detector_export``) traces the same
+arithmetic into its ONNX graph; fitting is NumPy and scikit-learn.
 
 Example::
 
-    extractor = feature_extractor(autoencoder)            # its encoder's stages
-    scorer = PatchScorer.fit(patch_features(extractor, normal_images))
-    maps = scorer.maps(patch_features(extractor, new_images))   # (N, h, w)
-    scores = maps.max(axis=(1, 2))
+    features = PatchFeatures(feature_extractor(autoencoder))
+    gaussians = PatchGaussians.fit(features.of(normal_images))
+    maps = gaussians.map(features(new_images))        # (N, h, w) tensor
 """
 
 import numpy as np
@@ -31,6 +36,11 @@ DEFAULT_BANK_SHARE = 0.1  # PatchCore's coreset share of all normal patches
 MAX_BANK = 5000  # patches kept at most, whatever the share
 MAX_CANDIDATES = 100000  # patches the coreset chooses from (a seeded random draw)
 PROJECTION = 128  # dimensions the coreset's distances are computed in
+# PaDiM keeps a seeded random 100 of its network's feature dimensions; a
+# Gaussian per position holds dims^2 floats.
+MAX_GAUSSIAN_DIMS = 100
+NEIGHBOURHOOD = 3  # each patch joins its 3x3 neighbours' features
+MAGNITUDE_EPSILON = 1e-6
 
 
 def feature_extractor(model, layers=None):
@@ -41,13 +51,14 @@ def feature_extractor(model, layers=None):
             model whose outputs are ``(N, h, w, C)`` feature maps (a
             ``keras.applications`` network cut where you like, say), used
             as it is.
-        layers: names of the encoder's layers to take; by default each
-            stage's pooling output but the last, and the last stage's last
-            convolution (the code's own grid is too coarse for small
-            defects).
+        layers: names of the encoder's layers to take; by default
+            ``default_layers(model)``.
 
     Returns:
         A ``keras.Model`` with one or more feature-map outputs.
+
+    Raises:
+        ValueError: naming a layer the encoder does not have, and its layers.
     """
     import keras
 
@@ -56,12 +67,7 @@ def feature_extractor(model, layers=None):
     except ValueError:
         return model  # a feature extractor already
     names = [layer.name for layer in encoder.layers]
-    if layers is None:
-        stages = sorted({name.split("_")[1] for name in names
-                         if name.startswith("encoder_stage")})
-        layers = [f"encoder_{stage}_pool" for stage in stages[:-1]]
-        last = [name for name in names if name.startswith(f"encoder_{stages[-1]}_conv")]
-        layers += last[-1:]
+    layers = default_layers(model) if layers is None else list(layers)
     missing = [name for name in layers if name not in names]
     if missing:
         raise InputError(f"the encoder has no layer {missing[0]!r}; its layers are "
@@ -73,27 +79,145 @@ def feature_extractor(model, layers=None):
     return keras.Model(encoder.input, outputs, name="patch_features")
 
 
-def patch_features(extractor, images, batch_size=64):
-    """``(N, h, w, C)`` float32 patch features of ``images``: every output
-    of ``extractor`` resized (bilinear) to the first one's grid,
-    concatenated, and averaged over each position's 3x3 neighbourhood."""
+def default_layers(model):
+    """The encoder layers patches are made of by default: the image as the
+    encoder sees it (after its intensity transform, if any) and the first
+    stage's first convolution.
+
+    Thin defects (cracks a pixel or two wide) vanish in the pooled and
+    deeper stages, which are made to rebuild the image, not to tell its
+    parts apart; the measurements behind this choice are in
+    docs/benchmarks.md (``tools/benchmark_anomaly.py``, ELPV section).
+    """
+    names = [layer.name for layer in model.get_layer("encoder").layers]
+    first = names[1] if names[1] == "encoder_intensity" else names[0]
+    convolutions = [name for name in names if name.startswith("encoder_stage1_conv")]
+    return [first] + convolutions[:1]
+
+
+def code_grid(model):
+    """``(h, w)`` of an autoencoder's code: one patch per code position, the
+    patches of the autoencoder's encoder by default (a quarter of the
+    image's side for the default two-stage model)."""
+    shape = model.get_layer("encoder").output
+    shape = (shape[0] if isinstance(shape, (list, tuple)) else shape).shape
+    if len(shape) != 4:
+        raise InputError(f"patch scores need a convolutional autoencoder (a code of "
+                         f"(h, w, C) maps), got a code of shape {tuple(shape[1:])}.")
+    return tuple(shape[1:3])
+
+
+class PatchFeatures:
+    """Images to patch features, ``(N, h, w, C)`` float32, in TensorFlow ops.
+
+    Args:
+        extractor: a Keras model from images to one or more feature maps
+            (``feature_extractor``).
+        grid: ``(h, w)`` of the patch grid; every map is average-pooled (or
+            resized, bilinear, where the sizes do not divide) to it.
+            Default: the smallest map's grid.
+        normalise: divide each map by its mean magnitude over the image
+            (all positions and channels), so that brightness and contrast
+            over the whole image do not count as anomalies.
+        neighbourhood: each position joins the features of its
+            ``neighbourhood`` x ``neighbourhood`` neighbours (borders
+            mirrored); 1 keeps positions alone.
+
+    Example::
+
+        features = PatchFeatures(feature_extractor(autoencoder))
+        features.of(images).shape          # (N, h, w, C), NumPy
+    """
+
+    def __init__(self, extractor, grid=None, normalise=True, neighbourhood=NEIGHBOURHOOD):
+        self.extractor = extractor
+        shapes = [tuple(output.shape[1:]) for output in _outputs(extractor)]
+        if any(len(shape) != 3 or None in shape[:2] for shape in shapes):
+            raise InputError(f"a feature extractor gives (N, h, w, C) maps of a fixed "
+                             f"size, got outputs of shapes {shapes}.")
+        if grid is None:
+            grid = min((shape[:2] for shape in shapes), key=lambda s: s[0] * s[1])
+        self.grid = tuple(int(side) for side in grid)
+        self.normalise = bool(normalise)
+        self.neighbourhood = positive_int("neighbourhood", neighbourhood)
+        if self.neighbourhood % 2 == 0:
+            raise InputError(f"neighbourhood must be odd, got {neighbourhood}.")
+        self.channels = sum(shape[2] for shape in shapes) * self.neighbourhood ** 2
+
+    @property
+    def input_shape(self):
+        """``(H, W, C)`` of the images the extractor takes."""
+        return tuple(self.extractor.input_shape[1:])
+
+    def __call__(self, images):
+        """``(N, h, w, C)`` float32 tensor of float32 images in [0, 1]."""
+        import tensorflow as tf
+
+        maps = self.extractor(images, training=False)
+        maps = maps if isinstance(maps, (list, tuple)) else [maps]
+        maps = [_to_grid(tf.cast(m, tf.float32), self.grid) for m in maps]
+        if self.normalise:
+            # one factor per image and map, not per channel: a channel that
+            # is nearly silent on normal images would be divided by ~0
+            maps = [m / (tf.reduce_mean(tf.abs(m), axis=[1, 2, 3], keepdims=True)
+                         + MAGNITUDE_EPSILON) for m in maps]
+        return _neighbours(tf.concat(maps, -1), self.neighbourhood)
+
+    def of(self, images, batch_size=64):
+        """The features of images (uint8 or float in [0, 1]) as a NumPy array,
+        computed in batches."""
+        from keras_ae.runtime.pixels import to_unit_float
+
+        images = to_unit_float(np.asarray(images))
+        if images.ndim == 3:
+            images = images[..., np.newaxis]
+        batch_size = positive_int("batch_size", batch_size)
+        return np.concatenate([np.asarray(self(images[start:start + batch_size]))
+                               for start in range(0, len(images), batch_size)])
+
+    def settings(self):
+        """The JSON-able description."""
+        return {"feature_layers": [output.name if hasattr(output, "name") else str(output)
+                                   for output in self.extractor.output_names]
+                if hasattr(self.extractor, "output_names") else None,
+                "grid": list(self.grid), "normalise": self.normalise,
+                "neighbourhood": self.neighbourhood, "dimensions": self.channels}
+
+
+def _outputs(model):
+    outputs = model.outputs
+    return outputs if isinstance(outputs, (list, tuple)) else [outputs]
+
+
+def _to_grid(maps, grid):
+    """``maps`` average-pooled to ``grid`` where its size is a multiple of
+    it, resized (bilinear) otherwise."""
     import tensorflow as tf
 
-    from keras_ae.runtime.pixels import to_unit_float
+    height, width = maps.shape[1:3]
+    if (height, width) == grid:
+        return maps
+    if height % grid[0] == 0 and width % grid[1] == 0:
+        window = (height // grid[0], width // grid[1])
+        return tf.nn.avg_pool2d(maps, window, window, "VALID")
+    return tf.image.resize(maps, grid, "bilinear")
 
-    images = to_unit_float(np.asarray(images))
-    if images.ndim == 3:
-        images = images[..., np.newaxis]
-    batches = []
-    for start in range(0, len(images), positive_int("batch_size", batch_size)):
-        maps = extractor(images[start:start + batch_size], training=False)
-        maps = maps if isinstance(maps, (list, tuple)) else [maps]
-        grid = tuple(maps[0].shape[1:3])
-        joined = tf.concat([tf.cast(m if tuple(m.shape[1:3]) == grid else
-                                    tf.image.resize(m, grid, "bilinear"), tf.float32)
-                            for m in maps], axis=-1)
-        batches.append(tf.nn.avg_pool2d(joined, 3, 1, "SAME").numpy())
-    return np.concatenate(batches)
+
+def _neighbours(maps, size):
+    """Each position's features joined with its ``size`` x ``size``
+    neighbours' (borders mirrored): slices of a padded map, concatenated,
+    which every ONNX runtime runs as they are."""
+    import tensorflow as tf
+
+    if size == 1:
+        return maps
+    half = size // 2
+    height, width = maps.shape[1:3]
+    if min(height, width) <= half:
+        return maps  # too small a grid to mirror; positions stay alone
+    padded = tf.pad(maps, [[0, 0], [half, half], [half, half], [0, 0]], "REFLECT")
+    return tf.concat([padded[:, row:row + height, column:column + width]
+                      for row in range(size) for column in range(size)], -1)
 
 
 def greedy_coreset(vectors, size, seed=0, projection=PROJECTION):
@@ -122,7 +246,17 @@ def greedy_coreset(vectors, size, seed=0, projection=PROJECTION):
     return np.array(chosen)
 
 
-class PatchScorer:
+def _check_features(features, channels=None):
+    features = np.asarray(features, np.float32)
+    if features.ndim != 4 or not len(features) or (
+            channels is not None and features.shape[-1] != channels):
+        expected = f"(N, h, w, {channels})" if channels else "(N, h, w, C)"
+        raise InputError(f"features must be {expected} of some images, got shape "
+                         f"{features.shape}.")
+    return features
+
+
+class PatchMemoryBank:
     """Nearest-neighbour distance of each patch to a bank of normal patches.
 
     Attributes:
@@ -135,7 +269,7 @@ class PatchScorer:
     @classmethod
     def fit(cls, features, share=DEFAULT_BANK_SHARE, max_bank=MAX_BANK,
             max_candidates=MAX_CANDIDATES, seed=0):
-        """A scorer over the patches of normal images.
+        """A bank of the patches of normal images.
 
         Args:
             features: ``(N, h, w, C)`` patch features of normal images.
@@ -146,10 +280,7 @@ class PatchScorer:
                 patches, drawn at random (its cost grows with both).
             seed: seeds the draw and the coreset.
         """
-        features = np.asarray(features, np.float32)
-        if features.ndim != 4 or not len(features):
-            raise InputError(f"features must be (N, h, w, C) of some images, got shape "
-                             f"{features.shape}.")
+        features = _check_features(features)
         if not 0 < share <= 1:
             raise InputError(f"share must be in (0, 1], got {share!r}.")
         patches = features.reshape(-1, features.shape[-1])
@@ -161,22 +292,91 @@ class PatchScorer:
             patches = patches[np.sort(rng.choice(len(patches), max_candidates, replace=False))]
         return cls(patches[greedy_coreset(patches, size, seed)])
 
-    def maps(self, features, chunk=4096):
-        """``(N, h, w)`` distance of each patch to its nearest bank patch."""
-        features = np.asarray(features, np.float32)
-        if features.ndim != 4 or features.shape[-1] != self.bank.shape[1]:
-            raise InputError(f"features must be (N, h, w, {self.bank.shape[1]}), got shape "
-                             f"{features.shape}.")
-        patches = features.reshape(-1, features.shape[-1])
-        bank_norms = np.sum(self.bank ** 2, axis=1)
-        nearest = np.empty(len(patches), np.float32)
-        for start in range(0, len(patches), chunk):
-            part = patches[start:start + chunk]
-            squared = (np.sum(part ** 2, axis=1)[:, None] + bank_norms[None]
-                       - 2 * part @ self.bank.T)
-            nearest[start:start + chunk] = np.sqrt(np.maximum(squared.min(axis=1), 0))
-        return nearest.reshape(features.shape[:3])
+    def map(self, features):
+        """``(N, h, w)`` float32 tensor: each patch's distance to its
+        nearest bank patch."""
+        import tensorflow as tf
 
-    def scores(self, features):
-        """Each image's largest patch score."""
-        return self.maps(features).max(axis=(1, 2))
+        features = tf.convert_to_tensor(features, tf.float32)
+        shape = tf.shape(features)
+        patches = tf.reshape(features, [-1, self.bank.shape[1]])
+        squared = (tf.reduce_sum(patches * patches, 1, keepdims=True)
+                   - 2.0 * tf.matmul(patches, tf.constant(self.bank), transpose_b=True)
+                   + tf.constant(np.sum(self.bank ** 2, 1))[None])
+        nearest = tf.sqrt(tf.maximum(tf.reduce_min(squared, 1), 0.0))
+        return tf.reshape(nearest, shape[:3])
+
+    def settings(self):
+        return {"bank": len(self.bank)}
+
+
+class PatchGaussians:
+    """A Gaussian per grid position; a patch's score is its Mahalanobis
+    distance from its position's Gaussian.
+
+    Attributes:
+        dimensions: the feature dimensions kept (all, or a seeded random
+            ``MAX_GAUSSIAN_DIMS`` of them, as PaDiM does).
+        mean: ``(h, w, D)`` float32.
+        precision: ``(h, w, D, D)`` float32, inverse Ledoit-Wolf covariances.
+    """
+
+    def __init__(self, dimensions, mean, precision):
+        self.dimensions = np.asarray(dimensions, np.int64)
+        self.mean = np.asarray(mean, np.float32)
+        self.precision = np.asarray(precision, np.float32)
+
+    @classmethod
+    def fit(cls, features, max_dimensions=MAX_GAUSSIAN_DIMS, seed=0):
+        """The Gaussians of the patches of normal images.
+
+        Args:
+            features: ``(N, h, w, C)`` patch features of normal images, at
+                least 2.
+            max_dimensions: above this many feature dimensions a seeded
+                random choice of them is kept.
+            seed: seeds that choice.
+        """
+        from sklearn.covariance import LedoitWolf
+
+        features = _check_features(features)
+        if len(features) < 2:
+            raise InputError(f"a Gaussian per position needs at least 2 normal "
+                             f"images, got {len(features)}.")
+        channels = features.shape[-1]
+        dimensions = np.arange(channels)
+        if channels > max_dimensions:
+            dimensions = np.sort(np.random.default_rng(seed).choice(
+                channels, max_dimensions, replace=False))
+        features = features[..., dimensions].astype(np.float64)
+        height, width, count = features.shape[1], features.shape[2], len(dimensions)
+        mean = np.empty((height, width, count))
+        precision = np.empty((height, width, count, count))
+        for row in range(height):
+            for column in range(width):
+                gaussian = LedoitWolf().fit(features[:, row, column])
+                mean[row, column] = gaussian.location_
+                precision[row, column] = gaussian.precision_
+        return cls(dimensions, mean, precision)
+
+    def map(self, features):
+        """``(N, h, w)`` float32 tensor of Mahalanobis distances."""
+        import tensorflow as tf
+
+        features = tf.convert_to_tensor(features, tf.float32)
+        if len(self.dimensions) != features.shape[-1] or np.any(
+                self.dimensions != np.arange(len(self.dimensions))):
+            features = tf.gather(features, self.dimensions, axis=-1)
+        height, width, count = self.mean.shape
+        centred = features - tf.constant(self.mean)[None]
+        # positions first: (h * w, N, D) @ (h * w, D, D), one batched product
+        by_position = tf.reshape(tf.transpose(centred, [1, 2, 0, 3]),
+                                 [height * width, -1, count])
+        product = tf.matmul(by_position, tf.constant(
+            self.precision.reshape(height * width, count, count)))
+        quadratic = tf.reduce_sum(product * by_position, -1)
+        distances = tf.sqrt(tf.maximum(quadratic, 0.0))
+        return tf.transpose(tf.reshape(distances, [height, width, -1]), [2, 0, 1])
+
+    def settings(self):
+        return {"gaussian_dimensions": len(self.dimensions)}

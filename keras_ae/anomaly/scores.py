@@ -17,17 +17,24 @@ Scores (each higher for stranger images):
 - ``"mahalanobis"``: distance of the code from a Gaussian fitted to the
   normal training codes (Ledoit-Wolf shrunk covariance, scikit-learn).
 
+- ``"patch_gaussian"``, ``"patch_knn"``: the largest patch score of the
+  image (``keras_ae.anomaly.patches``): distance from a Gaussian per position,
+  or to the nearest normal patch.
+
 Several joined by ``+`` (``"knn+mahalanobis"``) are averaged after each is
 normalised by held-out normal images' mean and standard deviation.
 
-Maps: ``"squared_error"`` (per pixel, averaged over channels) or ``"ssim"``
-(one minus the local SSIM), smoothed by a Gaussian of ``smoothing`` pixels.
+Maps: ``"squared_error"`` (per pixel, averaged over channels), ``"ssim"``
+(one minus the local SSIM) or ``"patch"`` (the patch scores, normalised as
+the image score is and resized to the image), smoothed by a Gaussian of
+``smoothing`` pixels.
 """
 
 import numpy as np
 import tensorflow as tf
 
-from keras_ae.anomaly.options import CODE_PARTS, check_map_kind, parse_score
+from keras_ae.anomaly.options import (CODE_PARTS, PATCH_PARTS, PIXEL_PARTS,
+                                      check_map_kind, parse_score)
 
 # tf.image.ssim's constants: K1, K2 and the Gaussian's width.
 SSIM_K1, SSIM_K2, SSIM_SIGMA = 0.01, 0.03, 1.5
@@ -122,14 +129,20 @@ class AnomalyScoring:
         code_mean, code_precision: the Gaussian's mean ``(D,)`` and inverse
             covariance ``(D, D)``, or ``None``.
         part_mean, part_std: ``(len(parts),)`` normalisation of each part.
+        patch_features: the ``keras_ae.anomaly.patches.PatchFeatures`` the
+            patch parts score, or ``None``.
+        patch_scorers: ``{part: PatchGaussians or PatchMemoryBank}`` of the
+            patch parts.
     """
 
     def __init__(self, score, map_kind, smoothing, window, neighbors=5,
                  reference_codes=None, code_mean=None, code_precision=None,
-                 part_mean=None, part_std=None):
+                 part_mean=None, part_std=None, patch_features=None, patch_scorers=None):
         self.parts = parse_score(score)
         self.score = score
         self.map_kind = check_map_kind(map_kind)
+        self.patch_features = patch_features
+        self.patch_scorers = dict(patch_scorers or {})
         self.smoothing, self.window, self.neighbors = float(smoothing), int(window), int(neighbors)
         self.reference_codes = _float64(reference_codes)
         self.code_mean = _float64(code_mean)
@@ -143,14 +156,33 @@ class AnomalyScoring:
         """Whether a part measures codes (``"knn"``, ``"mahalanobis"``)."""
         return any(part in CODE_PARTS for part in self.parts)
 
-    def parts_of(self, images, reconstructions, codes):
-        """Each raw part, a dict of float64 ``(N,)`` tensors."""
+    @property
+    def needs_reconstructions(self):
+        """Whether a part or the map compares images with reconstructions."""
+        return (any(part in PIXEL_PARTS for part in self.parts)
+                or self.map_kind != "patch")
+
+    def patch_maps(self, images):
+        """``{part: (N, h, w) float32 tensor}`` of the patch parts."""
+        if not any(part in PATCH_PARTS for part in self.parts):
+            return {}
+        features = self.patch_features(tf.convert_to_tensor(images, tf.float32))
+        return {part: self.patch_scorers[part].map(features)
+                for part in self.parts if part in PATCH_PARTS}
+
+    def parts_of(self, images, reconstructions, codes, patch_maps=None):
+        """Each raw part, a dict of float64 ``(N,)`` tensors (``patch_maps``
+        as ``self.patch_maps(images)`` gives, computed when not given)."""
         images = tf.convert_to_tensor(images, tf.float32)
         reconstructions = tf.cast(reconstructions, tf.float32)
         codes = tf.reshape(tf.cast(codes, tf.float64), [tf.shape(images)[0], -1])
+        if patch_maps is None:
+            patch_maps = self.patch_maps(images)
         part = {}
         for name in self.parts:
-            if name == "mse":
+            if name in PATCH_PARTS:
+                value = tf.reduce_max(patch_maps[name], [1, 2])
+            elif name == "mse":
                 value = tf.reduce_mean(tf.square(images - reconstructions), [1, 2, 3])
             elif name == "ssim":
                 value = 1.0 - tf.reduce_mean(
@@ -182,11 +214,13 @@ class AnomalyScoring:
                       for i, name in enumerate(self.parts)]
         return tf.cast(tf.add_n(normalised) / len(normalised), tf.float32)
 
-    def maps(self, images, reconstructions):
+    def maps(self, images, reconstructions, patch_maps=None):
         """Per-pixel maps, float32 ``(N, H, W)``."""
         images = tf.convert_to_tensor(images, tf.float32)
         reconstructions = tf.cast(reconstructions, tf.float32)
-        if self.map_kind == "squared_error":
+        if self.map_kind == "patch":
+            raw = self._patch_map(images, patch_maps)
+        elif self.map_kind == "squared_error":
             raw = tf.cast(tf.reduce_mean(tf.square(images - reconstructions), -1),
                           tf.float64)
         else:
@@ -194,10 +228,25 @@ class AnomalyScoring:
                 ssim_map(images, reconstructions, self.window, "REFLECT"), -1)
         return tf.cast(smooth(raw, self.smoothing), tf.float32)
 
+    def _patch_map(self, images, patch_maps):
+        """The patch parts' maps, each normalised as its image score is,
+        averaged and resized (bilinear) to the images, float64."""
+        if patch_maps is None:
+            patch_maps = self.patch_maps(images)
+        if not patch_maps:
+            raise ValueError(f"the 'patch' map needs a patch score, not {self.score!r}")
+        normalised = [(patch_maps[name] - self.part_mean[i]) / self.part_std[i]
+                      for i, name in enumerate(self.parts) if name in patch_maps]
+        joined = tf.add_n(normalised) / len(normalised)
+        size = images.shape[1:3]
+        return tf.cast(tf.image.resize(joined[..., None], size, "bilinear")[..., 0],
+                       tf.float64)
+
     def __call__(self, images, reconstructions, codes):
         """``(scores (N,), maps (N, H, W))``, float32 tensors."""
-        return (self.combine(self.parts_of(images, reconstructions, codes)),
-                self.maps(images, reconstructions))
+        patch_maps = self.patch_maps(images)
+        return (self.combine(self.parts_of(images, reconstructions, codes, patch_maps)),
+                self.maps(images, reconstructions, patch_maps))
 
     def settings(self):
         """The JSON-able description: score, map, window, neighbours,
@@ -207,7 +256,10 @@ class AnomalyScoring:
                 "neighbors": self.neighbors,
                 "reference_codes": (None if self.reference_codes is None
                                     else len(self.reference_codes)),
-                "part_mean": self.part_mean.tolist(), "part_std": self.part_std.tolist()}
+                "part_mean": self.part_mean.tolist(), "part_std": self.part_std.tolist(),
+                **(self.patch_features.settings() if self.patch_features else {}),
+                **{key: value for scorer in self.patch_scorers.values()
+                   for key, value in scorer.settings().items()}}
 
 
 def _float64(values):

@@ -1,6 +1,7 @@
 """keras_ae.anomaly.detector and keras_ae.anomaly.scores: each score, the maps, the
 threshold rules and bad inputs, with hand-worked values where they exist."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -112,6 +113,13 @@ def test_bad_score_and_map_names_list_the_choices():
         anomaly_options.check_map_kind("heat")
 
 
+def test_auto_picks_the_code_for_small_images_and_patches_from_64_pixels():
+    assert anomaly_options.default_score((63, 200, 3)) == "knn"
+    assert anomaly_options.default_score((64, 64, 1)) == "patch_gaussian"
+    assert anomaly_options.default_map(("knn",)) == "squared_error"
+    assert anomaly_options.default_map(("mse", "patch_knn")) == "patch"
+
+
 # --- the detector -------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -130,7 +138,8 @@ def trained():
 
 
 @pytest.mark.parametrize("score", ["mse", "ssim", "knn", "mahalanobis",
-                                   "knn+mahalanobis", "mse+knn"])
+                                   "knn+mahalanobis", "mse+knn", "patch_gaussian",
+                                   "patch_knn"])
 def test_every_score_finds_pasted_squares(trained, score):
     model, normal, test_normal, broken = trained
     detector = AnomalyDetector.fit(model, normal[:300], normal[300:], score=score)
@@ -209,6 +218,12 @@ def test_describe_and_repr(trained):
     ({"normal_images": np.zeros((30, 16, 16, 1)), "neighbors": 100}, "neighbors must be"),
     ({"normal_images": np.zeros((30, 16, 16, 1)), "score": "psnr"}, "score must be one of"),
     ({"normal_images": np.zeros((30, 16, 16, 1)), "smoothing": -2}, "smoothing must be"),
+    ({"normal_images": np.zeros((30, 16, 16, 1)), "map_kind": "patch"},
+     "map_kind 'patch' shows a patch score; score 'knn' has none"),
+    ({"normal_images": np.zeros((30, 16, 16, 1)), "score": "patch_knn", "features": 3},
+     "features must be None, a list of encoder layer names or a Keras model"),
+    ({"normal_images": np.zeros((30, 16, 16, 1)), "score": "patch_knn",
+      "features": ["encoder_stage9"]}, "the encoder has no layer 'encoder_stage9'"),
 ])
 def test_fit_refuses_bad_inputs_in_one_line(trained, arguments, message):
     model = trained[0]
@@ -240,3 +255,49 @@ def test_pixel_roc_auc_by_hand_and_its_bad_masks():
 def test_evaluate_scores_needs_both_kinds():
     with pytest.raises(ValueError, match="mark some images but not all"):
         anomaly.evaluate_scores(np.arange(3.0), [True, True, True], 1.0)
+
+
+def test_patch_maps_point_at_a_small_defect_in_the_score_s_units():
+    # patches need no training to see a dark 4x4 spot on smooth 32x32
+    # images: the image itself is one of the default features
+    keras.utils.set_random_seed(0)
+    model = keras_ae.build_conv_autoencoder((32, 32, 1), filters=(8, 4), intensity="sqrt")
+    normal = smooth_images(240, size=32, seed=0)
+    detector = AnomalyDetector.fit(model, normal[:200], normal[200:], smoothing=0,
+                                   score="patch_gaussian")
+    assert detector.scoring.map_kind == "patch"  # "auto" for a patch score
+    broken = smooth_images(20, size=32, seed=1)
+    masks = np.zeros(broken.shape[:3], bool)
+    near = masks.copy()  # within 2 pixels: patches are 4 pixels a side here
+    for index, (row, column) in enumerate(np.random.default_rng(2).integers(4, 24, (20, 2))):
+        broken[index, row:row + 4, column:column + 4] = 0.0
+        masks[index, row:row + 4, column:column + 4] = True
+        near[index, row - 2:row + 6, column - 2:column + 6] = True
+    scores, maps = detector.scores_and_maps(broken)
+    peaks = maps.reshape(len(maps), -1).argmax(axis=1)
+    # (a spot on an already dark stretch barely shows; at random, 6% would)
+    assert near.reshape(len(near), -1)[np.arange(len(near)), peaks].mean() >= 0.8
+    assert detector.localisation(broken, masks) > 0.9
+    # unsmoothed, the map is in the score's units: its peak is the largest
+    # patch score (the image's score) blended with its neighbours by the
+    # bilinear resizing, so at most the score and close to it
+    peaks = maps.max(axis=(1, 2))
+    assert np.all(peaks <= scores + 1e-5) and np.all(peaks > 0.8 * scores)
+
+
+def test_any_keras_feature_extractor_can_make_the_patches(trained):
+    model, normal, test_normal, broken = trained
+    image = keras.Input((16, 16, 1))
+    features = keras.layers.Conv2D(6, 3, padding="same", activation="relu")(image)
+    keras.utils.set_random_seed(0)
+    extractor = keras.Model(image, keras.layers.AveragePooling2D(2)(features))
+    detector = AnomalyDetector.fit(model, normal[:300], normal[300:], score="patch_knn",
+                                   features=extractor)
+    assert detector.describe()["grid"] == [8, 8]
+    flags = np.r_[np.zeros(60, bool), np.ones(60, bool)]
+    assert detector.evaluate(np.concatenate([test_normal, broken]), flags)["roc_auc"] > 0.9
+    with pytest.raises(ValueError, match=r"the feature extractor takes images of shape "
+                                         r"\(16, 16, 3\), the normal images are \(16, 16, 1\)"):
+        rgb = keras.Input((16, 16, 3))
+        AnomalyDetector.fit(model, normal[:300], score="patch_knn",
+                            features=keras.Model(rgb, keras.layers.Conv2D(2, 3)(rgb)))
