@@ -299,12 +299,15 @@ class PatchMemoryBank:
 
         features = tf.convert_to_tensor(features, tf.float32)
         shape = tf.shape(features)
-        patches = tf.reshape(features, [-1, self.bank.shape[1]])
+        # float64: |a|^2 - 2ab + |b|^2 cancels for a patch near a bank patch,
+        # and float32 would leave TensorFlow and onnxruntime apart there
+        patches = tf.cast(tf.reshape(features, [-1, self.bank.shape[1]]), tf.float64)
+        bank = self.bank.astype(np.float64)
         squared = (tf.reduce_sum(patches * patches, 1, keepdims=True)
-                   - 2.0 * tf.matmul(patches, tf.constant(self.bank), transpose_b=True)
-                   + tf.constant(np.sum(self.bank ** 2, 1))[None])
+                   - 2.0 * tf.matmul(patches, tf.constant(bank), transpose_b=True)
+                   + tf.constant(np.sum(bank ** 2, 1))[None])
         nearest = tf.sqrt(tf.maximum(tf.reduce_min(squared, 1), 0.0))
-        return tf.reshape(nearest, shape[:3])
+        return tf.reshape(tf.cast(nearest, tf.float32), shape[:3])
 
     def settings(self):
         return {"bank": len(self.bank)}
@@ -325,6 +328,10 @@ class PatchGaussians:
         self.dimensions = np.asarray(dimensions, np.int64)
         self.mean = np.asarray(mean, np.float32)
         self.precision = np.asarray(precision, np.float32)
+        # precision = L L^T; d P d^T = |d L|^2, a sum of squares, which
+        # float32 computes without the cancellation of d P d^T's terms
+        self._whitening = np.linalg.cholesky(np.asarray(precision, np.float64)).astype(
+            np.float32)
 
     @classmethod
     def fit(cls, features, max_dimensions=MAX_GAUSSIAN_DIMS, seed=0):
@@ -372,10 +379,9 @@ class PatchGaussians:
         # positions first: (h * w, N, D) @ (h * w, D, D), one batched product
         by_position = tf.reshape(tf.transpose(centred, [1, 2, 0, 3]),
                                  [height * width, -1, count])
-        product = tf.matmul(by_position, tf.constant(
-            self.precision.reshape(height * width, count, count)))
-        quadratic = tf.reduce_sum(product * by_position, -1)
-        distances = tf.sqrt(tf.maximum(quadratic, 0.0))
+        whitened = tf.matmul(by_position, tf.constant(
+            self._whitening.reshape(height * width, count, count)))
+        distances = tf.sqrt(tf.reduce_sum(whitened * whitened, -1))
         return tf.transpose(tf.reshape(distances, [height, width, -1]), [2, 0, 1])
 
     def settings(self):

@@ -37,6 +37,8 @@ def trained(decoder, normal, intensity="sqrt"):
     ("transpose", "knn", "squared_error"),
     ("unpool", "knn+mahalanobis+mse", "squared_error"),
     ("upsample", "ssim", "ssim"),
+    ("unpool", "patch_gaussian", "auto"),
+    ("transpose", "patch_knn+mse", "patch"),
 ])
 def test_the_onnx_detector_scores_and_maps_as_keras_does(normal, tmp_path, decoder,
                                                          score, map_kind):
@@ -122,3 +124,28 @@ def test_export_refuses_a_detector_over_an_onnx_model_and_a_bad_path(normal, tmp
     # the detector over the ONNX model scores as the Keras one does
     np.testing.assert_allclose(detector.scores(normal[200:]),
                                keras_detector.scores(normal[200:]), atol=1e-4)
+
+
+def test_a_pretrained_network_s_patches_export_with_the_detector(tmp_path):
+    """keras.applications with random weights (nothing downloads here), as a
+    user's network with its weights on disk would be."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    network = keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35,
+                                             include_top=False, weights=None)
+    image = keras.Input((32, 32, 3))
+    scaled = keras.layers.Rescaling(2.0, offset=-1.0)(image)  # MobileNet's [-1, 1]
+    cut = keras.Model(network.input, network.get_layer("block_3_expand_relu").output)
+    extractor = keras.Model(image, cut(scaled))
+    normal = np.repeat(smooth_images(120, size=32, seed=3), 3, axis=-1)
+    model = training.compile_autoencoder(keras_ae.build_conv_autoencoder((32, 32, 3),
+                                                                         filters=(8, 4)))
+    detector = AnomalyDetector.fit(model, normal[:100], normal[100:], score="patch_gaussian",
+                                   features=extractor)
+    assert detector.describe()["grid"] == [8, 8]
+    path = tmp_path / "detector.onnx"
+    assert max(export_detector(detector, path).values()) <= 1e-5
+    images = np.concatenate([normal[100:], 1 - normal[100:105]])
+    np.testing.assert_allclose(OnnxAnomalyDetector(path).scores(images),
+                               detector.scores(images), atol=1e-5, rtol=1e-5)
