@@ -148,7 +148,8 @@ def read_defect_folder(directory, shape, resize=recipe.DEFAULT_RESIZE):
 
     Args:
         directory: the folder holding ``test/`` (and optionally
-            ``ground_truth/``); see the module docstring.
+            ``ground_truth/``), see the module docstring; or a folder of
+            kinds itself (``good/``, ``<defect kind>/``), without masks.
         shape: ``(height, width, channels)`` the model takes.
         resize: how images (and their masks, alike) reach that size.
 
@@ -166,6 +167,8 @@ def read_defect_folder(directory, shape, resize=recipe.DEFAULT_RESIZE):
     """
     directory = os.fspath(directory)
     test = os.path.join(directory, "test")
+    if not os.path.isdir(test) and os.path.isdir(os.path.join(directory, GOOD)):
+        test = directory  # the kinds' folders themselves (no ground_truth/)
     if not os.path.isdir(test):
         raise FileNotFoundError(
             f"no test/ folder in {directory}: expected the layout train/good/, "

@@ -29,7 +29,8 @@ SHOWN = 12  # most anomalous test images drawn in anomaly_maps.png
 
 def run_anomaly(model_path, output, *, data, normal_classes=None, anomaly_classes=None,
                 score=anomaly.DEFAULT_SCORE, map_kind=anomaly.DEFAULT_MAP, std=3.0,
-                percentile=None, seed=0, overwrite=False, verbose=True):
+                percentile=None, threshold_from=None, seed=0, overwrite=False,
+                verbose=True):
     """Fits, measures, draws and exports a detector; writes ``anomaly.json``.
 
     Args:
@@ -40,6 +41,10 @@ def run_anomaly(model_path, output, *, data, normal_classes=None, anomaly_classe
             names); at most one of them.
         score, map_kind, std, percentile, seed: as for
             ``AnomalyDetector.fit``.
+        threshold_from: a folder of labelled images (``good/`` and a folder
+            per defect kind, or an MVTec-style folder's ``test/``): the
+            threshold is then the one of best F1 on them
+            (``AnomalyDetector.fit_threshold``); measure on other images.
         overwrite: replace this command's own earlier files there.
         verbose: say what is read and what is normal.
 
@@ -75,10 +80,18 @@ def run_anomaly(model_path, output, *, data, normal_classes=None, anomaly_classe
         detector = anomaly.AnomalyDetector.fit(
             model, reference, held_out, score=score, map_kind=map_kind, std=std,
             percentile=percentile, seed=seed)
+        if threshold_from is not None:
+            from keras_ae.anomaly.defects import GOOD, read_defect_folder
+
+            labelled = read_defect_folder(threshold_from, detector.input_shape,
+                                          resize=data.resize or "stretch")
+            detector.fit_threshold(labelled["images"],
+                                   np.array(labelled["kinds"]) != GOOD)
         scores, maps = detector.scores_and_maps(test_x)
         anomalous = ~np.isin(test_y, normal)
         result = anomaly.evaluate_scores(scores, anomalous, detector.threshold,
-                                         {"rule": detector.rule, "score": score})
+                                         {"rule": detector.rule,
+                                          "score": detector.scoring.score})
         result["normal_classes"] = _named(normal, images)
         result["per_class"] = _per_class(scores, test_y, normal, images, detector.threshold)
         result["detector"] = detector.describe()

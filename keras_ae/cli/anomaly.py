@@ -9,7 +9,7 @@ from keras_ae.cli.quiet import image_decoder_log_dropped
 
 def add_parser(commands):
     """Adds ``keras-ae anomaly`` to the subcommand parsers."""
-    from keras_ae.anomaly.options import DEFAULT_MAP, DEFAULT_SCORE, MAP_KINDS
+    from keras_ae.anomaly.options import DEFAULT_MAP, DEFAULT_SCORE, MAP_KINDS, SCORE_PARTS
 
     command = commands.add_parser(
         "anomaly", help="anomaly detection: scores, maps, threshold, export",
@@ -37,17 +37,24 @@ def add_parser(commands):
                          metavar="C1,C2,...",
                          help="or: every class but these is normal")
     command.add_argument("--score", default=DEFAULT_SCORE,
-                         help=f"mse, ssim, knn, mahalanobis, or several joined "
-                              f"by + (default {DEFAULT_SCORE}, the best measured: "
-                              f"docs/benchmarks.md)")
-    command.add_argument("--map", choices=MAP_KINDS, default=DEFAULT_MAP,
-                         help=f"anomaly map kind (default {DEFAULT_MAP})")
+                         help=f"{', '.join(SCORE_PARTS)}, several joined by +, or "
+                              f"auto (default {DEFAULT_SCORE}: knn under 64 pixels "
+                              f"a side, patch_gaussian from there up, the best "
+                              f"measured: docs/benchmarks.md)")
+    command.add_argument("--map", choices=("auto", *MAP_KINDS), default=DEFAULT_MAP,
+                         help=f"anomaly map kind (default {DEFAULT_MAP}: patch for a "
+                              f"patch score, else squared_error)")
     rule = command.add_mutually_exclusive_group()
     rule.add_argument("--std", type=float, default=3.0,
                       help="threshold = mean + STD standard deviations of the "
                            "normal validation images' scores (default 3)")
     rule.add_argument("--percentile", type=float, default=None,
                       help="threshold = this percentile of their scores instead")
+    rule.add_argument("--threshold-from", default=None, metavar="DIR",
+                      help="threshold = the one of best F1 on labelled images: DIR "
+                           "holds good/ and a folder per defect kind (or test/ of "
+                           "an MVTec-style folder); keep them apart from the test "
+                           "images")
     command.set_defaults(run=run)
 
 
@@ -59,8 +66,8 @@ def run(args):
             args.model, args.output, data=data_request(args, for_model=True),
             normal_classes=args.normal_classes, anomaly_classes=args.anomaly_classes,
             score=args.score, map_kind=args.map, std=args.std, percentile=args.percentile,
-            seed=args.seed, overwrite=args.overwrite)
-    print(f"score {args.score}, threshold {result['threshold']:.4f} ({result['rule']})")
+            threshold_from=args.threshold_from, seed=args.seed, overwrite=args.overwrite)
+    print(f"score {result['score']}, threshold {result['threshold']:.4f} ({result['rule']})")
     print(f"ROC AUC {result['roc_auc']:.4f}, AUPR {result['aupr']:.4f}, F1-max "
           f"{result['f1_max']:.4f}; at the threshold precision {result['precision']:.4f}, "
           f"recall {result['recall']:.4f} ({result['flagged']} flagged, "

@@ -2,6 +2,8 @@
 ``keras_ae.runtime.predict`` (reconstructions or anomaly maps of image files,
 on onnxruntime alone), and a line per image."""
 
+import sys
+
 from keras_ae.cli.options import add_output_options, add_pixel_limit
 
 
@@ -28,6 +30,13 @@ def add_parser(commands):
                               "(detector.onnx from keras-ae anomaly): print "
                               "each image's score and verdict and write its "
                               "anomaly map as NAME_anomaly_map.png")
+    predict.add_argument("--threshold", type=float, default=None, metavar="T",
+                         help="with --anomaly: flag scores above T instead of "
+                              "the detector's own threshold")
+    predict.add_argument("--raw-scores", action="store_true",
+                         help="with --anomaly: print each score also before its "
+                              "normalisation by held-out normal images (the "
+                              "distance or error itself)")
     predict.add_argument("--resize", action="store_true",
                          help="resize images of another size as the model's "
                               "training images were (stretch, crop or pad, "
@@ -42,9 +51,19 @@ def run(args):
     from keras_ae.runtime import predict
     from keras_ae.runtime.images import describe_size
 
-    work = predict.score_files if args.anomaly else predict.reconstruct_files
-    done = work(args.model, args.images, args.out, resize=args.resize,
-                max_pixels=args.max_image_pixels, overwrite=args.overwrite)
+    if not args.anomaly and (args.threshold is not None or args.raw_scores):
+        print("keras-ae predict: error: --threshold and --raw-scores go with --anomaly",
+              file=sys.stderr)
+        return 2
+    if args.anomaly:
+        done = predict.score_files(args.model, args.images, args.out, resize=args.resize,
+                                   max_pixels=args.max_image_pixels,
+                                   threshold=args.threshold, overwrite=args.overwrite)
+    else:
+        done = predict.reconstruct_files(args.model, args.images, args.out,
+                                         resize=args.resize,
+                                         max_pixels=args.max_image_pixels,
+                                         overwrite=args.overwrite)
     model = done.model
     if args.anomaly:
         print(f"{args.model}: score {model.score_name}, threshold "
@@ -60,7 +79,10 @@ def run(args):
     for index, (name, written) in enumerate(zip(done.images, done.written)):
         if args.anomaly:
             verdict = "anomaly" if done.anomalous[index] else "normal"
-            print(f"{name}: score {float(done.values[index]):.4f}: {verdict} -> {written}")
+            raw = (f" (raw {float(model.raw_scores(done.values[index])):.6g})"
+                   if args.raw_scores else "")
+            print(f"{name}: score {float(done.values[index]):.4f}{raw}: {verdict} "
+                  f"-> {written}")
         else:
             print(f"{name}: reconstruction error (MSE) {float(done.values[index]):.5f} "
                   f"-> {written}")

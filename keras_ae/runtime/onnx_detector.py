@@ -34,6 +34,9 @@ class OnnxAnomalyDetector(OnnxAutoencoder):
         path: ``detector.onnx``, or the folder that holds it.
         providers, intra_op_threads, graph_optimization, allow_spinning: as
             for ``OnnxAutoencoder``.
+        threshold: a threshold of your own, in place of the file's (scores
+            are in standard deviations of held-out normal images' scores
+            from their mean; ``raw_scores`` gives them before that).
 
     Attributes:
         threshold: scores above it are anomalies.
@@ -49,7 +52,8 @@ class OnnxAnomalyDetector(OnnxAutoencoder):
 
     FILE, WRITER, WHAT = DETECTOR_FILE, "keras_ae.export.detector_export", "anomaly detector"
 
-    def __init__(self, path, providers=None, intra_op_threads=None, **settings):
+    def __init__(self, path, providers=None, intra_op_threads=None, *, threshold=None,
+                 **settings):
         super().__init__(path, providers, intra_op_threads, **settings)
         role = self.metadata.get(METADATA_PREFIX + "role")
         outputs = {o.name for o in self._model_session.get_outputs()}
@@ -63,6 +67,13 @@ class OnnxAnomalyDetector(OnnxAutoencoder):
         self.threshold = float(meta("threshold"))
         self.rule, self.score_name = meta("rule"), meta("score")
         self.map_kind = meta("map_kind")
+        self.part_mean, self.part_std = meta("part_mean"), meta("part_std")
+        if threshold is not None:
+            if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) \
+                    or not np.isfinite(threshold):
+                raise InputError(f"threshold must be a finite number, got {threshold!r}.")
+            self.threshold = float(threshold)
+            self.rule = f"given at serving ({threshold:g}; the file's rule: {self.rule})"
 
     def scores_and_maps(self, x, batch_size=256, *, resize=False):
         """Scores and per-pixel maps of images.
@@ -94,6 +105,20 @@ class OnnxAnomalyDetector(OnnxAutoencoder):
     def maps(self, x, batch_size=256, *, resize=False):
         """Per-pixel anomaly maps, float32 (see ``scores_and_maps``)."""
         return self.scores_and_maps(x, batch_size, resize=resize)[1]
+
+    def raw_scores(self, scores):
+        """``scores`` as they were before the held-out normalisation: the
+        score's own units (a distance, an error), for a single-part score.
+
+        Raises:
+            ValueError: for a score of several parts (their mean has no
+                units of its own).
+        """
+        if not self.part_mean or len(self.part_mean) != 1:
+            raise InputError(f"raw scores exist for a score of one part; "
+                             f"{self.score_name!r} averages {len(self.part_mean or ())} "
+                             f"normalised parts.")
+        return np.asarray(scores, np.float64) * self.part_std[0] + self.part_mean[0]
 
     def is_anomaly(self, x, batch_size=256, *, resize=False):
         """``True`` where the score is above ``threshold``."""

@@ -104,7 +104,7 @@ def reconstruct_files(model_path, images, out, *, resize=False,
 
 
 def score_files(detector_path, images, out, *, resize=False, max_pixels=MAX_IMAGE_PIXELS,
-                overwrite=False):
+                threshold=None, overwrite=False):
     """Writes ``NAME_anomaly_map.png`` (the image beside its map,
     ``keras_ae.runtime.save_overlay``) for each image file into ``out``.
 
@@ -112,6 +112,7 @@ def score_files(detector_path, images, out, *, resize=False, max_pixels=MAX_IMAG
         detector_path: an exported ``detector.onnx``.
         images, out, resize, max_pixels, overwrite: as for
             ``reconstruct_files``.
+        threshold: a threshold of your own in place of the detector's.
 
     Returns:
         ``Predictions``, ``values`` the anomaly scores, ``anomalous`` the
@@ -122,7 +123,7 @@ def score_files(detector_path, images, out, *, resize=False, max_pixels=MAX_IMAG
 
     names = output_names(images, "_anomaly_map.png")
     with _claimed(detector_path, images, out, names, overwrite):
-        detector = OnnxAnomalyDetector(detector_path)
+        detector = OnnxAnomalyDetector(detector_path, threshold=threshold)
         batch = detector.prepare(list(images), resize=resize, max_pixels=max_pixels)
         scores, maps = detector.scores_and_maps(batch)
         written = [save_overlay(batch[index], maps[index], Path(out) / name,

@@ -108,6 +108,16 @@ def test_evaluate_defect_folder_per_kind(mvtec):
     assert stain["pixel"]["pixel_roc_auc"] > 0.9 and scratch["pixel"] is None
     assert 0.5 < stain["pixel"]["aupro"] <= 1 and stain["pixel"]["pixel_f1_max"] > 0
     assert result["all"]["images"] == 15 and result["good"]["images"] == 10
+    # labelled images move the threshold to the best F1 on them: here all
+    # defects score above all good images, so every one is caught
+    labelled = defects.read_defect_folder(mvtec / "test", (16, 16, 1))  # a folder of kinds
+    assert not labelled["has_mask"].any() and len(labelled["kinds"]) == 25
+    flags = np.array(labelled["kinds"]) != "good"
+    scores = detector.scores(labelled["images"])
+    detector.fit_threshold(labelled["images"], flags)
+    assert detector.rule == "best F1 (1.000) on 25 labelled images (15 anomalies)"
+    assert scores[~flags].max() < detector.threshold < scores[flags].min()
+    np.testing.assert_array_equal(detector.is_anomaly(labelled["images"]), flags)
 
 
 def test_a_mask_of_another_size_is_named_with_its_image(mvtec, tmp_path):
@@ -150,3 +160,10 @@ def test_the_command_line_reports_each_defect_kind(mvtec, tmp_path, capsys):
     kinds = result["defect_folder"]["kinds"]
     assert kinds["stain"]["images"] == 10 and kinds["scratch"]["pixel"] is None
     assert kinds["stain"]["pixel"]["pixel_roc_auc"] > 0.9
+    # the threshold from labelled images; the card says which rule set it
+    assert cli.main(["anomaly", str(run_dir / "model.keras"), "--images", str(mvtec),
+                     "--score", "mse", "--threshold-from", str(mvtec / "test"),
+                     "--output", str(tmp_path / "f1")]) == 0
+    card = json.loads((tmp_path / "f1" / "detector_card.json").read_text())
+    assert card["detector"]["rule"].startswith("best F1 (")
+    assert card["detector"]["rule"].endswith("on 25 labelled images (15 anomalies)")
