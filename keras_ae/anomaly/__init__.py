@@ -16,8 +16,11 @@ from keras_ae.public import lazy_exports
 # Module (in this package) -> the public names it defines.
 _EXPORTS = {
     "detector": ("AnomalyDetector", "DEFAULT_SMOOTHING"),
-    "patches": ("PatchScorer", "feature_extractor", "greedy_coreset", "patch_features"),
-    "metrics": ("aupro", "evaluate_scores", "f1_max", "pixel_metrics", "pixel_roc_auc"),
+    "patches": ("PatchFeatures", "PatchGaussians", "PatchMemoryBank", "feature_extractor",
+                "greedy_coreset"),
+    "tiling": ("TiledDetector",),
+    "metrics": ("aupro", "best_f1_threshold", "evaluate_scores", "f1_max", "pixel_metrics",
+                "pixel_roc_auc"),
     "defects": ("DEFECT_KINDS", "evaluate_defect_folder", "read_defect_folder",
                 "synthetic_defects"),
     "runs": ("run_anomaly",),

@@ -231,16 +231,10 @@ class AnomalyDetector:
         Returns:
             ``self``, with ``threshold`` and ``rule`` set.
         """
-        from keras_ae.anomaly.metrics import f1_max
+        from keras_ae.anomaly.metrics import best_f1_threshold
 
-        scores = self.scores(images, batch_size).astype(np.float64)
-        anomalous = np.asarray(anomalous, bool)
-        best, lowest_flagged = f1_max(anomalous, scores)
-        below = scores[scores < lowest_flagged]
-        self.threshold = float((lowest_flagged + below.max()) / 2 if len(below)
-                               else np.nextafter(lowest_flagged, -np.inf))
-        self.rule = (f"best F1 ({best:.3f}) on {len(scores)} labelled images "
-                     f"({int(anomalous.sum())} anomalies)")
+        self.threshold, self.rule = best_f1_threshold(self.scores(images, batch_size),
+                                                      anomalous)
         return self
 
     def _images(self, images):

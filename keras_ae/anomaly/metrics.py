@@ -52,6 +52,26 @@ def f1_max(labels, scores):
     return round(float(f1[best]), 12), float(thresholds[best])
 
 
+def best_f1_threshold(scores, anomalous):
+    """``(threshold, rule)``: the threshold of best F1 on labelled scores,
+    halfway between the lowest score it flags and the highest below, and
+    the rule's description.
+
+    Example:
+
+    >>> best_f1_threshold([0.1, 0.6, 0.4, 0.9], [0, 0, 1, 1])
+    (0.25, 'best F1 (0.800) on 4 labelled images (2 anomalies)')
+    """
+    scores = np.asarray(scores, np.float64)
+    anomalous = np.asarray(anomalous, bool)
+    best, lowest_flagged = f1_max(anomalous, scores)
+    below = scores[scores < lowest_flagged]
+    threshold = float((lowest_flagged + below.max()) / 2 if len(below)
+                      else np.nextafter(lowest_flagged, -np.inf))
+    return threshold, (f"best F1 ({best:.3f}) on {len(scores)} labelled images "
+                       f"({int(anomalous.sum())} anomalies)")
+
+
 def evaluate_scores(scores, anomalous, threshold, extra=None):
     """Image-level metrics of anomaly scores.
 

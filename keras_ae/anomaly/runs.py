@@ -20,6 +20,7 @@ import numpy as np
 
 from keras_ae import files, outputs
 from keras_ae.anomaly import detector as anomaly
+from keras_ae.anomaly.metrics import best_f1_threshold
 from keras_ae.errors import InputError
 
 OUTPUTS = ("anomaly.json", "anomaly_scores.png", "anomaly_maps.png",
@@ -61,7 +62,7 @@ def run_anomaly(model_path, output, *, data, normal_classes=None, anomaly_classe
     with folder.in_place(OUTPUTS):
         model = load_model(model_path)
         images = model_data(model, model_path, data, verbose=verbose)
-        test_x, test_y = split_arrays(images, "test")  # read once: its labels are the classes
+        test_x, test_y = split_arrays(_whole(images, verbose), "test")  # its labels: the classes
         known = sorted(set(test_y.tolist()))
         normal = _normal_labels(images, known, model_path, normal_classes, anomaly_classes)
         if not set(known) - set(normal):
@@ -80,38 +81,64 @@ def run_anomaly(model_path, output, *, data, normal_classes=None, anomaly_classe
         detector = anomaly.AnomalyDetector.fit(
             model, reference, held_out, score=score, map_kind=map_kind, std=std,
             percentile=percentile, seed=seed)
+        scorer = _whole_images(detector, images, test_x)
         if threshold_from is not None:
             from keras_ae.anomaly.defects import GOOD, read_defect_folder
 
-            labelled = read_defect_folder(threshold_from, detector.input_shape,
+            labelled = read_defect_folder(threshold_from, scorer.input_shape,
                                           resize=data.resize or "stretch")
-            detector.fit_threshold(labelled["images"],
-                                   np.array(labelled["kinds"]) != GOOD)
-        scores, maps = detector.scores_and_maps(test_x)
+            detector.threshold, detector.rule = best_f1_threshold(
+                scorer.scores(labelled["images"]), np.array(labelled["kinds"]) != GOOD)
+        scores, maps = scorer.scores_and_maps(test_x)
         anomalous = ~np.isin(test_y, normal)
         result = anomaly.evaluate_scores(scores, anomalous, detector.threshold,
                                          {"rule": detector.rule,
                                           "score": detector.scoring.score})
         result["normal_classes"] = _named(normal, images)
         result["per_class"] = _per_class(scores, test_y, normal, images, detector.threshold)
-        result["detector"] = detector.describe()
+        result["detector"] = scorer.describe()
         if data.images and os.path.isdir(os.path.join(data.images, "test", "good")):
             from keras_ae.anomaly.defects import evaluate_defect_folder
 
             result["defect_folder"] = evaluate_defect_folder(
-                detector, data.images, resize=data.resize or "stretch")
-        written = _pictures(output, model_path, detector, scores, maps, anomalous,
+                scorer, data.images, resize=data.resize or "stretch")
+        written = _pictures(output, model_path, scorer, scores, maps, anomalous,
                             test_x, test_y, images)
         if hasattr(model, "can_encode"):
             result["export"] = {"error": "a detector is exported from the .keras model "
                                          "(its graph is traced from Keras)"}
         else:
             result["export"], exported = _export(detector, model_path, output, result,
-                                                 test_x, scores, images)
+                                                 None if scorer is not detector else test_x,
+                                                 scores, images)
             written += exported
         result["written"] = [*written, str(Path(output) / "anomaly.json")]
         files.write_json(Path(output) / "anomaly.json", {"model": str(model_path), **result})
     return result
+
+
+def _whole(data, verbose):
+    """``data``, or for tiles the whole images they were cut from (the same
+    files, split alike)."""
+    if not (data.preprocessing or {}).get("tile"):
+        return data
+    import dataclasses
+
+    if verbose:
+        print("test images: whole, scored tile by tile")
+    return dataclasses.replace(data.origin, tile=None, tile_overlap=0).load(verbose=False)
+
+
+def _whole_images(detector, data, test_x):
+    """What scores the test images: the detector, or for a model trained on
+    tiles (``data.preprocessing["tile"]``) the detector tile by tile."""
+    tile = (data.preprocessing or {}).get("tile")
+    if not tile:
+        return detector
+    from keras_ae.anomaly.tiling import TiledDetector
+
+    return TiledDetector(detector, tile, data.preprocessing.get("tile_overlap", 0),
+                         image_shape=test_x.shape[1:])
 
 
 def _normal_labels(data, known, model_path, normal_classes, anomaly_classes):
@@ -188,9 +215,9 @@ def _export(detector, model_path, output, result, test_x, scores, data):
     from keras_ae.export.exporter import ExportParityError
 
     path = Path(output) / "detector.onnx"
-    try:  # checked on test images too, the most anomalous first
+    try:  # checked on test images too (not whole images a tiled one cuts), the most anomalous first
         report = export_detector(
-            detector, path, images=test_x[np.argsort(-scores)[:32]],
+            detector, path, images=None if test_x is None else test_x[np.argsort(-scores)[:32]],
             preprocessing=data.preprocessing,
             card={"source": str(model_path), "data": data.source, "test": {
                 key: result[key] for key in ("roc_auc", "precision", "recall",

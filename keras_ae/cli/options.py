@@ -102,6 +102,13 @@ def add_data_options(parser, images_help="the images' own"):
                      help="leave out files that do not decode or are over "
                           "--max-image-pixels (counted in the report) "
                           "instead of stopping")
+    own.add_argument("--tile", type=int, default=None, metavar="PIXELS",
+                     help="train on overlapping PIXELSxPIXELS tiles of the images "
+                          "(at their own size, or --image-size) instead of shrinking "
+                          "them; anomaly detection then scores whole images tile by "
+                          "tile and stitches the maps (default: the run's own)")
+    own.add_argument("--tile-overlap", type=int, default=0, metavar="PIXELS",
+                     help="pixels neighbouring tiles share (default 0)")
     add_pixel_limit(own)
     return data
 
@@ -158,7 +165,8 @@ def data_request(args, for_model=False):
     folder_flags = {"--image-size": args.image_size, "--resize": args.resize,
                     "--color": args.color, "--test-split": args.test_split,
                     "--cache": args.cache, "--skip-bad-images": args.skip_bad_images,
-                    "--max-image-pixels": args.max_image_pixels != MAX_IMAGE_PIXELS}
+                    "--max-image-pixels": args.max_image_pixels != MAX_IMAGE_PIXELS,
+                    "--tile": args.tile is not None, "--tile-overlap": args.tile_overlap}
     if args.images is None:
         given = [flag for flag, value in folder_flags.items() if value]
         if given:
@@ -175,6 +183,7 @@ def data_request(args, for_model=False):
         images=args.images, image_size=args.image_size, resize=args.resize,
         color_mode=args.color, test_split=args.test_split, cache=args.cache,
         skip_bad_images=args.skip_bad_images, max_image_pixels=args.max_image_pixels,
+        tile=args.tile, tile_overlap=args.tile_overlap,
         validation_split=args.validation_split, seed=args.seed)
 
 

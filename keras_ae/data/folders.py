@@ -34,6 +34,7 @@ from keras_ae.data import decoding
 from keras_ae.data import pipelines
 from keras_ae.data.source import DataSource
 from keras_ae.runtime import images as recipe
+from keras_ae.runtime import tiles
 from keras_ae.errors import InputError
 
 __all__ = ["COLOR_MODES", "find_images", "from_directory"]
@@ -306,39 +307,61 @@ def _into_memory(images, count, shape, progress):
 
 # --- the route -------------------------------------------------------------
 
-def _split(paths, labels, shape, resize, cache, name, preprocessing, progress):
-    """A ``pipelines.Split`` of files, streamed, cached in memory or to a file."""
-    load = decoding.loader(shape, resize)
-    labels = None if (labels < 0).any() else labels
+def _tiler(shape, tiling):
+    """``(image -> dataset of its tiles, tiles per image, tile shape)``, or
+    ``(None, 1, shape)`` without tiling (``keras_ae.runtime.tiles``' grid)."""
+    if tiling is None:
+        return None, 1, shape
+    tile, overlap = tiling
+    origins = tiles.grid_of(shape, tile, overlap)
+
+    def tiles_of(image):
+        return tf.data.Dataset.from_tensor_slices(tf.stack(
+            [image[top:top + tile, left:left + tile] for top, left in origins]))
+
+    return tiles_of, len(origins), (tile, tile, shape[2])
+
+
+def _split(paths, labels, shape, resize, cache, name, preprocessing, progress,
+           tiling=None):
+    """A ``pipelines.Split`` of files, streamed, cached in memory or to a
+    file; of their overlapping tiles with ``tiling`` ``(tile, overlap)``."""
+    decode = decoding.loader(shape, resize)
+    tiles_of, per_image, shape = _tiler(shape, tiling)
+    labels = None if (labels < 0).any() else np.repeat(labels, per_image)
     names = tf.data.Dataset.from_tensor_slices(decoding.as_bytes(paths))
     parallel = tf.data.AUTOTUNE
-    images = names.map(load, num_parallel_calls=parallel)
+
+    def read(files):
+        images = files.map(decode, num_parallel_calls=parallel)
+        return images if tiles_of is None else images.flat_map(tiles_of)
+
+    images = read(names)
+    count = len(paths) * per_image
     if cache == "memory":
-        return pipelines.array_split(
-            _into_memory(images, len(paths), shape, progress), labels)
+        return pipelines.array_split(_into_memory(images, count, shape, progress), labels)
     labeled = None
     if cache is None:
         if labels is not None:
             labeled = tf.data.Dataset.zip(images, tf.data.Dataset.from_tensor_slices(labels))
         # Shuffle file names, not decoded images: memory stays flat.
         return pipelines.Split(
-            images, labeled, len(paths),
-            shuffled=lambda seed: names.shuffle(
-                len(paths), seed=seed, reshuffle_each_iteration=True
-            ).map(load, num_parallel_calls=parallel))
+            images, labeled, count,
+            shuffled=lambda seed: read(names.shuffle(
+                len(paths), seed=seed, reshuffle_each_iteration=True)))
     prefix = f"{cache}-{_fingerprint(paths, name, preprocessing)}"
     images = _fill_file_cache(images, prefix, progress)
     if labels is not None:
         labeled = tf.data.Dataset.zip(images, tf.data.Dataset.from_tensor_slices(labels))
-    buffer = max(1, min(len(paths), FILE_CACHE_SHUFFLE_BYTES // int(np.prod(shape))))
-    return pipelines.Split(images, labeled, len(paths), shuffle_buffer=buffer)
+    buffer = max(1, min(count, FILE_CACHE_SHUFFLE_BYTES // int(np.prod(shape))))
+    return pipelines.Split(images, labeled, count, shuffle_buffer=buffer)
 
 
 def from_directory(directory, *, image_size=None, resize=recipe.DEFAULT_RESIZE,
                    color_mode="auto", batch_size=256, validation_split=0.1,
                    test_split=0.1, noise_factor=0.0, seed=0, cache="auto",
                    skip_bad_images=False, max_image_pixels=recipe.MAX_IMAGE_PIXELS,
-                   verbose=True):
+                   tile=None, tile_overlap=0, verbose=True):
     """Pipelines over a folder of image files (PNG, JPEG, BMP, GIF, WebP).
 
     See the module docstring for the layouts understood and how labels
@@ -374,6 +397,12 @@ def from_directory(directory, *, image_size=None, resize=recipe.DEFAULT_RESIZE,
         max_image_pixels: the most pixels an image may have, read from each
             file's header before anything is decoded (default
             ``keras_ae.runtime.images.MAX_IMAGE_PIXELS``); ``None`` for no limit.
+        tile, tile_overlap: cut every split's images into overlapping
+            ``tile`` x ``tile`` tiles, ``tile_overlap`` pixels shared by
+            neighbours (``keras_ae.runtime.tiles``), so that a model of the
+            tile's size learns every pixel of large images; ``image_shape``
+            is then the tile's. (Anomaly detection scores whole images tile
+            by tile: ``keras_ae.anomaly.TiledDetector``.)
         verbose: print what was found and progress bars.
 
     Returns:
@@ -407,6 +436,7 @@ def from_directory(directory, *, image_size=None, resize=recipe.DEFAULT_RESIZE,
         raise InputError(f"test_split must be a number in (0, 1), got {test_split!r}.")
     _cache_kind(cache, 0)  # checks the value before any file is read
     recipe.check_max_pixels(max_image_pixels)
+    tiling = None if tile is None else tiles.check_tiling(tile, tile_overlap)
     directory = os.fspath(directory)
 
     found = find_images(directory)
@@ -433,25 +463,37 @@ def from_directory(directory, *, image_size=None, resize=recipe.DEFAULT_RESIZE,
     shape = (*size, recipe.CHANNELS[color_mode])
     preprocessing = {"image_size": None if image_size is None else list(image_size),
                      "resize": resize, "color_mode": color_mode}
-    kept = sum(len(idx) for idx in parts.values())
-    kind = _cache_kind(cache, kept * int(np.prod(shape)))
+    if tiling is not None:
+        tiles.tile_origins(min(shape[:2]), *tiling)  # the images hold a tile
+        preprocessing.update(tile=tiling[0], tile_overlap=tiling[1])
+    # items held: whole images, or the tiles of the training ones
+    per_image = 1 if tiling is None else len(tiles.grid_of(shape, *tiling))
+    tile_bytes = int(np.prod(shape)) if tiling is None else tiling[0] ** 2 * shape[2]
+    items = {split: len(idx) * per_image for split, idx in parts.items()}
+    kind = _cache_kind(cache, sum(items.values()) * tile_bytes)
     if verbose:
         _say_splits(parts, shape, preprocessing, kind, skipped)
-    progress = decoding.Progress(kept if kind is not None else 0, verbose,
-                         "reading" if kind == "memory" else "caching")
+        if tiling is not None:
+            print(f"  tiles: {tiling[0]}x{tiling[0]}, overlap {tiling[1]}: {per_image} "
+                  f"per image, {items['train']:,} for training")
+    progress = decoding.Progress(sum(items.values()) if kind is not None else 0, verbose,
+                                 "reading" if kind == "memory" else "caching")
     splits = {}
     for split, idx in parts.items():
         if len(idx):
             splits[split] = _split([paths[i] for i in idx], labels[idx], shape,
-                                   resize, kind, split, preprocessing, progress)
+                                   resize, kind, split, preprocessing, progress, tiling)
+    model_shape = shape if tiling is None else (tiling[0], tiling[0], shape[2])
     return pipelines.assemble(
-        splits, shape, f"images:{os.path.abspath(directory)}", options,
+        splits, model_shape, f"images:{os.path.abspath(directory)}", options,
         class_names=None if found["class_names"] is None
         else tuple(found["class_names"]),
         preprocessing=preprocessing, skipped=skipped,
         origin=DataSource(images=os.path.abspath(directory), image_size=image_size,
                           resize=resize, color_mode=color_mode, test_split=test_split,
                           skip_bad_images=skip_bad_images, max_image_pixels=max_image_pixels,
+                          tile=None if tiling is None else tiling[0],
+                          tile_overlap=0 if tiling is None else tiling[1],
                           validation_split=options["validation_split"], seed=options["seed"]))
 
 

@@ -29,7 +29,7 @@ class DataSource:
         images: a folder of image files (then leave out ``dataset`` and
             ``data_dir``).
         image_size, resize, color_mode, test_split, cache, skip_bad_images,
-            max_image_pixels: ``keras_ae.data.from_directory``'s options;
+            max_image_pixels, tile, tile_overlap: ``keras_ae.data.from_directory``'s options;
             ``None`` for its defaults or, with ``model_shape`` given to
             ``load``, for what the model takes.
         classes: keep these labels only (``keep_classes``); ``None`` for all.
@@ -55,6 +55,8 @@ class DataSource:
     cache: str | None = None
     skip_bad_images: bool = False
     max_image_pixels: int | None = recipe.MAX_IMAGE_PIXELS
+    tile: int | None = None
+    tile_overlap: int = 0
     classes: tuple | None = None
     in_memory: bool = False
     validation_split: float = 0.1
@@ -123,14 +125,21 @@ class DataSource:
                                 tfds_data_dir=self.tfds_data_dir, **options)
         else:
             image_size, color, resize = self.image_size, self.color_mode, self.resize
+            tile, overlap = self.tile, self.tile_overlap
             if model_shape is not None:  # as the model takes its images
-                image_size = image_size or tuple(model_shape[:2])
+                recorded = recorded or {}
+                if tile is None and recorded.get("tile"):  # trained on tiles
+                    tile, overlap = recorded["tile"], recorded.get("tile_overlap", 0)
+                    image_size = image_size or recorded.get("image_size")
+                if tile is None:
+                    image_size = image_size or tuple(model_shape[:2])
                 color = color or {1: "grayscale", 3: "rgb"}.get(model_shape[2])
-                resize = resize or (recorded or {}).get("resize")
+                resize = resize or recorded.get("resize")
             data = folders.from_directory(
                 self.images, image_size=image_size, resize=resize or recipe.DEFAULT_RESIZE,
                 color_mode=color or "auto",
                 test_split=0.1 if self.test_split is None else self.test_split,
                 cache=self.cache or "auto", skip_bad_images=self.skip_bad_images,
-                max_image_pixels=self.max_image_pixels, verbose=verbose, **options)
+                max_image_pixels=self.max_image_pixels, tile=tile, tile_overlap=overlap,
+                verbose=verbose, **options)
         return data if self.classes is None else pipelines.keep_classes(data, self.classes)
