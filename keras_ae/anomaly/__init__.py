@@ -24,7 +24,7 @@ _EXPORTS = {
     "defects": ("DEFECT_KINDS", "evaluate_defect_folder", "read_defect_folder",
                 "synthetic_defects"),
     "runs": ("run_anomaly",),
-    "options": ("DEFAULT_MAP", "DEFAULT_SCORE", "MAP_KINDS", "SCORE_PARTS"),
+    "options": ("DEFAULT_MAP", "DEFAULT_SCORE", "MAP_KINDS", "SCORE_PARTS", "default_score"),
     "pictures": ("save_map_overlays", "save_score_histogram"),
 }
 

@@ -184,6 +184,7 @@ class AnomalyDetector:
 
     def scores_and_maps(self, images, batch_size=downstream.DEFAULT_BATCH):
         """``(scores (N,), maps (N, H, W))``, float32 arrays."""
+        batch_size = self.scoring.batch_at_most(batch_size)
         images = self._images(images)
         scores, maps = [], []
         for start in range(0, len(images), batch_size):
@@ -204,6 +205,7 @@ class AnomalyDetector:
     def maps(self, images, batch_size=downstream.DEFAULT_BATCH):
         """Per-pixel anomaly maps, float32 ``(N, H, W)``: where each image
         differs from what the model makes of it."""
+        batch_size = self.scoring.batch_at_most(batch_size)
         images = self._images(images)
         maps = []
         for start in range(0, len(images), batch_size):
@@ -377,12 +379,11 @@ def _patch_statistics(model, features, reference, parts, bank_share, seed):
         raise InputError(f"the feature extractor takes images of shape "
                          f"{tuple(found.input_shape)}, the normal images are "
                          f"{tuple(reference.shape[1:])}.")
-    normal = found.of(reference)
-    scorers = {}
-    if "patch_gaussian" in parts:
-        scorers["patch_gaussian"] = patches.PatchGaussians.fit(normal, seed=seed)
-    if "patch_knn" in parts:
-        scorers["patch_knn"] = patches.PatchMemoryBank.fit(normal, bank_share, seed=seed)
+    gaussian, bank = patches.fit_patch_scorers(
+        found, reference, gaussian="patch_gaussian" in parts, bank="patch_knn" in parts,
+        bank_share=bank_share, seed=seed)
+    scorers = {name: scorer for name, scorer in (("patch_gaussian", gaussian),
+                                                 ("patch_knn", bank)) if scorer}
     return {"patch_features": found, "patch_scorers": scorers}
 
 
@@ -415,6 +416,7 @@ def _model_outputs(model, scoring, images, batch_size):
 def _run_parts(model, scoring, images, batch_size):
     """Each raw score part of ``images``, float64 arrays; the model runs
     only the halves the parts need."""
+    batch_size = scoring.batch_at_most(batch_size)
     needs_pixels = any(part in PIXEL_PARTS for part in scoring.parts)
     found = {part: [] for part in scoring.parts}
     for start in range(0, len(images), batch_size):

@@ -143,6 +143,9 @@ class PatchFeatures:
         if self.neighbourhood % 2 == 0:
             raise InputError(f"neighbourhood must be odd, got {neighbourhood}.")
         self.channels = sum(shape[2] for shape in shapes) * self.neighbourhood ** 2
+        # the most numbers one image's features take on the way
+        self.values_per_image = max(int(np.prod(self.grid)) * self.channels,
+                                    *(int(np.prod(shape)) for shape in shapes))
 
     @property
     def input_shape(self):
@@ -256,6 +259,47 @@ def _check_features(features, channels=None):
     return features
 
 
+def fit_patch_scorers(features, images, *, gaussian=True, bank=True,
+                      bank_share=DEFAULT_BANK_SHARE, max_bank=MAX_BANK,
+                      max_candidates=MAX_CANDIDATES, seed=0, batch_size=64):
+    """``(PatchGaussians or None, PatchMemoryBank or None)`` fitted to the
+    patches of normal ``images``, reading them a batch at a time: the
+    Gaussians keep only their dimensions of each batch, the bank only its
+    share of the candidates, so memory holds one batch's full features.
+    """
+    rng = np.random.default_rng(seed)
+    dimensions = _gaussian_dimensions(features.channels, MAX_GAUSSIAN_DIMS, seed)
+    count = len(images)
+    total = count * int(np.prod(features.grid))
+    draw = min(1.0, max_candidates / total)
+    kept, candidates = [], []
+    for start in range(0, count, batch_size):
+        batch = features.of(images[start:start + batch_size], batch_size)
+        if gaussian:
+            kept.append(batch[..., dimensions])
+        if bank:
+            flat = batch.reshape(-1, batch.shape[-1])
+            chosen = rng.random(len(flat)) < draw
+            candidates.append(flat[chosen])
+    fitted_gaussian = PatchGaussians.fit(np.concatenate(kept), dimensions=dimensions) \
+        if gaussian else None
+    fitted_bank = None
+    if bank:
+        size = min(max(1, int(round(bank_share * total))), max_bank)
+        patches = np.concatenate(candidates)
+        fitted_bank = PatchMemoryBank(patches if size >= len(patches) else
+                                      patches[greedy_coreset(patches, size, seed)])
+    return fitted_gaussian, fitted_bank
+
+
+def _gaussian_dimensions(channels, max_dimensions, seed):
+    """All ``channels``, or PaDiM's seeded random ``max_dimensions`` of them."""
+    if channels <= max_dimensions:
+        return np.arange(channels)
+    return np.sort(np.random.default_rng(seed).choice(channels, max_dimensions,
+                                                      replace=False))
+
+
 class PatchMemoryBank:
     """Nearest-neighbour distance of each patch to a bank of normal patches.
 
@@ -265,6 +309,7 @@ class PatchMemoryBank:
 
     def __init__(self, bank):
         self.bank = np.asarray(bank, np.float32)
+        self.values_per_patch = len(self.bank)  # a distance to each bank patch
 
     @classmethod
     def fit(cls, features, share=DEFAULT_BANK_SHARE, max_bank=MAX_BANK,
@@ -334,7 +379,7 @@ class PatchGaussians:
             np.float32)
 
     @classmethod
-    def fit(cls, features, max_dimensions=MAX_GAUSSIAN_DIMS, seed=0):
+    def fit(cls, features, max_dimensions=MAX_GAUSSIAN_DIMS, seed=0, dimensions=None):
         """The Gaussians of the patches of normal images.
 
         Args:
@@ -343,6 +388,8 @@ class PatchGaussians:
             max_dimensions: above this many feature dimensions a seeded
                 random choice of them is kept.
             seed: seeds that choice.
+            dimensions: the dimensions ``features`` already holds, chosen
+                before (``fit_patch_scorers``), instead of choosing.
         """
         from sklearn.covariance import LedoitWolf
 
@@ -350,12 +397,10 @@ class PatchGaussians:
         if len(features) < 2:
             raise InputError(f"a Gaussian per position needs at least 2 normal "
                              f"images, got {len(features)}.")
-        channels = features.shape[-1]
-        dimensions = np.arange(channels)
-        if channels > max_dimensions:
-            dimensions = np.sort(np.random.default_rng(seed).choice(
-                channels, max_dimensions, replace=False))
-        features = features[..., dimensions].astype(np.float64)
+        if dimensions is None:
+            dimensions = _gaussian_dimensions(features.shape[-1], max_dimensions, seed)
+            features = features[..., dimensions]
+        features = features.astype(np.float64)
         height, width, count = features.shape[1], features.shape[2], len(dimensions)
         mean = np.empty((height, width, count))
         precision = np.empty((height, width, count, count))

@@ -36,6 +36,8 @@ import tensorflow as tf
 from keras_ae.anomaly.options import (CODE_PARTS, PATCH_PARTS, PIXEL_PARTS,
                                       check_map_kind, parse_score)
 
+# Numbers patch scores hold at once for a batch at most (2^25 float64: 256 MiB).
+PATCH_VALUES = 2 ** 25
 # tf.image.ssim's constants: K1, K2 and the Gaussian's width.
 SSIM_K1, SSIM_K2, SSIM_SIGMA = 0.01, 0.03, 1.5
 
@@ -162,6 +164,19 @@ class AnomalyScoring:
         return (any(part in PIXEL_PARTS for part in self.parts)
                 or self.map_kind != "patch")
 
+    def batch_at_most(self, batch_size):
+        """``batch_size``, made smaller where patch scores would hold more
+        than ``PATCH_VALUES`` numbers at once for it (feature maps, distances
+        of every patch to every bank patch): memory stays bounded whatever
+        the batch asked for."""
+        if self.patch_features is None:
+            return batch_size
+        per_image = max(self.patch_features.values_per_image,
+                        *(getattr(scorer, "values_per_patch", 0) * int(np.prod(
+                            self.patch_features.grid)) for scorer in
+                          self.patch_scorers.values()))
+        return max(1, min(batch_size, PATCH_VALUES // per_image))
+
     def patch_maps(self, images):
         """``{part: (N, h, w) float32 tensor}`` of the patch parts."""
         if not any(part in PATCH_PARTS for part in self.parts):
@@ -258,6 +273,7 @@ class AnomalyScoring:
                                     else len(self.reference_codes)),
                 "part_mean": self.part_mean.tolist(), "part_std": self.part_std.tolist(),
                 **(self.patch_features.settings() if self.patch_features else {}),
+                "max_batch": self.batch_at_most(2 ** 31),
                 **{key: value for scorer in self.patch_scorers.values()
                    for key, value in scorer.settings().items()}}
 

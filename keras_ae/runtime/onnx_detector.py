@@ -68,6 +68,7 @@ class OnnxAnomalyDetector(OnnxAutoencoder):
         self.rule, self.score_name = meta("rule"), meta("score")
         self.map_kind = meta("map_kind")
         self.part_mean, self.part_std = meta("part_mean"), meta("part_std")
+        self.max_batch = meta("max_batch")
         if threshold is not None:
             if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) \
                     or not np.isfinite(threshold):
@@ -90,6 +91,8 @@ class OnnxAnomalyDetector(OnnxAutoencoder):
         """
         images, _, single = self._images(self._inputs(x, resize))
         batch_size = positive_int("batch_size", batch_size)
+        if self.max_batch:  # patch scores: memory bounded whatever the batch
+            batch_size = min(batch_size, self.max_batch)
         scores = np.empty(len(images), np.float32)
         maps = np.empty((len(images), *self.input_shape[:2]), np.float32)
         for rows in _batch_slices(len(images), batch_size):
