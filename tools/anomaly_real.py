@@ -14,7 +14,7 @@ measured beside nearest neighbours on raw pixels and on square-root pixels
 (mean distance to the 5 nearest training cells), computed in the same run.
 
 Textures (scikit-image's brick and gravel, real photographs): 128x128 crops
-of the upper three quarters train, crops of the lowest quarter test; half
+of the upper half train, crops of the lower half test; half
 of the test crops get a patch (16 to 40 pixels a side) cut from another
 crop of the same texture pasted at a random place (seeded), its mask exact.
 
@@ -169,8 +169,8 @@ def texture_crops(name, count, rows, size, rng):
 
     texture = np.asarray(getattr(samples, name)(), np.uint8)
     texture = texture if texture.ndim == 2 else texture[..., 0]
-    tops = rng.integers(rows[0], rows[1] - size, count)
-    lefts = rng.integers(0, texture.shape[1] - size, count)
+    tops = rng.integers(rows[0], rows[1] - size + 1, count)
+    lefts = rng.integers(0, texture.shape[1] - size + 1, count)
     return np.stack([texture[top:top + size, left:left + size]
                      for top, left in zip(tops, lefts)])[..., None]
 
@@ -195,7 +195,7 @@ def texture_rows(name, args, train_model):
     from skimage import data as samples
 
     height = np.asarray(getattr(samples, name)()).shape[0]
-    boundary = height * 3 // 4
+    boundary = height // 2
     train_crops = texture_crops(name, 400, (0, boundary), 128, rng)
     test_crops = texture_crops(name, 120, (boundary, height), 128, rng)
     donors = texture_crops(name, 60, (0, height), 128, rng)

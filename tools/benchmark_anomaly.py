@@ -434,8 +434,8 @@ rated 2/3. Recall and "good flagged" are at each score's threshold.
 
 ### Pasted texture: patches of a real photograph in its own kind
 
-scikit-image's brick and gravel photographs: 400 crops of 128x128 from the
-upper three quarters train; 120 crops of the lowest quarter test, half of them
+scikit-image's brick and gravel photographs (512x512): 400 crops of 128x128
+from the upper half train; 120 crops of the lower half test, half of them
 with a patch of 16 to 40 pixels a side cut from another crop of the same
 texture pasted at a random place (seeded, exact masks). Pixel metrics are of
 each score's maps (AUPRO integrated to a false-positive rate of 0.3).

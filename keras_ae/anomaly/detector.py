@@ -102,7 +102,7 @@ class AnomalyDetector:
             score: ``"mse"``, ``"ssim"``, ``"knn"``, ``"mahalanobis"``,
                 ``"patch_gaussian"``, ``"patch_knn"``, several joined by
                 ``+``, or ``"auto"`` (``DEFAULT_SCORE``): ``"knn"`` for
-                images under 64 pixels a side, ``"patch_gaussian"`` from
+                images under 64 pixels a side, ``"patch_gaussian+knn"`` from
                 there up (``keras_ae.anomaly.options.default_score``).
             std: threshold = mean + ``std`` standard deviations of the
                 held-out scores (used when ``percentile`` is None).

@@ -39,7 +39,7 @@ def add_parser(commands):
     command.add_argument("--score", default=DEFAULT_SCORE,
                          help=f"{', '.join(SCORE_PARTS)}, several joined by +, or "
                               f"auto (default {DEFAULT_SCORE}: knn under 64 pixels "
-                              f"a side, patch_gaussian from there up, the best "
+                              f"a side, patch_gaussian+knn from there up, the best "
                               f"measured: docs/benchmarks.md)")
     command.add_argument("--map", choices=("auto", *MAP_KINDS), default=DEFAULT_MAP,
                          help=f"anomaly map kind (default {DEFAULT_MAP}: patch for a "

@@ -115,7 +115,7 @@ def test_bad_score_and_map_names_list_the_choices():
 
 def test_auto_picks_the_code_for_small_images_and_patches_from_64_pixels():
     assert anomaly_options.default_score((63, 200, 3)) == "knn"
-    assert anomaly_options.default_score((64, 64, 1)) == "patch_gaussian"
+    assert anomaly_options.default_score((64, 64, 1)) == "patch_gaussian+knn"
     assert anomaly_options.default_map(("knn",)) == "squared_error"
     assert anomaly_options.default_map(("mse", "patch_knn")) == "patch"
 

@@ -98,7 +98,7 @@ def test_a_4_pixel_line_on_a_1024_pixel_part_stays_visible_through_tiling(tmp_pa
     assert cli.main(["anomaly", str(run_dir / "model.keras"), "--images", str(root),
                      "--validation-split", "0.2", "--output", str(out)]) == 0
     result = json.loads((out / "anomaly.json").read_text())
-    assert result["detector"]["tile"] == 128 and result["detector"]["score"] == "patch_gaussian"
+    assert result["detector"]["tile"] == 128 and result["detector"]["score"] == "patch_gaussian+knn"
     assert result["roc_auc"] == 1.0
     line = result["defect_folder"]["kinds"]["line"]["pixel"]
     assert line["pixel_roc_auc"] > 0.95, line  # the line itself, at 1024x1024
