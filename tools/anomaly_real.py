@@ -117,14 +117,23 @@ def elpv_rows(kind, args, train_model, pictures):
 
 
 def _draw_cracks(detector, cells, kind, pictures):
-    """The default detector's maps of the highest-scoring cracks."""
+    """The default detector's maps of the highest-scoring cracks, and of
+    cracks at evenly spaced ranks, each map on its own scale (the highest
+    scores are mostly large dark regions, which drown thin lines)."""
     scores, maps = detector.scores_and_maps(cells["crack"])
-    top = np.argsort(-scores)[:8]
-    anomaly.save_map_overlays(
-        cells["crack"][top], maps[top], scores[top],
-        os.path.join(pictures, f"anomaly_elpv_{kind}.png"), threshold=detector.threshold,
-        title=f"ELPV {kind} cells rated cracked: the 8 highest "
-              f"{detector.scoring.score} scores and their maps")
+    order = np.argsort(-scores)
+    spread = order[np.linspace(8, len(order) - 1, 8).astype(int)]
+    score = detector.scoring.score
+    for chosen, name, scale, title in (
+            (order[:8], f"anomaly_elpv_{kind}.png", "shared",
+             f"ELPV {kind} cells rated cracked: the 8 highest {score} scores, their maps"),
+            (spread, f"anomaly_elpv_{kind}_ranks.png", "each",
+             f"ELPV {kind} cracked cells at evenly spaced ranks of {score}, "
+             f"each map on its own scale")):
+        anomaly.save_map_overlays(
+            cells["crack"][chosen], maps[chosen], scores[chosen],
+            os.path.join(pictures, name), threshold=detector.threshold, scale=scale,
+            title=title)
 
 
 def elpv_section(args, results, train_model):

@@ -403,9 +403,11 @@ def report_real(args, started, results):
     elpv = anomaly_real.elpv_section(args, results, train_model)
     textures = anomaly_real.texture_section(args, results, train_model)
     exported = anomaly_real.export_section(args, results, train_model)
-    pictures = "\n".join(f"![ELPV {kind} cracks and their maps](anomaly_elpv_{kind}.png)"
-                          for kind in ("mono", "poly")
-                          if (Path(args.pictures) / f"anomaly_elpv_{kind}.png").exists())
+    pictures = "\n\n".join(
+        f"![ELPV {kind} cracks and their maps]({name})"
+        for kind in ("mono", "poly")
+        for name in (f"anomaly_elpv_{kind}.png", f"anomaly_elpv_{kind}_ranks.png")
+        if (Path(args.pictures) / name).exists())
     text = f"""{REAL_START}
 ## Anomaly detection on real defects: cracked solar cells, pasted texture
 

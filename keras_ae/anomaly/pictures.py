@@ -3,6 +3,8 @@ image the detector sees the anomaly."""
 
 import numpy as np
 
+from keras_ae.errors import InputError
+
 from keras_ae.files import save_png
 
 
@@ -41,13 +43,14 @@ def save_score_histogram(scores, anomalous, threshold, path,
 
 
 def save_map_overlays(images, maps, scores, path, *, threshold=None, masks=None,
-                      labels=None, title=None):
+                      labels=None, title=None, scale="shared"):
     """Saves a PNG: each image beside its anomaly map laid over it (and its
     defect mask's outline in cyan, where given), titled with its score.
 
-    The heat map's colours run from the smallest to the largest value of
-    all the maps shown, so images compare with each other: the hotter, the
-    more the model missed there.
+    The heat map's colours run from the smallest value of all the maps shown
+    to their 99.5th percentile (values above it in the top colour), so
+    images compare with each other and a faint defect is not drowned by a
+    large one: the hotter, the more the model missed there.
 
     Args:
         images: ``(N, H, W, C)`` in [0, 1] (or uint8), grey or RGB.
@@ -58,6 +61,9 @@ def save_map_overlays(images, maps, scores, path, *, threshold=None, masks=None,
         masks: optional ``(N, H, W)`` bool defect masks, outlined in cyan.
         labels: optional ``(N,)`` text under each score (a class or kind).
         title: the figure's title.
+        scale: ``"shared"`` (one colour scale for all, as above) or
+            ``"each"``: each map from its own smallest value to its largest,
+            to see where within each image (no colour bar then).
 
     Returns:
         ``path`` as a string.
@@ -71,8 +77,16 @@ def save_map_overlays(images, maps, scores, path, *, threshold=None, masks=None,
     if images.ndim == 3:
         images = images[..., np.newaxis]
     maps = np.asarray(maps, np.float64)
-    low, high = float(maps.min()), float(maps.max())
-    heat = np.clip((maps - low) / (high - low if high > low else 1.0), 0, 1)
+    # the top of the scale at the 99.5th percentile, not the largest value:
+    # one large dark region would otherwise leave a thin crack elsewhere in
+    # the darkest colours (values above it show at the top colour)
+    if scale not in ("shared", "each"):
+        raise InputError(f"scale must be 'shared' or 'each', got {scale!r}.")
+    axes = (1, 2) if scale == "each" else None
+    low = maps.min(axis=axes, keepdims=True)
+    high = (maps.max(axis=axes, keepdims=True) if scale == "each"
+            else np.percentile(maps, 99.5, keepdims=True))
+    heat = np.clip((maps - low) / np.where(high > low, high - low, 1.0), 0, 1)
     count = len(images)
     columns = min(count, 4)
     rows = -(-count // columns)
@@ -102,9 +116,12 @@ def save_map_overlays(images, maps, scores, path, *, threshold=None, masks=None,
         if labels is not None:
             text = f"{labels[index]}: {text}"
         left.set_title(text, fontsize=8, loc="left")
-    mappable = matplotlib.cm.ScalarMappable(
-        matplotlib.colors.Normalize(low, high if high > low else low + 1e-9), colours)
-    figure.colorbar(mappable, ax=grid[:, -1].tolist(), shrink=0.9, label="anomaly map")
+    if scale == "shared":
+        low, high = float(low.ravel()[0]), float(high.ravel()[0])
+        mappable = matplotlib.cm.ScalarMappable(
+            matplotlib.colors.Normalize(low, high if high > low else low + 1e-9), colours)
+        figure.colorbar(mappable, ax=grid[:, -1].tolist(), shrink=0.9, label="anomaly map",
+                        extend="max")
     if title:
         figure.suptitle(title)
     return save_png(figure, path)
