@@ -13,8 +13,9 @@ scorers learn normal from the patches of normal images:
   greedy coreset selection so that it fits in memory and in an ONNX file.
   Suits textures and parts that are not aligned.
 - ``PatchGaussians`` (PaDiM, Defard et al. 2021): a Gaussian per grid
-  position (mean and Ledoit-Wolf covariance); a patch's score is its
-  Mahalanobis distance from its position's Gaussian. Suits aligned parts.
+  position (mean and Ledoit-Wolf covariance, its diagonal floored); a
+  patch's score is its Mahalanobis distance from its position's Gaussian.
+  Suits aligned parts.
 
 An image's score is its largest patch score; its map, the patch scores
 resized to the image. Everything here runs in TensorFlow ops, so that the
@@ -40,6 +41,13 @@ PROJECTION = 128  # dimensions the coreset's distances are computed in
 # Gaussian per position holds dims^2 floats.
 MAX_GAUSSIAN_DIMS = 100
 NEIGHBOURHOOD = 3  # each patch joins its 3x3 neighbours' features
+# Added to each covariance's diagonal, as PaDiM adds 0.01 I to its raw network
+# features' (ours are normalised to magnitude 1 and vary less, so less is
+# added; the value was chosen on ELPV cells with tools/benchmark_anomaly.py):
+# no direction of the features is trusted to vary less than this, which also
+# bounds how far a rounding of the features moves a distance (the exported
+# graph's parity with Keras).
+COVARIANCE_FLOOR = 1e-4
 MAGNITUDE_EPSILON = 1e-6
 
 
@@ -108,7 +116,13 @@ def code_grid(model):
 
 
 class PatchFeatures:
-    """Images to patch features, ``(N, h, w, C)`` float32, in TensorFlow ops.
+    """Images to patch features, ``(N, h, w, C)`` float64, in TensorFlow ops.
+
+    Float64 from the extractor's outputs on: a Gaussian's whitening
+    multiplies features by the inverse of their spread, so a rounding of the
+    per-image normalisation (a sum over the whole map, added up in another
+    order by onnxruntime) would otherwise part the exported scores from
+    these by more than float32's own precision.
 
     Args:
         extractor: a Keras model from images to one or more feature maps
@@ -153,12 +167,12 @@ class PatchFeatures:
         return tuple(self.extractor.input_shape[1:])
 
     def __call__(self, images):
-        """``(N, h, w, C)`` float32 tensor of float32 images in [0, 1]."""
+        """``(N, h, w, C)`` float64 tensor of float32 images in [0, 1]."""
         import tensorflow as tf
 
         maps = self.extractor(images, training=False)
         maps = maps if isinstance(maps, (list, tuple)) else [maps]
-        maps = [_to_grid(tf.cast(m, tf.float32), self.grid) for m in maps]
+        maps = [_to_grid(tf.cast(m, tf.float64), self.grid) for m in maps]
         if self.normalise:
             # one factor per image and map, not per channel: a channel that
             # is nearly silent on normal images would be divided by ~0
@@ -167,8 +181,8 @@ class PatchFeatures:
         return _neighbours(tf.concat(maps, -1), self.neighbourhood)
 
     def of(self, images, batch_size=64):
-        """The features of images (uint8 or float in [0, 1]) as a NumPy array,
-        computed in batches."""
+        """The features of images (uint8 or float in [0, 1]) as a float64
+        NumPy array, computed in batches."""
         from keras_ae.runtime.pixels import to_unit_float
 
         images = to_unit_float(np.asarray(images))
@@ -193,17 +207,20 @@ def _outputs(model):
 
 
 def _to_grid(maps, grid):
-    """``maps`` average-pooled to ``grid`` where its size is a multiple of
-    it, resized (bilinear) otherwise."""
+    """``maps`` averaged over windows down to ``grid`` where its size is a
+    multiple of it (a reshape and a mean, which run in float64 everywhere),
+    resized (bilinear, float32) otherwise."""
     import tensorflow as tf
 
-    height, width = maps.shape[1:3]
+    height, width, channels = maps.shape[1:4]
     if (height, width) == grid:
         return maps
     if height % grid[0] == 0 and width % grid[1] == 0:
-        window = (height // grid[0], width // grid[1])
-        return tf.nn.avg_pool2d(maps, window, window, "VALID")
-    return tf.image.resize(maps, grid, "bilinear")
+        windows = tf.reshape(maps, [-1, grid[0], height // grid[0], grid[1],
+                                    width // grid[1], channels])
+        return tf.reduce_mean(windows, axis=[2, 4])
+    resized = tf.image.resize(tf.cast(maps, tf.float32), grid, "bilinear")
+    return tf.cast(resized, maps.dtype)
 
 
 def _neighbours(maps, size):
@@ -275,12 +292,12 @@ def fit_patch_scorers(features, images, *, gaussian=True, bank=True,
     kept, candidates = [], []
     for start in range(0, count, batch_size):
         batch = features.of(images[start:start + batch_size], batch_size)
-        if gaussian:
-            kept.append(batch[..., dimensions])
+        if gaussian:  # float32 kept: half the memory, and precise enough to fit
+            kept.append(batch[..., dimensions].astype(np.float32))
         if bank:
             flat = batch.reshape(-1, batch.shape[-1])
             chosen = rng.random(len(flat)) < draw
-            candidates.append(flat[chosen])
+            candidates.append(flat[chosen].astype(np.float32))
     fitted_gaussian = PatchGaussians.fit(np.concatenate(kept), dimensions=dimensions) \
         if gaussian else None
     fitted_bank = None
@@ -338,21 +355,21 @@ class PatchMemoryBank:
         return cls(patches[greedy_coreset(patches, size, seed)])
 
     def map(self, features):
-        """``(N, h, w)`` float32 tensor: each patch's distance to its
+        """``(N, h, w)`` float64 tensor: each patch's distance to its
         nearest bank patch."""
         import tensorflow as tf
 
-        features = tf.convert_to_tensor(features, tf.float32)
+        features = tf.cast(features, tf.float64)
         shape = tf.shape(features)
         # float64: |a|^2 - 2ab + |b|^2 cancels for a patch near a bank patch,
         # and float32 would leave TensorFlow and onnxruntime apart there
-        patches = tf.cast(tf.reshape(features, [-1, self.bank.shape[1]]), tf.float64)
+        patches = tf.reshape(features, [-1, self.bank.shape[1]])
         bank = self.bank.astype(np.float64)
         squared = (tf.reduce_sum(patches * patches, 1, keepdims=True)
                    - 2.0 * tf.matmul(patches, tf.constant(bank), transpose_b=True)
                    + tf.constant(np.sum(bank ** 2, 1))[None])
         nearest = tf.sqrt(tf.maximum(tf.reduce_min(squared, 1), 0.0))
-        return tf.reshape(tf.cast(nearest, tf.float32), shape[:3])
+        return tf.reshape(nearest, shape[:3])
 
     def settings(self):
         return {"bank": len(self.bank)}
@@ -366,17 +383,18 @@ class PatchGaussians:
         dimensions: the feature dimensions kept (all, or a seeded random
             ``MAX_GAUSSIAN_DIMS`` of them, as PaDiM does).
         mean: ``(h, w, D)`` float32.
-        precision: ``(h, w, D, D)`` float32, inverse Ledoit-Wolf covariances.
+        precision: ``(h, w, D, D)`` float32, inverse Ledoit-Wolf covariances
+            (plus ``COVARIANCE_FLOOR`` on the diagonal).
     """
 
     def __init__(self, dimensions, mean, precision):
         self.dimensions = np.asarray(dimensions, np.int64)
         self.mean = np.asarray(mean, np.float32)
         self.precision = np.asarray(precision, np.float32)
-        # precision = L L^T; d P d^T = |d L|^2, a sum of squares, which
-        # float32 computes without the cancellation of d P d^T's terms
-        self._whitening = np.linalg.cholesky(np.asarray(precision, np.float64)).astype(
-            np.float32)
+        # precision = L L^T; d P d^T = |d L|^2, a sum of squares, without
+        # the cancellation of d P d^T's terms
+        self._whitening = np.linalg.cholesky(np.asarray(precision, np.float64))
+        self._mean = np.asarray(mean, np.float64)
 
     @classmethod
     def fit(cls, features, max_dimensions=MAX_GAUSSIAN_DIMS, seed=0, dimensions=None):
@@ -408,19 +426,20 @@ class PatchGaussians:
             for column in range(width):
                 gaussian = LedoitWolf().fit(features[:, row, column])
                 mean[row, column] = gaussian.location_
-                precision[row, column] = gaussian.precision_
+                precision[row, column] = np.linalg.inv(
+                    gaussian.covariance_ + COVARIANCE_FLOOR * np.eye(count))
         return cls(dimensions, mean, precision)
 
     def map(self, features):
-        """``(N, h, w)`` float32 tensor of Mahalanobis distances."""
+        """``(N, h, w)`` float64 tensor of Mahalanobis distances."""
         import tensorflow as tf
 
-        features = tf.convert_to_tensor(features, tf.float32)
+        features = tf.cast(features, tf.float64)
         if len(self.dimensions) != features.shape[-1] or np.any(
                 self.dimensions != np.arange(len(self.dimensions))):
             features = tf.gather(features, self.dimensions, axis=-1)
         height, width, count = self.mean.shape
-        centred = features - tf.constant(self.mean)[None]
+        centred = features - tf.constant(self._mean)[None]
         # positions first: (h * w, N, D) @ (h * w, D, D), one batched product
         by_position = tf.reshape(tf.transpose(centred, [1, 2, 0, 3]),
                                  [height * width, -1, count])

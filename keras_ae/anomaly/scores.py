@@ -178,7 +178,7 @@ class AnomalyScoring:
         return max(1, min(batch_size, PATCH_VALUES // per_image))
 
     def patch_maps(self, images):
-        """``{part: (N, h, w) float32 tensor}`` of the patch parts."""
+        """``{part: (N, h, w) float64 tensor}`` of the patch parts."""
         if not any(part in PATCH_PARTS for part in self.parts):
             return {}
         features = self.patch_features(tf.convert_to_tensor(images, tf.float32))
@@ -253,9 +253,9 @@ class AnomalyScoring:
         normalised = [(patch_maps[name] - self.part_mean[i]) / self.part_std[i]
                       for i, name in enumerate(self.parts) if name in patch_maps]
         joined = tf.add_n(normalised) / len(normalised)
-        size = images.shape[1:3]
-        return tf.cast(tf.image.resize(joined[..., None], size, "bilinear")[..., 0],
-                       tf.float64)
+        size = images.shape[1:3]  # resized in float32: onnxruntime's Resize has no float64
+        resized = tf.image.resize(tf.cast(joined, tf.float32)[..., None], size, "bilinear")
+        return tf.cast(resized[..., 0], tf.float64)
 
     def __call__(self, images, reconstructions, codes):
         """``(scores (N,), maps (N, H, W))``, float32 tensors."""
