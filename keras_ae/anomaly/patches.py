@@ -41,6 +41,11 @@ PROJECTION = 128  # dimensions the coreset's distances are computed in
 # Gaussian per position holds dims^2 floats.
 MAX_GAUSSIAN_DIMS = 100
 NEIGHBOURHOOD = 3  # each patch joins its 3x3 neighbours' features
+# A Gaussian per position holds dims^2 numbers: 32x32 positions of 100
+# dimensions are 82 MB in float64, inside the exported file too; a 64x64 grid
+# (256x256 images) is four times that, and tf2onnx's conversion of it ran out
+# of 24 GiB. Larger codes' grids are halved down to this side.
+MAX_GRID_SIDE = 32
 # Added to each covariance's diagonal, as PaDiM adds 0.01 I to its raw network
 # features' (ours are normalised to magnitude 1 and vary less, so less is
 # added; the value was chosen on ELPV cells with tools/benchmark_anomaly.py):
@@ -104,15 +109,18 @@ def default_layers(model):
 
 
 def code_grid(model):
-    """``(h, w)`` of an autoencoder's code: one patch per code position, the
-    patches of the autoencoder's encoder by default (a quarter of the
-    image's side for the default two-stage model)."""
+    """``(h, w)`` of the patches of an autoencoder's encoder by default: one
+    per code position (a quarter of the image's side for the default
+    two-stage model), halved while a side is over ``MAX_GRID_SIDE``."""
     shape = model.get_layer("encoder").output
     shape = (shape[0] if isinstance(shape, (list, tuple)) else shape).shape
     if len(shape) != 4:
         raise InputError(f"patch scores need a convolutional autoencoder (a code of "
                          f"(h, w, C) maps), got a code of shape {tuple(shape[1:])}.")
-    return tuple(shape[1:3])
+    height, width = shape[1:3]
+    while max(height, width) > MAX_GRID_SIDE and height % 2 == 0 and width % 2 == 0:
+        height, width = height // 2, width // 2
+    return height, width
 
 
 class PatchFeatures:

@@ -119,5 +119,7 @@ def test_the_encoder_gives_the_image_and_its_first_convolution_on_the_code_grid(
         feature_extractor(model, layers=["nope"])
     # any Keras model of feature maps is used as it is
     assert feature_extractor(extractor) is extractor
+    # a 64x64 code (256x256 images) is halved to the largest grid, 32x32
+    assert code_grid(keras_ae.build_conv_autoencoder((256, 128, 1))) == (32, 16)
     with pytest.raises(InputError, match="patch scores need a convolutional autoencoder"):
         code_grid(keras_ae.build_dense_autoencoder((8, 8, 1)))
