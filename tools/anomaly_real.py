@@ -145,9 +145,11 @@ def elpv_section(args, results, train_model):
                 f"licence CC-BY-NC-SA, so it is read, never committed).")
     parts = []
     for kind in ("mono", "poly"):
+        # the pictures show ELPV cells (CC-BY-NC-SA): into the run folder,
+        # never into docs/
         found = results.get(f"elpv/{kind}/{args.elpv_size}/{args.elpv_epochs}",
                             lambda kind=kind: elpv_rows(kind, args, train_model,
-                                                        args.pictures))
+                                                        args.output))
         parts.append(_elpv_table(kind, found))
     return "\n\n".join(parts)
 

@@ -403,11 +403,14 @@ def report_real(args, started, results):
     elpv = anomaly_real.elpv_section(args, results, train_model)
     textures = anomaly_real.texture_section(args, results, train_model)
     exported = anomaly_real.export_section(args, results, train_model)
-    pictures = "\n\n".join(
-        f"![ELPV {kind} cracks and their maps]({name})"
-        for kind in ("mono", "poly")
-        for name in (f"anomaly_elpv_{kind}.png", f"anomaly_elpv_{kind}_ranks.png")
-        if (Path(args.pictures) / name).exists())
+    drawn = [name for kind in ("mono", "poly")
+             for name in (f"anomaly_elpv_{kind}.png", f"anomaly_elpv_{kind}_ranks.png")
+             if (Path(args.output) / name).exists()]
+    pictures = ("Maps of the default score, written to the run folder and not "
+                "committed (they show ELPV cells, whose licence forbids it): "
+                + ", ".join(f"`{Path(args.output) / name}`" for name in drawn)
+                + " (each type's highest-scoring cracked cells, and cracked cells at "
+                "evenly spaced ranks with each map on its own scale)." if drawn else "")
     text = f"""{REAL_START}
 ## Anomaly detection on real defects: cracked solar cells, pasted texture
 
