@@ -255,7 +255,7 @@ CHOICES = (("intensity 'linear' (the builder's default)", {"intensity": "linear"
 def model_choice(args, splits, classes, one_class_results, results):
     (train_x, train_y), (test_x, test_y) = splits["train"], splits["test"]
     rows = [(f"recommended: intensity 'sqrt', {args.epochs} epochs, filters (32, 4)",
-             {c: one_class_results[c][anomaly.DEFAULT_SCORE]["roc_auc"]
+             {c: one_class_results[c][DEFAULT_SMALL]["roc_auc"]
               for c in classes if c in one_class_results})]
     for number, (name, change) in enumerate(CHOICES):
         found = {}
