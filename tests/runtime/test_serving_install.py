@@ -51,12 +51,13 @@ def test_predict_serves_a_shipped_model(venv, tmp_path):
     assert (tmp_path / "bag_reconstruction.png").stat().st_size > 100
 
 
-def test_an_exported_detector_scores_as_in_the_full_install(venv, tmp_path):
+@pytest.mark.parametrize("score", ["knn", "patch_gaussian+knn"])
+def test_an_exported_detector_scores_as_in_the_full_install(venv, tmp_path, score):
     normal = smooth_images(120, size=16, seed=2)
     model = compile_autoencoder(keras_ae.build_conv_autoencoder(
         (16, 16, 1), filters=(4, 2), convs_per_stage=1))
     model.fit(normal[:100], normal[:100], batch_size=32, epochs=2, verbose=0)
-    detector = AnomalyDetector.fit(model, normal[:100], normal[100:])
+    detector = AnomalyDetector.fit(model, normal[:100], normal[100:], score=score)
     export_detector(detector, tmp_path / "detector.onnx")
     images = np.concatenate([normal[100:110], 1 - normal[100:110]])
     np.save(tmp_path / "images.npy", images)
@@ -72,6 +73,8 @@ def test_an_exported_detector_scores_as_in_the_full_install(venv, tmp_path):
     assert not served["tensorflow"]
     expected = OnnxAnomalyDetector(tmp_path / "detector.onnx").scores(images)
     np.testing.assert_allclose(served["scores"], expected, rtol=1e-6)
+    # Scores are in held-out standard deviations: 1e-5 of the spread.
+    np.testing.assert_allclose(served["scores"], detector.scores(images), atol=1e-5)
     result = _run(venv, "keras-ae", "predict", "--anomaly", str(tmp_path / "detector.onnx"),
                   str(SAMPLE), "--resize", "--out", str(tmp_path / "maps"))
     assert result.returncode == 0, result.stderr
