@@ -311,9 +311,7 @@ def fit_patch_scorers(features, images, *, gaussian=True, bank=True,
     fitted_bank = None
     if bank:
         size = min(max(1, int(round(bank_share * total))), max_bank)
-        patches = np.concatenate(candidates)
-        fitted_bank = PatchMemoryBank(patches if size >= len(patches) else
-                                      patches[greedy_coreset(patches, size, seed)])
+        fitted_bank = PatchMemoryBank.of_candidates(np.concatenate(candidates), size, seed)
     return fitted_gaussian, fitted_bank
 
 
@@ -355,12 +353,18 @@ class PatchMemoryBank:
             raise InputError(f"share must be in (0, 1], got {share!r}.")
         patches = features.reshape(-1, features.shape[-1])
         size = min(max(1, int(round(share * len(patches)))), max_bank)
-        if size >= len(patches):
-            return cls(patches)
-        if len(patches) > max_candidates:
+        if size < len(patches) and len(patches) > max_candidates:
             rng = np.random.default_rng(seed)
             patches = patches[np.sort(rng.choice(len(patches), max_candidates, replace=False))]
-        return cls(patches[greedy_coreset(patches, size, seed)])
+        return cls.of_candidates(patches, size, seed)
+
+    @classmethod
+    def of_candidates(cls, candidates, size, seed=0):
+        """A bank of ``size`` of the ``(M, C)`` ``candidates`` chosen by
+        greedy coreset (all of them when ``size >= M``)."""
+        if size >= len(candidates):
+            return cls(candidates)
+        return cls(candidates[greedy_coreset(candidates, size, seed)])
 
     def map(self, features):
         """``(N, h, w)`` float64 tensor: each patch's distance to its

@@ -117,10 +117,18 @@ def run_anomaly(model_path, output, *, data, normal_classes=None, anomaly_classe
     return result
 
 
+def _tiling(data):
+    """``(tile, overlap)`` of data cut into tiles, else None."""
+    preprocessing = data.preprocessing or {}
+    if not preprocessing.get("tile"):
+        return None
+    return preprocessing["tile"], preprocessing.get("tile_overlap", 0)
+
+
 def _whole(data, verbose):
     """``data``, or for tiles the whole images they were cut from (the same
     files, split alike)."""
-    if not (data.preprocessing or {}).get("tile"):
+    if _tiling(data) is None:
         return data
     import dataclasses
 
@@ -132,13 +140,12 @@ def _whole(data, verbose):
 def _whole_images(detector, data, test_x):
     """What scores the test images: the detector, or for a model trained on
     tiles (``data.preprocessing["tile"]``) the detector tile by tile."""
-    tile = (data.preprocessing or {}).get("tile")
-    if not tile:
+    tiling = _tiling(data)
+    if tiling is None:
         return detector
     from keras_ae.anomaly.tiling import TiledDetector
 
-    return TiledDetector(detector, tile, data.preprocessing.get("tile_overlap", 0),
-                         image_shape=test_x.shape[1:])
+    return TiledDetector(detector, *tiling, image_shape=test_x.shape[1:])
 
 
 def _normal_labels(data, known, model_path, normal_classes, anomaly_classes):
