@@ -14,31 +14,25 @@ Writes its section of docs/benchmarks.md (between its own markers, leaving
 other benchmarks' sections alone) with the date, machine and exact command.
 
 With ``--speed``, measures instead how fast the default conv model trains
-on this CPU, side by side: keras_ae in float32 and with its default
-precision (``mixed_precision="auto"``: bfloat16 on a CPU that has it),
-against a PyTorch peer of the same model, data and batch
-(``tools/torch_peer.py``, in float32 and bfloat16 autocast, each in NCHW and
-channels-last), each configuration in its own process, in rounds whose
-order rotates; every figure also as a fraction of the machine's float32
-peak (a large matmul measured in the same run), with each process's peak
-memory, and the default's test MSE after ``--epochs`` epochs. PyTorch is
-installed only where that benchmark runs, in its own environment
-(``--torch-python``).
+on this CPU at 28x28, 128x128 and 256x256 (grey and RGB), keras_ae against
+a PyTorch peer of the same model, data and batch, as shares of the
+machine's float32 and bfloat16 peaks: ``tools/training_speed.py`` says how.
+PyTorch is installed only where that benchmark runs, in its own
+environment (``--torch-python``).
 
     python3 tools/benchmark_training.py                 # the full table
     python3 tools/benchmark_training.py --epochs 1 --models dense32   # a quick look
     python3 tools/benchmark_training.py --speed --torch-python /opt/torch/bin/python
+    python3 tools/benchmark_training.py --speed --sizes 128 --colours grey --rounds 1
 
 Uses keras_ae's public API only.
 """
 
 import argparse
 import datetime
-import json
 import math
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -52,8 +46,8 @@ import tensorflow as tf  # noqa: E402
 import keras_ae  # noqa: E402
 from keras_ae import data as data_lib  # noqa: E402
 from keras_ae import training  # noqa: E402
-from benchmark_report import (float32_peak, forward_flops, machine,  # noqa: E402
-                              peak_rss_mb, publish_section, write_section)
+import training_speed  # noqa: E402
+from benchmark_report import machine, publish_section, write_section  # noqa: E402
 
 def hand_written(shape, encoder_layers, decoder_layers, name):
     """A model as one would write it by hand in plain Keras, wrapped as an
@@ -121,6 +115,10 @@ ALL = {**MODELS, **REFERENCES}
 START, END = "<!-- benchmark_training:start -->", "<!-- benchmark_training:end -->"
 
 
+def _ints(text):
+    return tuple(int(part) for part in text.split(","))
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=10)
@@ -148,8 +146,20 @@ def parse_args(argv):
     speed.add_argument("--speed-epochs", type=int, default=2,
                        help="epochs per timed process; the first is left out "
                             "as warm-up (default 2)")
+    speed.add_argument("--sizes", type=_ints, default=(28, 128, 256),
+                       help="image sides to measure at (default 28,128,256)")
+    speed.add_argument("--colours", type=lambda text: tuple(text.split(",")),
+                       default=("grey", "rgb"),
+                       help="grey,rgb: the colours of the photo crops above 28x28")
     speed.add_argument("--speed-worker", default=None, help=argparse.SUPPRESS)
+    speed.add_argument("--speed-images", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.speed:
+        if set(args.sizes) - set(training_speed.BATCH):
+            parser.error(f"--sizes: choose from {sorted(training_speed.BATCH)}, "
+                         f"got {args.sizes}")
+        if set(args.colours) - {"grey", "rgb"}:
+            parser.error(f"--colours: choose from grey, rgb, got {args.colours}")
     unknown = set(args.models.split(",")) - set(ALL)
     if unknown:
         parser.error(f"unknown models {sorted(unknown)}; choose from {list(ALL)}")
@@ -266,160 +276,13 @@ def section(rows, overhead, args, command, seconds, data):
 
 # --- --speed: keras_ae's precisions against a PyTorch peer -----------------
 
-SPEED_START = "<!-- benchmark_training_speed:start -->"
-SPEED_END = "<!-- benchmark_training_speed:end -->"
-# (label, framework, option): keras_ae's mixed_precision, or the peer's flags
-SPEED_CONFIGS = [
-    ("keras_ae, float32 (mixed_precision='off')", "keras_ae", "off"),
-    ("keras_ae, default (mixed_precision='auto')", "keras_ae", "auto"),
-    ("PyTorch, float32", "torch", []),
-    ("PyTorch, float32, channels-last", "torch", ["--channels-last"]),
-    ("PyTorch, bfloat16 autocast", "torch", ["--precision", "bfloat16"]),
-    ("PyTorch, bfloat16 autocast, channels-last", "torch",
-     ["--precision", "bfloat16", "--channels-last"]),
-]
-DEFAULT_CONFIG = SPEED_CONFIGS[1][0]
-
-
-def speed_worker(args):
-    """One keras_ae configuration in this process: trains the default conv
-    model with ``keras_ae.training.train`` and prints one JSON line."""
-    data = data_lib.from_idx(args.data_dir, batch_size=args.batch_size,
-                             validation_split=0.0, seed=args.seed)
-    keras.utils.set_random_seed(args.seed)
-    with tempfile.TemporaryDirectory(prefix="keras_ae_speed_") as runs_dir:
-        result = training.train(
-            lambda: keras_ae.build_conv_autoencoder(data.image_shape), data,
-            Path(runs_dir) / "run", epochs=args.epochs,
-            mixed_precision=args.speed_worker, verbose=0)
-    print(json.dumps({
-        "images_per_s": [data.num_train / row["train_seconds"]
-                         for row in result.history],
-        "test_mse": training.evaluate(result.model, data.test)["mse"],
-        "peak_rss_mb": peak_rss_mb(),
-        "policy": result.devices.policy,
-    }))
-    return 0
-
-
-def run_config(framework, option, epochs, args):
-    """Runs one configuration in a fresh process; its JSON report."""
-    if framework == "keras_ae":
-        command = [sys.executable, __file__, "--speed-worker", option,
-                   "--epochs", str(epochs), "--data-dir", args.data_dir,
-                   "--batch-size", str(args.batch_size), "--seed", str(args.seed)]
-    else:
-        command = [args.torch_python, str(Path(__file__).with_name("torch_peer.py")),
-                   "--epochs", str(epochs), "--data-dir", args.data_dir,
-                   "--batch-size", str(args.batch_size), "--seed", str(args.seed),
-                   *option]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def measure_speed(args):
-    """Every configuration, ``args.rounds`` times in rotating order, then the
-    default for ``args.epochs`` epochs for its test MSE."""
-    peak, peak_how = float32_peak()
-    print(f"float32 peak: {peak:.0f} GFLOP/s ({peak_how})", flush=True)
-    runs = {label: [] for label, _, _ in SPEED_CONFIGS}
-    for round_ in range(args.rounds):
-        shift = round_ % len(SPEED_CONFIGS)
-        for label, framework, option in SPEED_CONFIGS[shift:] + SPEED_CONFIGS[:shift]:
-            report = run_config(framework, option, args.speed_epochs, args)
-            runs[label].append(report)
-            steady = report["images_per_s"][1:] or report["images_per_s"]
-            print(f"round {round_ + 1}: {label}: {statistics.median(steady):,.0f} "
-                  f"images/s, peak RSS {report['peak_rss_mb']:,.0f} MB", flush=True)
-    print(f"\n{DEFAULT_CONFIG}: {args.epochs} epochs for the test MSE", flush=True)
-    quality = run_config("keras_ae", "auto", args.epochs, args)
-    print(f"   test MSE {quality['test_mse']:.5f} ({quality['policy']})", flush=True)
-    return runs, quality, (peak, peak_how)
-
-
-def speed_section(runs, quality, peak, args, command, seconds):
-    flops = 3 * forward_flops(keras_ae.build_conv_autoencoder())  # forward + backward
-
-    def steady(report):
-        return statistics.median(report["images_per_s"][1:] or report["images_per_s"])
-
-    speeds = {label: [steady(r) for r in reports] for label, reports in runs.items()}
-    torch_labels = [label for label, framework, _ in SPEED_CONFIGS if framework == "torch"]
-    best_torch = max(torch_labels, key=lambda label: statistics.median(speeds[label]))
-    # side by side: each round's default over that round's best peer
-    ratios = [ours / peer for ours, peer
-              in zip(speeds[DEFAULT_CONFIG], speeds[best_torch])]
-    gflops, how = peak
-    lines = [
-        SPEED_START,
-        "## Training speed on this CPU: precisions and a PyTorch peer",
-        "",
-        f"- date: {datetime.date.today().isoformat()}",
-        f"- machine: {machine()}; PyTorch {runs[best_torch][0].get('torch')} "
-        f"({runs[best_torch][0].get('threads')} threads)",
-        f"- command: `{command}` ({seconds / 60:.0f} min)",
-        f"- model: `build_conv_autoencoder()` (28x28x1, {flops / 3 / 1e6:.1f} "
-        f"MFLOP per image forward; training counted as 3x forward, "
-        f"{flops / 1e6:.0f} MFLOP per image); Fashion-MNIST's 60,000 training "
-        f"images, batch {args.batch_size}, Adam 3e-3, MSE. keras_ae through "
-        "`keras_ae.training.train` (its tf.data pipeline, checkpoints each "
-        "epoch, not timed); the peer (`tools/torch_peer.py`) is the same "
-        "model in PyTorch, fed from memory.",
-        f"- each configuration in its own process, {args.rounds} rounds in "
-        f"rotating order, {args.speed_epochs} epochs each (the first left out "
-        "as warm-up); images/s is the median over rounds; peak RSS is the "
-        "process's peak resident memory.",
-        f"- float32 peak of this machine, measured in the same run: "
-        f"**{gflops:,.0f} GFLOP/s** ({how}); \"of peak\" = images/s x "
-        f"{flops / 1e6:.0f} MFLOP / peak.",
-        "",
-        "| configuration | train images/s (each round) | of float32 peak "
-        "| peak RSS (MB) |",
-        "| --- | ---: | ---: | ---: |",
-    ]
-    for label, _, _ in SPEED_CONFIGS:
-        median = statistics.median(speeds[label])
-        each = ", ".join(f"{v:,.0f}" for v in speeds[label])
-        rss = max(r["peak_rss_mb"] for r in runs[label])
-        policy = runs[label][0].get("policy")
-        name = f"{label} -> {policy}" if policy and "auto" in label else label
-        lines.append(f"| {name} | **{median:,.0f}** ({each}) "
-                     f"| {median * flops / (gflops * 1e9):.0%} | {rss:,.0f} |")
-    lines += [
-        "",
-        f"keras_ae's default against the peer's best configuration ({best_torch}), "
-        f"round by round: {', '.join(f'{r:.2f}x' for r in ratios)}; median "
-        f"**{statistics.median(ratios):.2f}x** (goal: at least 1.5x).",
-        "",
-        f"Quality under the default precision ({quality['policy']}): "
-        f"{args.epochs} epochs, test MSE **{quality['test_mse']:.5f}** on the "
-        "10,000 test images (goal: at most 0.006); the peer's test MSE after "
-        f"{args.speed_epochs} epochs, for reference: "
-        + ", ".join(f"{label.removeprefix('PyTorch, ')} "
-                    f"{statistics.median(r['test_mse'] for r in runs[label]):.4f}"
-                    for label in torch_labels) + ".",
-        SPEED_END,
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def main_speed(args, command):
-    started = time.time()
-    runs, quality, peak = measure_speed(args)
-    text = speed_section(runs, quality, peak, args, command, time.time() - started)
-    publish_section(args.output, SPEED_START, SPEED_END, text)
-    return 0
-
-
 def main(argv=None):
     args = parse_args(argv)
     if args.speed_worker:
-        return speed_worker(args)
+        return training_speed.keras_worker(args)
     command = "python3 " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])])
     if args.speed:
-        return main_speed(args, command)
+        return training_speed.main(args, command)
     started = time.time()
     data = data_lib.from_idx(args.data_dir, batch_size=args.batch_size,
                              validation_split=args.validation_split, seed=args.seed)

@@ -8,10 +8,14 @@ transposed conv 32 (kernel 2, stride 2), conv 32, transposed conv 32, conv
 as Keras initialises them), trained the same way: Adam at keras_ae's
 default learning rate 3e-3, MSE, batch 256, the 60,000 Fashion-MNIST
 training images shuffled every epoch, fed from memory (the fastest feeding
-PyTorch has). Prints one JSON line: training images/s of each epoch, the
-test MSE, the peak resident memory.
+PyTorch has). With ``--images FILE.npy`` (uint8 ``(N, H, W, C)``) the same
+model at that size and channel count trains on those images instead (their
+first tenth is the test set). Prints one JSON line: training images/s of
+each epoch, the test MSE, the peak resident memory.
 
     python3 tools/torch_peer.py --epochs 2 --precision bfloat16 --channels-last
+    python3 tools/torch_peer.py --images crops.npy --batch-size 64 --compile
+    python3 tools/torch_peer.py --matmul-peak    # float32 and bfloat16 GFLOP/s
 
 Needs PyTorch and NumPy only (not keras_ae or TensorFlow), so it runs in its
 own environment: PyTorch is never a dependency of keras_ae or its tests.
@@ -41,11 +45,11 @@ def read_idx_images(path):
     return np.frombuffer(raw, np.uint8, offset=16).reshape(count, height, width)
 
 
-def autoencoder():
+def autoencoder(channels=1):
     """keras_ae.build_conv_autoencoder()'s layers, in PyTorch."""
     relu = nn.ReLU
     layers = nn.Sequential(
-        nn.Conv2d(1, 32, 3, padding=1), relu(),
+        nn.Conv2d(channels, 32, 3, padding=1), relu(),
         nn.Conv2d(32, 32, 3, padding=1), relu(),
         nn.MaxPool2d(2),
         nn.Conv2d(32, 4, 3, padding=1), relu(),
@@ -55,12 +59,46 @@ def autoencoder():
         nn.Conv2d(32, 32, 3, padding=1), relu(),
         nn.ConvTranspose2d(32, 32, 2, stride=2), relu(),
         nn.Conv2d(32, 32, 3, padding=1), relu(),
-        nn.Conv2d(32, 1, 3, padding=1), nn.Sigmoid())
+        nn.Conv2d(32, channels, 3, padding=1), nn.Sigmoid())
     for layer in layers:
         if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
             nn.init.xavier_uniform_(layer.weight)  # Keras' glorot_uniform
             nn.init.zeros_(layer.bias)
     return layers
+
+
+def matmul_peaks(size=4096, repeats=5):
+    """PyTorch's best GFLOP/s of a ``size``-squared matrix product in float32
+    and in bfloat16, each timed ``repeats`` times after a warm-up."""
+    peaks = {}
+    for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16)):
+        a = torch.rand(size, size).to(dtype)
+        b = torch.rand(size, size).to(dtype)
+        a @ b
+        seconds = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            a @ b
+            seconds.append(time.perf_counter() - started)
+        peaks[name] = 2 * size ** 3 / min(seconds) / 1e9
+    return peaks
+
+
+def load_images(args):
+    """``(train, test)`` float tensors ``(N, C, H, W)`` in [0, 1]."""
+    if args.images:
+        images = np.load(args.images)
+        if images.ndim != 4 or images.dtype != np.uint8:
+            raise SystemExit(f"--images: expected uint8 (N, H, W, C), got "
+                             f"{images.dtype} {images.shape}")
+        images = torch.from_numpy(images.transpose(0, 3, 1, 2) / np.float32(255))
+        count = max(1, len(images) // 10)
+        return images[count:], images[:count]
+    train = torch.from_numpy(read_idx_images(
+        f"{args.data_dir}/train-images-idx3-ubyte.gz")[:, None] / np.float32(255))
+    test = torch.from_numpy(read_idx_images(
+        f"{args.data_dir}/t10k-images-idx3-ubyte.gz")[:, None] / np.float32(255))
+    return train, test
 
 
 def peak_rss_mb():
@@ -80,17 +118,24 @@ def main():
                         help="bfloat16: torch.autocast('cpu', torch.bfloat16)")
     parser.add_argument("--channels-last", action="store_true",
                         help="NHWC memory format (oneDNN's preferred layout)")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the model (inductor)")
     parser.add_argument("--data-dir", default=FASHION_MNIST_DIR)
+    parser.add_argument("--images", default=None,
+                        help="uint8 (N, H, W, C) .npy file instead of Fashion-MNIST")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--matmul-peak", action="store_true",
+                        help="print float32 and bfloat16 matmul GFLOP/s and stop")
     args = parser.parse_args()
+    if args.matmul_peak:
+        print(json.dumps({**matmul_peaks(), "torch": torch.__version__}))
+        return
 
     torch.manual_seed(args.seed)
     layout = torch.channels_last if args.channels_last else torch.contiguous_format
-    train = torch.from_numpy(read_idx_images(
-        f"{args.data_dir}/train-images-idx3-ubyte.gz")[:, None] / np.float32(255))
-    test = torch.from_numpy(read_idx_images(
-        f"{args.data_dir}/t10k-images-idx3-ubyte.gz")[:, None] / np.float32(255))
-    model = autoencoder().to(memory_format=layout)
+    train, test = load_images(args)
+    model = autoencoder(train.shape[1]).to(memory_format=layout)
+    step_model = torch.compile(model) if args.compile else model
     optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
     autocast = torch.autocast("cpu", dtype=torch.bfloat16,
                               enabled=args.precision == "bfloat16")
@@ -105,7 +150,7 @@ def main():
             batch = train[order[start:start + args.batch_size]].contiguous(
                 memory_format=layout)
             with autocast:
-                loss = loss_of(model(batch).float(), batch)
+                loss = loss_of(step_model(batch).float(), batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -113,14 +158,15 @@ def main():
 
     model.eval()
     with torch.no_grad(), autocast:
-        squared = sum(float(((model(test[i:i + 1000].contiguous(memory_format=layout))
-                              .float() - test[i:i + 1000]) ** 2).sum())
-                      for i in range(0, len(test), 1000))
+        squared = sum(float(((model(test[i:i + 100].contiguous(memory_format=layout))
+                              .float() - test[i:i + 100]) ** 2).sum())
+                      for i in range(0, len(test), 100))
     print(json.dumps({
         "images_per_s": speeds, "test_mse": squared / test.numel(),
         "peak_rss_mb": peak_rss_mb(),
         "torch": torch.__version__, "threads": torch.get_num_threads(),
         "precision": args.precision, "channels_last": args.channels_last,
+        "compile": args.compile,
     }))
 
 
