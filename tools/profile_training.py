@@ -61,28 +61,30 @@ def parse_args(argv):
     return args
 
 
-def compiled_model(size):
+def compiled_model(size, steps):
     """The default model at ``size`` under the policy training would pick,
-    with seeded images for ``batches`` steps."""
+    and keras_ae's training pipeline over ``steps`` batches of seeded images."""
     import keras
     import numpy as np
 
     import keras_ae
-    from keras_ae import training
+    from keras_ae import data, training
 
     policy = training.choose_policy("auto")
     keras.mixed_precision.set_global_policy(policy)
     keras.utils.set_random_seed(0)
     model = training.compile_autoencoder(keras_ae.build_conv_autoencoder((size, size, 1)))
-    return model, policy, np.random.default_rng(0).random
+    images = np.random.default_rng(0).integers(
+        0, 256, (BATCH[size] * steps, size, size, 1), dtype=np.uint8)
+    pipeline = data.from_arrays(images, images[:BATCH[size]], batch_size=BATCH[size],
+                                validation_split=0.0)
+    return model, policy, pipeline.train
 
 
-def run_steps(model, random, size, steps):
-    import numpy as np
-
-    images = random((BATCH[size] * steps, size, size, 1), dtype=np.float32)
+def run_steps(model, train, epochs=1):
+    """Seconds of ``epochs`` passes over ``train``."""
     started = time.perf_counter()
-    model.fit(images, images, batch_size=BATCH[size], epochs=1, shuffle=False, verbose=0)
+    model.fit(train, epochs=epochs, verbose=0)
     return time.perf_counter() - started
 
 
@@ -139,12 +141,13 @@ def profile(size, steps):
     """One size's profile: ``dict`` of ops, wall time per step, input time."""
     import tensorflow as tf
 
-    model, policy, random = compiled_model(size)
-    run_steps(model, random, size, 3)  # warm-up: tracing, oneDNN primitives
-    wall = run_steps(model, random, size, steps)
+    model, policy, train = compiled_model(size, steps)
+    run_steps(model, train)  # warm-up: tracing, oneDNN primitives
+    # the fastest of three passes: this machine's speed drifts for seconds at a time
+    wall = min(run_steps(model, train) for _ in range(3))
     with tempfile.TemporaryDirectory(prefix="keras_ae_profile_") as logdir:
         tf.profiler.experimental.start(logdir)
-        run_steps(model, random, size, steps)
+        run_steps(model, train)
         tf.profiler.experimental.stop()
         ops, input_ms = op_rows(logdir)
     return {"policy": policy, "ops": {" | ".join(k): v / steps for k, v in ops.items()},
@@ -154,10 +157,10 @@ def profile(size, steps):
 def onednn_worker(size, steps):
     """Child process with ONEDNN_VERBOSE=1: the steps, nothing printed but
     oneDNN's lines."""
-    model, _, random = compiled_model(size)
-    run_steps(model, random, size, 3)
+    model, _, train = compiled_model(size, steps)
+    run_steps(model, train)
     print("PROFILE_START", flush=True)
-    run_steps(model, random, size, steps)
+    run_steps(model, train)
     return 0
 
 
@@ -188,7 +191,9 @@ def section(results, args, command, seconds):
              f"- command: `{command}` ({seconds / 60:.0f} min)",
              "- what: `build_conv_autoencoder((S, S, 1))` compiled by "
              "`compile_autoencoder` under the precision training picks here, "
-             f"{args.steps} steps of seeded images after 3 warm-up steps; batch "
+             f"keras_ae's training pipeline (`data.from_arrays`) over {args.steps} "
+             "batches of seeded images after one warm-up pass (wall time: the "
+             "fastest of three passes); batch "
              + ", ".join(f"{BATCH[s]} at {s}x{s}" for s in args.sizes) + ". Op times "
              "from TensorFlow's profiler with one inter-op thread (ops do not "
              "overlap, so they add up to the step; each op uses every core); "
