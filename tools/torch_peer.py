@@ -16,6 +16,7 @@ each epoch, the test MSE, the peak resident memory.
     python3 tools/torch_peer.py --epochs 2 --precision bfloat16 --channels-last
     python3 tools/torch_peer.py --images crops.npy --batch-size 64 --compile
     python3 tools/torch_peer.py --matmul-peak    # float32 and bfloat16 GFLOP/s
+    python3 tools/torch_peer.py --serve 128 --channels 1   # eager inference timings
 
 Needs PyTorch and NumPy only (not keras_ae or TensorFlow), so it runs in its
 own environment: PyTorch is never a dependency of keras_ae or its tests.
@@ -84,6 +85,40 @@ def matmul_peaks(size=4096, repeats=5):
     return peaks
 
 
+def serving_timings(size, channels, calls=200, batch=32, seconds=2.0):
+    """Eager inference of the model at ``size`` (weights as initialised: the
+    speed does not depend on them), each configuration's batch-1 latency
+    percentiles over ``calls`` calls and images/s at ``batch``."""
+    configs = {"float32": (torch.float32, torch.contiguous_format),
+               "float32, channels-last": (torch.float32, torch.channels_last),
+               "bfloat16 autocast, channels-last": (torch.bfloat16, torch.channels_last)}
+    results = {}
+    for name, (dtype, layout) in configs.items():
+        model = autoencoder(channels).to(memory_format=layout).eval()
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16,
+                                  enabled=dtype == torch.bfloat16)
+        one = torch.rand(1, channels, size, size).contiguous(memory_format=layout)
+        many = torch.rand(batch, channels, size, size).contiguous(memory_format=layout)
+        with torch.inference_mode(), autocast:
+            for _ in range(10):
+                model(one)
+            times = []
+            for _ in range(calls):
+                started = time.perf_counter()
+                model(one).float().numpy()
+                times.append(time.perf_counter() - started)
+            model(many)
+            count, started = 0, time.perf_counter()
+            while time.perf_counter() - started < seconds or count < 3:
+                model(many).float().numpy()
+                count += 1
+            per_second = count * batch / (time.perf_counter() - started)
+        results[name] = {"p50_ms": 1000 * float(np.percentile(times, 50)),
+                         "p99_ms": 1000 * float(np.percentile(times, 99)),
+                         "images_per_s": per_second}
+    return results
+
+
 def load_images(args):
     """``(train, test)`` float tensors ``(N, C, H, W)`` in [0, 1]."""
     if args.images:
@@ -126,7 +161,14 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--matmul-peak", action="store_true",
                         help="print float32 and bfloat16 matmul GFLOP/s and stop")
+    parser.add_argument("--serve", type=int, default=None, metavar="SIZE",
+                        help="print eager inference timings at SIZE x SIZE and stop")
+    parser.add_argument("--channels", type=int, default=1, help="with --serve")
     args = parser.parse_args()
+    if args.serve:
+        print(json.dumps({"configs": serving_timings(args.serve, args.channels),
+                          "torch": torch.__version__, "threads": torch.get_num_threads()}))
+        return
     if args.matmul_peak:
         print(json.dumps({**matmul_peaks(), "torch": torch.__version__}))
         return
