@@ -89,9 +89,13 @@ def build(args, folder):
              "sizes_mb": {name: os.path.getsize(p) / 1e6 for name, p in
                           (("float32", path), ("int8", export.int8_path(path)),
                            ("detector", detector_path))}}
-    return {"model, float32": ("model", path),
-            "model, int8": ("model", export.int8_path(path)),
-            "anomaly detector, float32": ("detector", detector_path)}, facts
+    return {"model, float32": ("model", path, True),
+            "model, float32, no spinning": ("model", path, False),
+            "model, int8": ("model", export.int8_path(path), True),
+            "model, int8, no spinning": ("model", export.int8_path(path), False),
+            "anomaly detector, float32, spinning": ("detector", detector_path, True),
+            "anomaly detector, float32": ("detector", detector_path, False),
+            }, facts
 
 
 def servers(files):
@@ -99,12 +103,12 @@ def servers(files):
     from keras_ae.runtime import OnnxAnomalyDetector, OnnxAutoencoder
 
     found = {}
-    for name, (kind, path) in files.items():
+    for name, (kind, path, spinning) in files.items():
         if kind == "model":
-            model = OnnxAutoencoder(path)
+            model = OnnxAutoencoder(path, allow_spinning=spinning)
             found[name] = lambda x, model=model: model.reconstruct(x, batch_size=BATCH)
         else:
-            detector = OnnxAnomalyDetector(path)
+            detector = OnnxAnomalyDetector(path, allow_spinning=spinning)
             found[name] = lambda x, detector=detector: detector.scores(x, batch_size=BATCH)
     return found
 
@@ -126,11 +130,16 @@ def measure(args, files):
     latency = {name: [] for name in runs}
     throughput = {name: [] for name in runs}
     peers = []
+    names = list(runs)
     for round_ in range(args.rounds):
         print(f"round {round_ + 1}", flush=True)
-        for name, (p50, p99) in latency_percentiles(runs, one, args.latency_calls).items():
+        # each session in a block of its own calls: a spinning session's idle
+        # threads would otherwise hold the cores while the next one runs
+        for name in names[round_ % len(names):] + names[:round_ % len(names)]:
+            (p50, p99), = latency_percentiles({name: runs[name]}, one,
+                                               args.latency_calls).values()
             latency[name].append((p50, p99))
-        for name, times in alternate(runs, many, 1, args.seconds).items():
+            times, = alternate({name: runs[name]}, many, 1, args.seconds).values()
             throughput[name].append(BATCH / statistics.median(times))
         peers.append(peer(args))
     return latency, throughput, peers
@@ -184,10 +193,12 @@ def section(args, files, facts, latency, throughput, peers, found_peaks, command
         + ", ".join(f"{name} {mb:.1f} MB" for name, mb in facts["sizes_mb"].items())
         + ". The peer: the same model in PyTorch eager (`tools/torch_peer.py --serve`, "
         "`inference_mode`, weights as initialised).",
-        f"- timing: batch-1 latency p50 and p99 over {args.latency_calls} interleaved calls, "
+        f"- timing: batch-1 latency p50 and p99 over {args.latency_calls} calls in a row, "
         f"images/s at batch {BATCH} ({args.seconds:g} s of calls), each the median of "
-        f"{args.rounds} rounds; keras_ae through `OnnxAutoencoder.reconstruct` and "
-        "`OnnxAnomalyDetector.scores` (input checks included), default session settings. "
+        f"{args.rounds} rounds, each session in turn (order rotating); keras_ae through "
+        "`OnnxAutoencoder.reconstruct` and `OnnxAnomalyDetector.scores` (input checks "
+        "included), default session settings (spinning threads for the autoencoder, "
+        "none for the detector), and with the other `allow_spinning`. "
         f"float32 peak measured in the same run: {found_peaks['float32'][0]:,.0f} GFLOP/s "
         f"({found_peaks['float32'][1]}); \"of peak\" = images/s x forward FLOPs / peak "
         "(int8 counted as the same FLOPs; the detector's own arithmetic left out).",

@@ -33,7 +33,11 @@ class OnnxAnomalyDetector(OnnxAutoencoder):
     Args:
         path: ``detector.onnx``, or the folder that holds it.
         providers, intra_op_threads, graph_optimization, allow_spinning: as
-            for ``OnnxAutoencoder``.
+            for ``OnnxAutoencoder``, but ``allow_spinning`` defaults to False
+            here: a detector's graph is many small operators, between which
+            spinning threads hold the cores (chosen by
+            ``tools/benchmark_serving.py``: docs/benchmarks.md, "Serving at
+            128x128").
         threshold: a threshold of your own, in place of the file's (scores
             are in standard deviations of held-out normal images' scores
             from their mean; ``raw_scores`` gives them before that).
@@ -54,6 +58,7 @@ class OnnxAnomalyDetector(OnnxAutoencoder):
 
     def __init__(self, path, providers=None, intra_op_threads=None, *, threshold=None,
                  **settings):
+        settings.setdefault("allow_spinning", False)
         super().__init__(path, providers, intra_op_threads, **settings)
         role = self.metadata.get(METADATA_PREFIX + "role")
         outputs = {o.name for o in self._model_session.get_outputs()}

@@ -48,6 +48,11 @@ def test_the_onnx_detector_scores_and_maps_as_keras_does(normal, tmp_path, decod
     differences = export_detector(detector, path)
     assert max(differences.values()) <= 1e-5
     served = OnnxAnomalyDetector(path)
+    spinning = "session.intra_op.allow_spinning"
+    assert served._model_session.get_session_options().get_session_config_entry(
+        spinning) == "0"  # a detector's default; an autoencoder's is "1"
+    assert OnnxAnomalyDetector(path, allow_spinning=True)._model_session \
+        .get_session_options().get_session_config_entry(spinning) == "1"
     images = np.concatenate([normal[200:], 1 - normal[200:210]])
     scores, maps = served.scores_and_maps(images)
     expected_scores, expected_maps = detector.scores_and_maps(images)
