@@ -274,8 +274,6 @@ def section(rows, overhead, args, command, seconds, data):
     return "\n".join(lines) + "\n"
 
 
-# --- --speed: keras_ae's precisions against a PyTorch peer -----------------
-
 def main(argv=None):
     args = parse_args(argv)
     if args.speed_worker:

@@ -30,7 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark_report import float32_peak, forward_flops, machine, peak_rss_mb, publish_section
+from benchmark_report import (bfloat16_peak, float32_peak, forward_flops, machine,
+                              peak_rss_mb, publish_section)
 
 BATCH = {28: 256, 128: 64, 256: 32}
 # images per epoch at the photo sizes: 6 to 10 s of keras_ae's training here
@@ -172,20 +173,8 @@ def run_config(framework, option, epochs, batch, images, args):
 def peaks(args):
     """``{"float32": (gflops, how), "bfloat16": (gflops, how)}``: the best
     large matrix product of TensorFlow, NumPy and PyTorch in each type."""
-    import tensorflow as tf
-
-    found = {"float32": float32_peak()}
-    size, repeats = 4096, 5
-    a = tf.cast(tf.random.stateless_uniform((size, size), (0, 1)), tf.bfloat16)
-    b = tf.cast(tf.random.stateless_uniform((size, size), (1, 2)), tf.bfloat16)
-    tf.linalg.matmul(a, b).numpy()
-    seconds = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        tf.linalg.matmul(a, b).numpy()
-        seconds.append(time.perf_counter() - started)
-    found["bfloat16"] = (2 * size ** 3 / min(seconds) / 1e9,
-                         f"TensorFlow matmul {size}x{size} bfloat16, best of {repeats}")
+    found = {"float32": float32_peak(), "bfloat16": bfloat16_peak()}
+    size, repeats = 4096, 5  # as torch_peer.py --matmul-peak times them
     done = subprocess.run([args.torch_python, str(Path(__file__).with_name("torch_peer.py")),
                            "--matmul-peak"], capture_output=True, text=True, check=False)
     if done.returncode == 0:
