@@ -95,7 +95,7 @@ def phase_of(name):
         return "loss"
     if name.startswith(("adam/", "Assign")) or "/adam/" in name:
         return "optimizer"
-    if "/encoder" in name or "/decoder" in name or name.startswith(("encoder", "decoder")):
+    if "/encoder" in name or "/decoder" in name:
         return "forward"
     return "other"
 
@@ -116,8 +116,8 @@ def op_rows(logdir):
             for event in line.events:
                 name = names[event.metadata_id].name
                 ms = event.duration_ps / 1e9
-                if line.name.startswith("tf_data") and "::" in name:
-                    input_ms += ms if name.count("::") == 1 else 0.0
+                if line.name.startswith("tf_data") and name.count("::") == 1:
+                    input_ms += ms  # an iterator's top event: nested ones are inside it
                 if (not line.name.startswith("tf_Compute") or ":" not in name
                         or "::" in name):  # executor events, not ops
                     continue
@@ -126,8 +126,7 @@ def op_rows(logdir):
                 if op_type in ("", "StatefulPartitionedCall"):
                     continue
                 parts = op_name.split("/")
-                phase = phase_of(op_name.split("/", 1)[1] if parts[0].endswith(
-                    "autoencoder_1") else op_name)
+                phase = phase_of(op_name)
                 layer = next((p.removesuffix("_1") for p in parts
                               if p.startswith(("encoder_stage", "decoder_stage",
                                                "decoder_output", "reconstruction"))),
