@@ -196,7 +196,7 @@ def measure(args, workdir):
     for size, channels in cases(args):
         if size != 28:
             path = Path(workdir) / f"crops_{size}_{channels}.npy"
-            np.save(path, photo_crops(size, channels, CROPS.get(size, 640), args.seed))
+            np.save(path, photo_crops(size, channels, CROPS[size], args.seed))
             images[size, channels] = str(path)
     runs = {(case, label): [] for case in cases(args) for label, *_ in configs_at(case[0])}
     for round_ in range(args.rounds):
@@ -223,9 +223,13 @@ def steady(report):
     return statistics.median(report["images_per_s"][1:] or report["images_per_s"])
 
 
-def case_rows(case, runs, found_peaks, rounds_of):
-    """The table rows of one case and its line of ratios."""
+def case_rows(case, runs, found_peaks):
+    """The table rows of one case, its line of ratios, and a report of the
+    peer's fastest configuration."""
     import keras_ae
+
+    def rounds_of(label):
+        return runs[case, label]
 
     size, channels = case
     flops = 3 * forward_flops(keras_ae.build_conv_autoencoder((size, size, channels)))
@@ -255,15 +259,14 @@ def case_rows(case, runs, found_peaks, rounds_of):
                   f"against {best}, round by round "
                   f"{', '.join(f'{r:.2f}x' for r in ratios)}; median "
                   f"**{median:.2f}x**{verdict}.")
-    return rows, ratio_line, best, rounds_of(best)[0]
+    return rows, ratio_line, rounds_of(best)[0]
 
 
 def section(runs, quality, found_peaks, args, command, seconds):
     start, end = markers()
     table, ratio_lines, torch_version = [], [], None
     for case in cases(args):
-        rows, ratio_line, _, peer = case_rows(
-            case, runs, found_peaks, lambda label, case=case: runs[case, label])
+        rows, ratio_line, peer = case_rows(case, runs, found_peaks)
         table += rows
         ratio_lines.append(ratio_line)
         torch_version = torch_version or f"{peer.get('torch')} ({peer.get('threads')} threads)"
