@@ -1,10 +1,14 @@
 """Image files decoded in TensorFlow, by ``keras_ae.runtime.images``' recipe: the
 TensorFlow half of it (serving's half is Pillow's, in ``keras_ae.runtime.images``).
 
-- ``scan``: every file checked once before training: the pixel limit from
-  each file's header (nothing over it is decoded), then one parallel pass
-  that decodes the rest for their sizes and colour, and finds the ones that
-  do not decode;
+- ``scan``: every file checked once before training: through
+  ``keras_ae.runtime.image_files``' gate (regular files, the format from the
+  content, the pixel limit and the file's size from its header: nothing
+  refused is decoded), then one parallel pass that decodes the rest for
+  their sizes and colour, and finds the ones that do not decode. PNG and
+  JPEG are decoded by TensorFlow; BMP, GIF, WebP and rotated photos by
+  Pillow (``keras_ae.runtime.images.stored_pixels``) inside ``tf.data``, as
+  serving reads them;
 - ``loader``: what ``tf.data`` maps over file names to make a model's
   images (colour, size, rounding), the ``pad`` resize without the padded
   image (``keras_ae.runtime.images.padded_steps``).
@@ -13,35 +17,58 @@ File names go to TensorFlow as bytes (``as_bytes``), so that names that are
 not UTF-8 are read as they are.
 """
 
+import dataclasses
 import os
 
 import numpy as np
 import tensorflow as tf
 
+from keras_ae.errors import InputError
+from keras_ae.runtime import image_files
 from keras_ae.runtime import images as recipe
 
-__all__ = ["Progress", "as_bytes", "error_reason", "loader", "reason", "scan"]
+__all__ = ["Progress", "Scanned", "as_bytes", "error_reason", "loader", "reason",
+           "scan"]
 
 
 def _decode(contents):
-    """uint8 ``(h, w, c)`` as stored (c 1 to 4), first frame of a GIF."""
+    """uint8 ``(h, w, c)`` as stored (c 1 to 4) of a checked PNG or JPEG."""
     # decode_image would take JPEG's fast IDCT, which differs from Pillow's
     # (and serving's; docs/benchmarks.md, "JPEG decoding"); the accurate one
     # matches.
     return tf.cond(
         tf.io.is_jpeg(contents),
         lambda: tf.io.decode_jpeg(contents, dct_method="INTEGER_ACCURATE"),
-        lambda: tf.io.decode_image(contents, expand_animations=False))
+        lambda: tf.io.decode_png(contents))
+
+
+def _pillow_pixels(path):
+    """uint8 ``(h, w, c)`` of a checked file Pillow decodes (BMP, GIF, WebP,
+    rotated photos: ``ImageFile.decoder``), from inside ``tf.data``."""
+    pixels = tf.numpy_function(lambda name: recipe.stored_pixels(os.fsdecode(name)),
+                               [path], tf.uint8, stateful=False)
+    pixels.set_shape([None, None, None])
+    return pixels
+
+
+def _read(path, pillow):
+    """A checked file's stored pixels, by the decoder the scan chose."""
+    return tf.cond(pillow, lambda: _pillow_pixels(path),
+                   lambda: _decode(tf.io.read_file(path)))
 
 
 def _probe(index, path):
-    """``(index, height, width, grey)`` of one file; an error if unreadable."""
-    image = _decode(tf.io.read_file(path))
+    """``(index, height, width, grey)`` of one file TensorFlow decodes; an
+    error if it does not decode."""
+    return (index, *_facts(_decode(tf.io.read_file(path))))
+
+
+def _facts(image):
     shape = tf.shape(image)
     grey = tf.cond(shape[2] < 3, lambda: tf.constant(True), lambda: tf.reduce_all(
         tf.logical_and(image[..., 0] == image[..., 1],
                        image[..., 1] == image[..., 2])))
-    return index, shape[0], shape[1], grey
+    return shape[0], shape[1], grey
 
 
 def as_bytes(paths):
@@ -62,45 +89,74 @@ def error_reason(path):
         f"please report this with the file.")
 
 
-def _over_limit(paths, max_pixels):
-    """``{index: reason}`` of the files whose header gives more than
-    ``max_pixels`` pixels: they are never decoded. (A file Pillow cannot
-    identify is left to TensorFlow's decoder, which says why.)"""
-    over = {}
-    if max_pixels is None:
-        return over
+@dataclasses.dataclass(frozen=True)
+class Scanned:
+    """One readable file, as the scan found it."""
+
+    height: int
+    width: int
+    grey: bool
+    pillow: bool  # decoded by Pillow on the training route too
+
+
+def _checked(paths, max_pixels):
+    """``({index: ImageFile}, {index: reason})``: every file through
+    ``keras_ae.runtime.image_files``' gate, nothing decoded."""
+    facts, refused = {}, {}
     for index, path in enumerate(paths):
-        size = recipe.header_size(path)
-        if size is not None and size[0] * size[1] > max_pixels:
-            over[index] = (f"{recipe.describe_size(*size)}, {size[0] * size[1]:,} "
-                           f"pixels, over the limit of {max_pixels:,}; see "
-                           f"--max-image-pixels")
-    return over
+        try:
+            facts[index] = image_files.inspect(path, max_pixels)
+        except image_files.RefusedImage as error:
+            refused[index] = error.reason
+        except FileNotFoundError:
+            refused[index] = "is gone (removed while the folder was read)"
+    return facts, refused
+
+
+def _pillow_scanned(path):
+    """``Scanned`` of a file Pillow decodes, or the reason it does not."""
+    try:
+        pixels = recipe.stored_pixels(path)
+    except InputError as error:
+        return str(error).removeprefix(os.fspath(path)).strip(" :")
+    grey = pixels.shape[2] < 3 or bool(
+        (pixels[..., 0] == pixels[..., 1]).all() and (pixels[..., 1] == pixels[..., 2]).all())
+    return Scanned(pixels.shape[0], pixels.shape[1], grey, True)
 
 
 def scan(paths, verbose, max_pixels):
-    """Reads every file once: ``{index: (height, width, grey)}`` and
-    ``{index: reason}`` of those that are not read (``None``: TensorFlow's
-    decoder failed, ``error_reason`` says why)."""
-    over = _over_limit(paths, max_pixels)
-    kept = [i for i in range(len(paths)) if i not in over]
+    """Reads every file once: ``{index: Scanned}`` and ``{index: reason}``
+    of those that are not read (``None``: TensorFlow's decoder failed,
+    ``error_reason`` says why). Each file passes
+    ``keras_ae.runtime.image_files``' checks first; those TensorFlow
+    decodes are then decoded in parallel, the others by Pillow."""
+    facts, bad = _checked(paths, max_pixels)
+    progress = Progress(len(paths), verbose, "checking")
+    found = {}
+    for index, fact in facts.items():
+        if fact.decoder == "pillow":
+            result = _pillow_scanned(paths[index])
+            if isinstance(result, Scanned):
+                found[index] = result
+            else:
+                bad[index] = result
+            progress.advance(1)
+    kept = [i for i, fact in facts.items() if fact.decoder == "tensorflow"]
     indices = tf.data.Dataset.from_tensor_slices(
         (np.asarray(kept, np.int64), as_bytes([paths[i] for i in kept])))
     probes = (indices.map(_probe, num_parallel_calls=tf.data.AUTOTUNE)
               .ignore_errors().batch(512).prefetch(2))
-    found = {}
-    progress = Progress(len(paths), verbose, "checking")
     for index, height, width, grey in probes.as_numpy_iterator():
-        found.update(zip(index.tolist(), zip(height.tolist(), width.tolist(),
-                                             grey.tolist())))
+        found.update((i, Scanned(h, w, g, False)) for i, h, w, g in zip(
+            index.tolist(), height.tolist(), width.tolist(), grey.tolist()))
         progress.advance(len(index))
     progress.advance(len(paths))  # every file was tried, unreadable ones too
-    bad = {i: over.get(i) for i in range(len(paths)) if i not in found}
+    bad.update({i: None for i in kept if i not in found})
     return found, bad
 
 
 def reason(paths, bad, index):
-    """Why ``paths[index]`` is not read: the pixel limit's words, or the
+    """Why ``paths[index]`` is not read: the checks' words, or the
     decoder's (``bad`` is ``scan``'s)."""
     return bad[index] or error_reason(paths[index])
 
@@ -124,13 +180,14 @@ class Progress:
 
 
 def loader(shape, resize):
-    """path -> uint8 ``shape`` image, by ``keras_ae.runtime.images``' recipe."""
+    """``(path, pillow)`` -> uint8 ``shape`` image, by
+    ``keras_ae.runtime.images``' recipe; ``pillow`` is ``Scanned.pillow``."""
     import keras
 
     height, width, channels = shape
 
-    def load(path):
-        image = _decode(tf.io.read_file(path))
+    def load(path, pillow):
+        image = _read(path, pillow)
         stored = tf.shape(image)[2]
         x = tf.cast(image, tf.float32)
         if channels == 1:

@@ -5,7 +5,8 @@ TensorFlow (``tf.io.decode_jpeg`` / ``decode_image`` and
 ``keras.ops.image.resize``) inside ``tf.data``, in parallel; the recipe is
 ``keras_ae.runtime.images``'s, which serving repeats with Pillow alone.
 
-Layouts understood (hidden files and folders are skipped):
+Layouts understood (hidden files and folders are skipped, and so are keras_ae
+output folders inside it, such as a run folder: their pictures are no data):
 
 - ``DIR/train/...`` and ``DIR/test/...``: the splits as given (the
   validation split is drawn from ``train/``); other entries of ``DIR`` are
@@ -30,6 +31,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from keras_ae import files
 from keras_ae.data import decoding
 from keras_ae.data import pipelines
 from keras_ae.data.source import DataSource
@@ -59,8 +61,16 @@ def _count(number, noun):
 
 # --- finding the files -----------------------------------------------------
 
-def _walk(root, seen):
-    """``(image paths, other paths)`` under ``root``, sorted, hidden skipped.
+def _is_output_folder(path):
+    """A folder a keras_ae command writes (its manifest or lock is there):
+    a run folder inside the images is never read as images."""
+    return any(os.path.lexists(os.path.join(path, name))
+               for name in (files.MANIFEST_FILE, files.LOCK_FILE))
+
+
+def _walk(root, seen, outputs):
+    """``(image paths, other paths)`` under ``root``, sorted, hidden skipped,
+    keras_ae's output folders left out (appended to ``outputs``).
 
     Symbolic links are followed, but only to what the walk has not seen:
     ``seen`` holds the real paths of folders and files met so far (across
@@ -73,7 +83,9 @@ def _walk(root, seen):
         kept = []
         for name in sorted(d for d in subfolders if not d.startswith(".")):
             real = os.path.realpath(os.path.join(folder, name))
-            if real not in seen:
+            if _is_output_folder(real):
+                outputs.append(os.path.join(folder, name))
+            elif real not in seen:
                 seen.add(real)
                 kept.append(name)
         subfolders[:] = kept
@@ -111,7 +123,9 @@ def find_images(directory):
         ``"classes"``, the same keys with each path's class name (``None``
         for a split without class folders); ``"class_names"``, sorted, or
         ``None``; ``"others"``, files that are not images; ``"ignored"``,
-        top-level entries a ``train/`` + ``test/`` layout leaves out.
+        top-level entries a ``train/`` + ``test/`` layout leaves out;
+        ``"output_folders"``, keras_ae output folders (run folders, say)
+        inside it, never read as images.
 
     Raises:
         FileNotFoundError: if ``directory`` does not exist.
@@ -138,9 +152,9 @@ def find_images(directory):
     given = all(os.path.isdir(os.path.join(directory, s)) for s in ("train", "test"))
     roots = ({s: os.path.join(directory, s) for s in ("train", "test")} if given
              else {"all": directory})
-    splits, classes, others, seen = {}, {}, [], set()
+    splits, classes, others, seen, output_folders = {}, {}, [], set(), []
     for split, root in roots.items():
-        splits[split], other = _walk(root, seen)
+        splits[split], other = _walk(root, seen, output_folders)
         others += other
         classes[split] = _classes(root, splits[split])
     if not any(splits.values()):
@@ -155,7 +169,8 @@ def find_images(directory):
                       if e not in ("train", "test") and not e.startswith("."))
                if given else [])
     return {"splits": splits, "classes": classes,
-            "class_names": names or None, "others": others, "ignored": ignored}
+            "class_names": names or None, "others": others, "ignored": ignored,
+            "output_folders": sorted(output_folders)}
 
 
 def _no_images_message(directory, others):
@@ -224,8 +239,8 @@ def _bad_files_message(directory, paths, bad, total):
 def _common_size(directory, paths, found):
     """The one ``(height, width)`` every image has; else ValueError."""
     by_size = collections.defaultdict(list)
-    for index, (height, width, _) in found.items():
-        by_size[(height, width)].append(index)
+    for index, scanned in found.items():
+        by_size[(scanned.height, scanned.width)].append(index)
     if len(by_size) == 1:
         return next(iter(by_size))
     ranked = sorted(by_size.items(), key=lambda item: (-len(item[1]), item[0]))
@@ -322,14 +337,16 @@ def _tiler(shape, tiling):
     return tiles_of, len(origins), (tile, tile, shape[2])
 
 
-def _split(paths, labels, shape, resize, cache, name, preprocessing, progress,
+def _split(paths, pillow, labels, shape, resize, cache, name, preprocessing, progress,
            tiling=None):
-    """A ``pipelines.Split`` of files, streamed, cached in memory or to a
+    """A ``pipelines.Split`` of files (``pillow``: which ones Pillow
+    decodes, ``decoding.Scanned``), streamed, cached in memory or to a
     file; of their overlapping tiles with ``tiling`` ``(tile, overlap)``."""
     decode = decoding.loader(shape, resize)
     tiles_of, per_image, shape = _tiler(shape, tiling)
     labels = None if (labels < 0).any() else np.repeat(labels, per_image)
-    names = tf.data.Dataset.from_tensor_slices(decoding.as_bytes(paths))
+    names = tf.data.Dataset.from_tensor_slices(
+        (decoding.as_bytes(paths), np.asarray(pillow, bool)))
     parallel = tf.data.AUTOTUNE
 
     def read(files):
@@ -458,7 +475,7 @@ def from_directory(directory, *, image_size=None, resize=recipe.DEFAULT_RESIZE,
                     f"every image of the {split} split of {directory} is unreadable.")
     size = image_size or _common_size(directory, paths, probed)
     if color_mode == "auto":
-        color_mode = ("grayscale" if all(grey for *_, grey in probed.values())
+        color_mode = ("grayscale" if all(scanned.grey for scanned in probed.values())
                       else "rgb")
     shape = (*size, recipe.CHANNELS[color_mode])
     preprocessing = {"image_size": None if image_size is None else list(image_size),
@@ -481,7 +498,8 @@ def from_directory(directory, *, image_size=None, resize=recipe.DEFAULT_RESIZE,
     splits = {}
     for split, idx in parts.items():
         if len(idx):
-            splits[split] = _split([paths[i] for i in idx], labels[idx], shape,
+            splits[split] = _split([paths[i] for i in idx],
+                                   [probed[i].pillow for i in idx], labels[idx], shape,
                                    resize, kind, split, preprocessing, progress, tiling)
     model_shape = shape if tiling is None else (tiling[0], tiling[0], shape[2])
     return pipelines.assemble(
@@ -508,6 +526,9 @@ def _say_found(directory, found, total):
               f"e.g. {found['others'][0]}")
     if found["ignored"]:
         print(f"  ignored beside train/ and test/: {', '.join(found['ignored'])}")
+    if found["output_folders"]:
+        print(f"  left out {_count(len(found['output_folders']), 'keras-ae output folder')} "
+              f"inside it (not images to learn), e.g. {found['output_folders'][0]}")
 
 
 def _say_splits(parts, shape, preprocessing, kind, skipped):

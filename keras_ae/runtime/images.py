@@ -7,7 +7,11 @@ Pillow implementation, ``read_image``; it imports no TensorFlow.
 
 The recipe, in order:
 
-1. **Decode**, 8 bits per channel: the first frame of a GIF; JPEG with the
+0. **Check** the file before reading it (``keras_ae.runtime.image_files``):
+   a regular file, PNG, JPEG, BMP, GIF or WebP by its content, within the
+   pixel limit and the bytes an image of its size can take.
+1. **Decode**, 8 bits per channel, turned upright by the file's EXIF
+   orientation: the first frame of a GIF (on its canvas) or WebP; JPEG with the
    accurate integer IDCT (Pillow's and libjpeg's default; TensorFlow's own
    default, the fast IDCT, differs from it: docs/benchmarks.md, "JPEG
    decoding", measured by hand);
@@ -47,12 +51,11 @@ Example:
 import contextlib
 import numbers
 import os
-import threading
-import warnings
 
 import numpy as np
 
 from keras_ae.errors import InputError
+from keras_ae.runtime import image_files
 from keras_ae.runtime.pixels import checked_values
 
 __all__ = ["COLOR_MODES", "DEFAULT_RESIZE", "GRAY_WEIGHTS", "IMAGE_EXTENSIONS",
@@ -172,9 +175,7 @@ def check_preprocessing(preprocessing):
             "color_mode": color_mode}
 
 
-def describe_size(height, width):
-    """``"427x640"``: how sizes are shown, height first as in ``image_size``."""
-    return f"{height}x{width}"
+describe_size = image_files.describe_size
 
 
 def resize_window(height, width, target, resize):
@@ -218,85 +219,50 @@ def resize_window(height, width, target, resize):
             height, width)
 
 
-# --- the pixel limit ------------------------------------------------------------
+# --- the pixel limit and the files read ---------------------------------------
 
-# The most pixels one image may have before it is decoded, checked from the
-# file's header on both routes: Pillow's own MAX_IMAGE_PIXELS (1 GiB / 4 / 3,
-# the size above which Pillow warns of a decompression bomb). Memory per
-# pixel decoded: docs/benchmarks.md. ``None`` lifts the limit.
-MAX_IMAGE_PIXELS = 89_478_485
-
-_PILLOW_LIMIT = threading.Lock()
-
-
-def check_max_pixels(max_pixels):
-    """``max_pixels`` if it is a positive int or ``None``; else ValueError."""
-    if max_pixels is not None and (isinstance(max_pixels, bool) or not isinstance(
-            max_pixels, numbers.Integral) or max_pixels < 1):
-        raise InputError(f"max_image_pixels must be a positive integer or None, "
-                         f"got {max_pixels!r}.")
-    return max_pixels
-
-
-def check_pixels(height, width, max_pixels, what):
-    """Refuses an image of more than ``max_pixels`` pixels, naming it."""
-    if max_pixels is not None and height * width > max_pixels:
-        raise InputError(
-            f"{what} is {describe_size(height, width)} ({height * width:,} "
-            f"pixels), over the limit of {max_pixels:,} pixels an image may "
-            f"have before it is decoded; raise it with max_image_pixels=... "
-            f"(--max-image-pixels N) for an image you trust.")
+# The checks before anything is decoded live in keras_ae.runtime.image_files,
+# for both routes.
+MAX_IMAGE_PIXELS = image_files.MAX_IMAGE_PIXELS
+check_max_pixels = image_files.check_max_pixels
+check_pixels = image_files.check_pixels
 
 
 @contextlib.contextmanager
 def open_image(path, max_pixels=MAX_IMAGE_PIXELS):
-    """A Pillow image, opened (header only, nothing decoded yet) and checked
-    against ``max_pixels``.
-
-    Pillow's own decompression-bomb check gives way to ``max_pixels`` (it
-    warns above its limit and refuses at twice it, whatever the caller's).
+    """A Pillow image of a checked file (``keras_ae.runtime.image_files``),
+    header read, nothing decoded yet, with its ``ImageFile``.
 
     Raises:
         FileNotFoundError: for a path with no file.
-        ValueError: naming the file, for one Pillow cannot identify or one
-            over the limit.
+        ValueError: naming the file: not a regular file, not PNG, JPEG,
+            BMP, GIF or WebP by its content, not readable by Pillow, over
+            ``max_pixels`` or larger than any image of its size can be.
     """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no image file at {path}")
-    try:
-        image = _open_without_pillow_limit(path)
-    except (OSError, SyntaxError, ValueError) as error:
-        raise InputError(f"{path} is not an image Pillow can read: "
-                         f"{error}") from None
-    with image:
-        check_pixels(image.height, image.width, max_pixels, path)
-        yield image
+    with image_files.opened(path, max_pixels) as (facts, image):
+        yield facts, image
 
 
 def header_size(path):
-    """``(height, width)`` from an image file's header, nothing decoded;
-    ``None`` where Pillow cannot identify the file (the decoder then says
-    why)."""
+    """``(height, width)`` upright, from an image file's header, nothing
+    decoded; ``None`` where the file is refused (``image_files.inspect``
+    says why)."""
     try:
-        with _open_without_pillow_limit(path) as image:
-            return image.height, image.width
-    except (OSError, SyntaxError, ValueError):
+        facts = image_files.inspect(path, None)
+    except InputError:
         return None
+    return facts.height, facts.width
 
 
-def _open_without_pillow_limit(path):
-    """``Image.open`` with Pillow's decompression-bomb limit lifted for the
-    call (keras_ae checks its own, ``max_pixels``, from the header)."""
-    from PIL import Image
-
-    with _PILLOW_LIMIT, warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
-        try:
-            return Image.open(path)
-        finally:
-            Image.MAX_IMAGE_PIXELS = previous
+def stored_pixels(path):
+    """A checked file's pixels decoded by Pillow, upright, as TensorFlow's
+    decoders would give them: uint8 ``(h, w, c)``, c 1 (grey), 3 or 4.
+    What the training route reads where ``ImageFile.decoder`` is Pillow's
+    (the pixel limit was checked by the scan before)."""
+    pixels = _source_array(path, None)
+    if pixels.ndim == 2:
+        pixels = pixels[..., None]
+    return np.ascontiguousarray(pixels.astype(np.uint8, copy=False))
 
 
 # --- the Pillow implementation ----------------------------------------------
@@ -305,8 +271,8 @@ def _image_array(image):
     """A Pillow image's first frame as an array to make planes of: grey
     levels ``(h, w)`` (uint8, or float32 for 16-bit and float images), or
     colour ``(h, w, 3 or 4)`` uint8."""
-    if getattr(image, "n_frames", 1) > 1:
-        image.seek(0)  # TensorFlow decodes a GIF's first frame
+    if image.tell() != 0:
+        image.seek(0)  # a GIF's or WebP's first frame, as a file's is read
     mode = image.mode
     if mode in _SIXTEEN_BIT_MODES:
         # TensorFlow keeps a 16-bit PNG's high byte; Pillow's own
@@ -366,10 +332,11 @@ def _source_array(source, max_pixels):
     from PIL import Image
 
     if isinstance(source, (str, os.PathLike)):
-        with open_image(source, max_pixels) as image:
+        with open_image(source, max_pixels) as (facts, image):
             try:
                 image.load()
-                return _image_array(image)  # the file's image is closed on return
+                # the file's image is closed on return
+                return _image_array(facts.transpose(image))
             except InputError as error:
                 raise InputError(f"{os.fspath(source)}: {error}") from None
             except (OSError, SyntaxError, ValueError) as error:
