@@ -6,6 +6,7 @@ so a failed or killed write leaves the previous file (or none), never half a
 file. No TensorFlow here: serving code uses it too.
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -50,6 +51,27 @@ def write_atomically(path, write):
         if temporary.exists():
             temporary.unlink()
     return str(path)
+
+
+@contextlib.contextmanager
+def temporary_folder(folder):
+    """A new folder inside ``folder`` under ``temporary_path``'s name,
+    removed with what it holds on leaving: scratch space for a writer that
+    needs several files before it renames one into place (a killed
+    process's is removed by the next claim of ``folder``).
+
+    >>> import tempfile
+    >>> with temporary_folder(tempfile.mkdtemp()) as scratch:
+    ...     scratch.name.startswith(".keras-ae-")
+    True
+    """
+    path = temporary_path(folder)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.mkdir()
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def write_json(path, data):

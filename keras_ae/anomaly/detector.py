@@ -20,6 +20,7 @@ onnxruntime.
 
 import numpy as np
 
+from keras_ae.runtime.pixels import check_finite_outputs
 from keras_ae.codes import adapter as downstream
 from keras_ae.anomaly import patches
 from keras_ae.anomaly.options import (CODE_PARTS, DEFAULT_MAP, DEFAULT_SCORE,
@@ -177,6 +178,8 @@ class AnomalyDetector:
         spread = np.array([raw[p].std() for p in parts])
         scoring.part_std = np.where(spread > 0, spread, 1.0)
         scores = np.asarray(scoring.combine(raw), np.float64)
+        # a model that diverged in training scores NaN: never fitted as if fine
+        check_finite_outputs(scores, "the autoencoder (on its held-out normal images)")
         threshold, rule = _threshold(scores, std, percentile)
         return cls(model, scoring, threshold, rule)
 

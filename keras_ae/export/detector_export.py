@@ -10,8 +10,6 @@ autoencoder's own (input shape, preprocessing), so that
 --anomaly`` need nothing else.
 """
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -102,11 +100,7 @@ def export_detector(detector, path, *, opset=export.DEFAULT_OPSET, images=None,
             f"in scores and {differences['map']:.3g} in maps (relative to values "
             f"over 1), over {export.PARITY_TOLERANCE:g}; nothing was written.")
     export.set_metadata(proto, "keras_ae.max_abs_diff", differences)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.",
-                                     delete=False) as temporary:
-        temporary.write(proto.SerializeToString())
-    os.replace(temporary.name, path)
+    files.write_bytes(path, proto.SerializeToString())
     files.write_json(path.with_name(f"{path.stem}_card.json"), {
         "file": path.name, "role": ROLE, "detector": detector.describe(),
         "model": facts, "max_abs_diff": differences, **(card or {})})

@@ -25,7 +25,6 @@ indices, so it never runs alone: it gets no ``decode`` signature and no
 """
 
 import os
-import tempfile
 from pathlib import Path
 
 import keras
@@ -42,6 +41,7 @@ from keras_ae.models.facts import describe
 from keras_ae.errors import InputError
 from keras_ae.runtime.images import check_preprocessing
 from keras_ae.runtime.onnx_files import set_metadata
+from keras_ae.runtime.pixels import check_finite_outputs
 from keras_ae.export.trace import for_onnx
 from keras_ae.models.loading import as_float32
 
@@ -205,14 +205,18 @@ def _run_signature(loaded, part, endpoints, inputs):
 
 
 def _images_for(model, images):
+    """The parity images for ``model`` (``parity_images`` by default), once
+    the model is known to give finite outputs on them: a model that
+    diverged in training is never exported."""
     shape = tuple(model_facts.image_input_shape(model))
     if images is None:
-        return parity_images(shape)
+        images = parity_images(shape)
     images = np.asarray(images, dtype="float32")
     if images.ndim != 4 or images.shape[1:] != shape or len(images) < max(PARITY_BATCHES):
         raise InputError(
             f"parity images must be ({max(PARITY_BATCHES)} or more, *{shape}); "
             f"got {images.shape}.")
+    check_finite_outputs(np.asarray(model(images, training=False)), f"model {model.name!r}")
     return images
 
 
@@ -301,7 +305,7 @@ def export_onnx(model, path, opset=DEFAULT_OPSET, *, images=None,
         raise InputError(f"{path.name} is the name of a part file; choose another.")
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".onnx-export-") as tmp:
+    with files.temporary_folder(path.parent) as tmp:
         protos = {part: convert_function(function, opset) for part, (function, _, _)
                   in _endpoints(for_onnx(model)).items()}
         sessions = {}

@@ -34,14 +34,14 @@ fixed-shape image models.
 
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from keras_ae import files
 from keras_ae.export import int8_graph
 from keras_ae.errors import InputError
-from keras_ae.runtime.onnx_files import IMAGE, METADATA_PREFIX, set_metadata
+from keras_ae.runtime.onnx_files import IMAGE, METADATA_PREFIX, part_file, set_metadata
 from keras_ae.runtime.pixels import to_unit_float
 from keras_ae.runtime.onnx_autoencoder import OnnxAutoencoder
 
@@ -149,10 +149,11 @@ def quantize_onnx(path, calibration_images, *, test_images=None,
                                                            test_images, shape)
     parts = {"model": path}
     encoder = metadata.get(METADATA_PREFIX + "encoder_file")
-    if encoder is not None and (path.parent / encoder).is_file():
+    if encoder is not None and part_file(path.parent, encoder, "encoder_file",
+                                         path).is_file():
         parts["encoder"] = path.parent / encoder
 
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".int8-") as tmp:
+    with files.temporary_folder(path.parent) as tmp:
         written = {part: Path(tmp) / int8_path(source).name
                    for part, source in parts.items()}
         for part, source in parts.items():

@@ -39,9 +39,9 @@ from keras_ae.errors import InputError
 from keras_ae.errors import positive_int
 from keras_ae.runtime.onnx_files import (
     CODE, IMAGE, METADATA_PREFIX, MODEL_FILE, RECONSTRUCTION, check_io,
-    default_providers, metadata_of, open_session, shape_from_metadata,
+    default_providers, metadata_of, open_session, part_file, shape_from_metadata,
     static_dims)
-from keras_ae.runtime.pixels import per_image_mse, to_unit_float
+from keras_ae.runtime.pixels import check_finite_outputs, per_image_mse, to_unit_float
 
 FLOAT_DTYPES = (np.float16, np.float32, np.float64)
 
@@ -199,7 +199,7 @@ class OnnxAutoencoder:
         # Only the metadata says whether a part was exported: a file that merely
         # sits in the folder may be left over from an earlier export.
         name = self.metadata.get(METADATA_PREFIX + key)
-        return None if name is None else self._folder / str(name)
+        return None if name is None else part_file(self._folder, name, key, self.path)
 
     def _find_input_shape(self, session):
         graph_dims = static_dims(session.get_inputs()[0].shape)
@@ -422,11 +422,12 @@ class OnnxAutoencoder:
 
     # --- running -----------------------------------------------------------
 
-    @staticmethod
-    def _run(session, input_name, output_name, batch, out_shape, batch_size):
+    def _run(self, session, input_name, output_name, batch, out_shape, batch_size):
         """Runs ``session`` on ``batch`` in chunks into one ``(N, *out_shape)`` array.
 
         Each chunk is made float32 (``to_unit_float``) just before its run.
+        A file whose outputs have another shape, or are not finite (a model
+        that diverged in training), is refused in one line.
         """
         batch_size = positive_int("batch_size", batch_size)
         result = np.empty((len(batch),) + tuple(out_shape), dtype=np.float32)
@@ -434,10 +435,11 @@ class OnnxAutoencoder:
             chunk = np.ascontiguousarray(to_unit_float(batch[rows]))
             (out,) = session.run([output_name], {input_name: chunk})
             if out.shape != result[rows].shape:
-                raise RuntimeError(
-                    f"the model returned shape {out.shape} for a batch of "
-                    f"{chunk.shape}; expected {result[rows].shape}.")
-            result[rows] = out
+                raise InputError(
+                    f"{self.path} returned {output_name!r} of shape {out.shape} for "
+                    f"a batch of {chunk.shape}; expected {result[rows].shape}: "
+                    f"not an autoencoder as keras_ae exports them.")
+            result[rows] = check_finite_outputs(out, self.path)
         return result
 
     def reconstruct(self, x, batch_size=256, *, resize=False):

@@ -16,7 +16,7 @@ import numpy as np
 from keras_ae.errors import positive_int
 from keras_ae.errors import InputError
 from keras_ae.runtime.onnx_files import METADATA_PREFIX
-from keras_ae.runtime.pixels import to_unit_float
+from keras_ae.runtime.pixels import check_finite_outputs, to_unit_float
 from keras_ae.runtime.onnx_autoencoder import OnnxAutoencoder, _batch_slices
 
 DETECTOR_FILE = "detector.onnx"  # as keras_ae.export.detector_export writes it
@@ -104,6 +104,8 @@ class OnnxAnomalyDetector(OnnxAutoencoder):
             chunk = np.ascontiguousarray(to_unit_float(images[rows]))
             scores[rows], maps[rows] = self._model_session.run(
                 [SCORE, MAP], {"image": chunk})
+        for values in (scores, maps):  # a diverged model scores NaN
+            check_finite_outputs(values, self.path)
         return (scores[0], maps[0]) if single else (scores, maps)
 
     def scores(self, x, batch_size=256, *, resize=False):

@@ -19,18 +19,25 @@ This module opens sessions and reads and checks what a file declares;
 """
 
 import json
+import math
+import os
+from pathlib import Path
 
 import onnxruntime as ort
 
 from keras_ae import compat
 from keras_ae.errors import positive_int
 from keras_ae.errors import InputError
+from keras_ae.runtime.image_files import MAX_IMAGE_PIXELS
 
 MODEL_FILE = "model.onnx"
 METADATA_PREFIX = "keras_ae."
 IMAGE = "image"
 CODE = "code"
 RECONSTRUCTION = "reconstruction"
+# The most values one image, or its code, may have by a model's metadata:
+# checked before anything is allocated for it.
+MAX_VALUES_PER_IMAGE = 4 * MAX_IMAGE_PIXELS
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 
@@ -128,7 +135,25 @@ def shape_from_metadata(metadata, key):
         raise InputError(
             f"metadata {METADATA_PREFIX}{key} must be a list of positive "
             f"integers, got {value!r}.")
+    values = math.prod(dims)
+    if values > MAX_VALUES_PER_IMAGE:
+        raise InputError(
+            f"metadata {METADATA_PREFIX}{key} {list(dims)} claims {values:,} values "
+            f"per image, over the {MAX_VALUES_PER_IMAGE:,} keras_ae serves (an image "
+            f"of {MAX_IMAGE_PIXELS:,} pixels, 4 channels); not a model to serve.")
     return dims
+
+
+def part_file(folder, name, key, path):
+    """The file a model's metadata ``key`` names (its encoder, say), which
+    must be a plain name in the model's own ``folder``: metadata never
+    points outside it (an absolute path, ``../``)."""
+    name = str(name)
+    if name in ("", ".", "..") or os.path.basename(name) != name or "/" in name:
+        raise InputError(
+            f"{path}: metadata {METADATA_PREFIX}{key} {name!r} is not a file name "
+            f"in the model's folder; a keras_ae model names its parts beside it.")
+    return Path(folder) / name
 
 
 def describe_io(session):

@@ -1,5 +1,6 @@
 """Small jobs on pixel values, each done in one place: scaling to [0, 1],
-Gaussian noise, and each image's reconstruction error.
+Gaussian noise, each image's reconstruction error, and refusing a model's
+outputs that are not finite.
 
 Each function takes numpy arrays and, where it says so, TensorFlow tensors
 too (inside ``tf.data`` pipelines). No TensorFlow is imported here: a
@@ -126,3 +127,35 @@ def checked_values(images, what):
         raise InputError(f"{what} must be float in [0, 1], got values from {low} to {high}; "
                          f"scale them first (uint8 images are divided by 255 for you).")
     return images.astype(np.float32, copy=False)
+
+
+def check_finite_outputs(values, what):
+    """Refuses a model's outputs that hold NaN or infinities: a model that
+    diverged in training (or was damaged) is never exported, served or
+    measured as if it were fine.
+
+    Args:
+        values: a model's outputs (a numpy array).
+        what: the model, for the message (``"runs/a/model.keras"``).
+
+    Returns:
+        ``values``.
+
+    Raises:
+        InputError: one line naming the model and how many values are bad.
+
+    Example:
+
+    >>> check_finite_outputs(np.array([0.5, np.nan]), "m.onnx")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    keras_ae.errors.InputError: m.onnx gives NaN or infinite outputs (1 of 2 values): ...
+    """
+    finite = np.isfinite(values)
+    if not finite.all():
+        bad = int(finite.size - np.count_nonzero(finite))
+        raise InputError(
+            f"{what} gives NaN or infinite outputs ({bad:,} of {finite.size:,} "
+            f"values): its training diverged or the file is damaged; nothing "
+            f"is written. Train it again (a smaller --learning-rate).")
+    return values

@@ -31,6 +31,7 @@ import csv
 import dataclasses
 import json
 import math
+import numbers
 import shutil
 import time
 from pathlib import Path
@@ -44,6 +45,7 @@ from keras_ae.training import precision
 from keras_ae.errors import InputError
 from keras_ae.files import claim_folder, write_atomically, write_json
 from keras_ae.training import run_record
+from keras_ae.training.divergence import StopOnDivergence
 from keras_ae.training.run_record import METRICS_FILE, RUN_FILE
 
 DEFAULT_LEARNING_RATE = 3e-3  # best of 1e-3, 2e-3, 3e-3 in 10 epochs (docs/benchmarks.md)
@@ -143,8 +145,10 @@ def compile_autoencoder(model, learning_rate=DEFAULT_LEARNING_RATE,
 
 
 def _check_learning_rate(learning_rate):
-    if not learning_rate > 0:
-        raise InputError(f"learning_rate must be positive, got {learning_rate!r}.")
+    if (isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real)
+            or not 0 < learning_rate < math.inf):
+        raise InputError(f"learning_rate must be a positive finite number, got "
+                         f"{learning_rate!r}.")
 
 
 # --- the run folder ------------------------------------------------------------
@@ -419,7 +423,9 @@ def train(build_model, data, output_dir, *, epochs=10,
                                  float("nan"), finished_before=True)
             return _measured(result, data, output, settings, started) if measure else result
 
-        callbacks = run_callbacks(output_dir, patience, monitor) + list(callbacks)
+        # first: it stops a diverged run before a checkpoint of it is written
+        callbacks = ([StopOnDivergence(epochs, learning_rate)]
+                     + run_callbacks(output_dir, patience, monitor) + list(callbacks))
         # shuffle=False: the pipeline already shuffles, seeded (Keras would ignore it)
         model.fit(data.train, validation_data=data.validation, epochs=epochs,
                   callbacks=callbacks, shuffle=False, verbose=verbose)
@@ -517,7 +523,8 @@ def _train_on_cluster(model, data, output, settings, devices, epochs,
     history = cluster.fit_on_cluster(
         model, data.train, data.validation, strategy=strategy, epochs=epochs,
         backup_dir=output / "backup" / devices.task,
-        callbacks=writers + _early_stopping(patience, monitor) + list(callbacks),
+        callbacks=([StopOnDivergence(epochs, model.optimizer.learning_rate.numpy())]
+                   + writers + _early_stopping(patience, monitor) + list(callbacks)),
         verbose=verbose != 0 and devices.chief)
     # Every worker's backup is gone before the chief removes backup/, which
     # marks the run finished, after the model is saved.
