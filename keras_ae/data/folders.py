@@ -453,6 +453,9 @@ def from_directory(directory, *, image_size=None, resize=recipe.DEFAULT_RESIZE,
         raise InputError(f"test_split must be a number in (0, 1), got {test_split!r}.")
     _cache_kind(cache, 0)  # checks the value before any file is read
     recipe.check_max_pixels(max_image_pixels)
+    if image_size is not None:  # the images every file becomes: within the limit too
+        recipe.check_pixels(*image_size, max_image_pixels,
+                            "image_size")
     tiling = None if tile is None else tiles.check_tiling(tile, tile_overlap)
     directory = os.fspath(directory)
 

@@ -66,6 +66,10 @@ class DataSource:
         for name in ("image_size", "classes"):  # JSON gives lists
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
+        if self.image_size is not None:  # refused before a model or a file is made
+            recipe.check_pixels(*recipe.check_image_size(self.image_size),
+                                recipe.check_max_pixels(self.max_image_pixels),
+                                "image_size")
 
     @property
     def route(self):

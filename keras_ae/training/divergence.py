@@ -71,6 +71,8 @@ class StopOnDivergence(keras.callbacks.Callback):
 
     def _diverged(self, what):
         self.model.stop_training = True
+        if self.params.get("verbose"):
+            print(flush=True)  # ends the progress bar's line before the message
         raise TrainingDiverged(
             f"training diverged in epoch {self.epoch + 1} of {self.epochs}: {what} "
             f"(learning rate {self.learning_rate:g}); no model.keras was written. "

@@ -138,13 +138,14 @@ def compile_autoencoder(model, learning_rate=DEFAULT_LEARNING_RATE,
     >>> model.loss
     'mse'
     """
-    _check_learning_rate(learning_rate)
+    check_learning_rate(learning_rate)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mse",
                   jit_compile=jit_compile)
     return model
 
 
-def _check_learning_rate(learning_rate):
+def check_learning_rate(learning_rate):
+    """Refuses a learning rate that is not a positive finite number."""
     if (isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real)
             or not 0 < learning_rate < math.inf):
         raise InputError(f"learning_rate must be a positive finite number, got "
@@ -396,7 +397,7 @@ def train(build_model, data, output_dir, *, epochs=10,
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise InputError(f"epochs must be a positive integer, got {epochs!r}.")
-    _check_learning_rate(learning_rate)  # before the folder is claimed
+    check_learning_rate(learning_rate)  # before the folder is claimed
     started = time.time()
     settings = dict(settings or {}, **_data_settings(data), epochs=epochs,
                     learning_rate=learning_rate)

@@ -85,6 +85,8 @@ def run_training(run, output, *, overwrite=False, verbose=True):
     """
     import keras
 
+    if run.learning_rate is not None:  # before any data is read
+        loop.check_learning_rate(run.learning_rate)
     # First: under a TF_CONFIG cluster, TensorFlow must set up its collective
     # ops before anything else runs.
     devices = loop.configure_devices(run.mixed_precision)
