@@ -12,6 +12,17 @@ class InputError(ValueError):
     message together with what was expected."""
 
 
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived (the command line turns SIGTERM into this,
+    as Python turns SIGINT into ``KeyboardInterrupt``); a ``BaseException``,
+    so that ``except Exception`` never swallows it. ``where`` says what was
+    under way (``"during epoch 3 of 10"``) where a loop knows it."""
+
+    def __init__(self, signal_number, where=""):
+        super().__init__(signal_number, where)
+        self.signal_number, self.where = signal_number, where
+
+
 class DatasetUnavailableError(RuntimeError):
     """tensorflow-datasets could neither find nor download a dataset."""
 

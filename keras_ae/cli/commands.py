@@ -28,8 +28,10 @@ Run ``keras-ae SUBCOMMAND --help`` for the options of each.
 """
 
 import argparse
+import errno
 import math
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -41,7 +43,7 @@ from keras_ae.training import precision
 from keras_ae.cli.options import (add_data_options, data_request, float_tuple, int_tuple,
                                   name_tuple)
 from keras_ae.cli.quiet import image_decoder_log_dropped
-from keras_ae.errors import InputError
+from keras_ae.errors import InputError, Interrupted
 from keras_ae.public import needs_full_install
 from keras_ae.cli.quiet import start_tensorflow
 
@@ -370,16 +372,64 @@ def main(argv=None):
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
+    who = f"keras-ae {args.command}"
+    previous = signal.signal(signal.SIGTERM, _raise_interrupted)
     try:
         if args.command != "predict":  # predict runs on onnxruntime alone
             start_tensorflow(verbose=args.verbose is True or args.verbose == 2)
         return args.run(args)
+    except (KeyboardInterrupt, Interrupted) as interruption:
+        # Every writer's temporaries and lock go as the stack unwinds; what
+        # is finished stays, and the same command goes on from it.
+        number = getattr(interruption, "signal_number", signal.SIGINT)
+        where = getattr(interruption, "where", "")
+        print(f"\n{who}: interrupted{' ' + where if where else ''} "
+              f"({signal.Signals(number).name}); the same command resumes",
+              file=sys.stderr)
+        return 128 + number
     except Exception as error:
-        missing = needs_full_install(error, f"keras-ae {args.command}")
+        full = _disk_full(error)
+        if full:
+            print(f"{who}: error: no space left on the device of "
+                  f"{_output_of(args)}: could not write {full}; nothing half-written "
+                  f"was kept and what was there before is intact. Free some space "
+                  f"and run the same command again.", file=sys.stderr)
+            return 2
+        missing = needs_full_install(error, who)
         if missing is None and not _is_user_error(error):
             raise
-        print(f"keras-ae {args.command}: error: {missing or error}", file=sys.stderr)
+        print(f"{who}: error: {missing or error}", file=sys.stderr)
         return 2
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_interrupted(number, frame):
+    raise Interrupted(number)
+
+
+# What a full disk or quota is called by the OS and by TensorFlow's writers.
+_DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+_DISK_FULL_WORDS = ("No space left on device", "Disk quota exceeded")
+
+
+def _disk_full(error):
+    """What could not be written, where ``error`` (or what caused it) is a
+    full disk or quota; else ``None``."""
+    while error is not None:
+        if isinstance(error, OSError) and error.errno in _DISK_FULL_ERRNOS:
+            return error.filename or "a file"
+        text = str(error)
+        if any(words in text for words in _DISK_FULL_WORDS):
+            return "a file (TensorFlow: " + text.splitlines()[0][:200] + ")"
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _output_of(args):
+    """The output folder a command writes, for messages."""
+    output = getattr(args, "output", None) or getattr(args, "out", None)
+    return repr(str(output)) if output else "the output folder"
 
 
 def _is_user_error(error):

@@ -27,12 +27,12 @@ workers at the same epoch.
 """
 
 import contextlib
-import csv
 import dataclasses
 import json
 import math
 import numbers
 import shutil
+import signal
 import time
 from pathlib import Path
 
@@ -42,10 +42,11 @@ import tensorflow as tf
 from keras_ae.training import multi_worker as cluster
 from keras_ae import outputs
 from keras_ae.training import precision
-from keras_ae.errors import InputError
-from keras_ae.files import claim_folder, write_atomically, write_json
+from keras_ae.errors import InputError, Interrupted
+from keras_ae.files import claim_folder, write_json
 from keras_ae.training import run_record
 from keras_ae.training.divergence import StopOnDivergence
+from keras_ae.training.run_files import Checkpoints, HistoryCsv, read_history, save_model
 from keras_ae.training.run_record import METRICS_FILE, RUN_FILE
 
 DEFAULT_LEARNING_RATE = 3e-3  # best of 1e-3, 2e-3, 3e-3 in 10 epochs (docs/benchmarks.md)
@@ -210,76 +211,6 @@ def prepare_run_folder(output_dir, settings, overwrite=False):
         return resumed
 
 
-def save_model(model, path):
-    """Saves ``model`` as a ``.keras`` file atomically; returns the path."""
-    return write_atomically(path, model.save)
-
-
-# --- callbacks --------------------------------------------------------------
-
-class HistoryCsv(keras.callbacks.Callback):
-    """Keeps ``history.csv``: one row per finished epoch, rewritten atomically.
-
-    The columns are ``CSVLogger``'s (``epoch`` from 0, then the logs), plus
-    ``train_seconds``, the epoch's training time without validation. Unlike
-    ``CSVLogger``, a resumed run first drops rows from the epoch it
-    resumes at onwards, so a kill between two callbacks can neither lose nor
-    duplicate a row. Also records each epoch's training seconds.
-    """
-
-    def __init__(self, path):
-        super().__init__()
-        self.path = Path(path)
-        self.rows = None
-        self.seconds_this_process = []  # training seconds of each epoch run here
-        self._started = None
-        self._train_seconds = 0.0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if self.rows is None:  # first epoch of this process: maybe a resume
-            self.rows = [row for row in read_history(self.path)
-                         if row["epoch"] < epoch]
-        self._train_seconds = 0.0
-        self._started = None
-
-    def on_train_batch_begin(self, batch, logs=None):
-        if self._started is None:
-            self._started = time.perf_counter()
-
-    def on_test_begin(self, logs=None):  # validation: not training time
-        self._stop_clock()
-
-    def _stop_clock(self):
-        if self._started is not None:
-            self._train_seconds += time.perf_counter() - self._started
-            self._started = None
-
-    def on_epoch_end(self, epoch, logs=None):
-        self._stop_clock()
-        self.seconds_this_process.append(self._train_seconds)
-        row = {"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()},
-               "train_seconds": round(self._train_seconds, 4)}
-        self.rows.append(row)
-        fields = list(dict.fromkeys(k for r in self.rows for k in r))
-
-        def write(tmp):
-            with open(tmp, "w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=fields)
-                writer.writeheader()
-                writer.writerows(self.rows)
-        write_atomically(self.path, write)
-
-
-def read_history(path):
-    """Rows of a ``history.csv`` as dicts of floats (``epoch`` as int); [] if absent."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    with open(path, newline="") as f:
-        return [{k: int(v) if k == "epoch" else float(v) for k, v in row.items()
-                 if v not in ("", None)} for row in csv.DictReader(f)]
-
-
 def run_callbacks(output_dir, patience=None, monitor="val_loss"):
     """The callbacks of a keras_ae run folder.
 
@@ -305,8 +236,7 @@ def run_callbacks(output_dir, patience=None, monitor="val_loss"):
 def _run_folder_writers(output):
     """What is written into the run folder each epoch, on one machine or by
     a cluster's chief: checkpoints, ``history.csv``, TensorBoard logs."""
-    return (keras.callbacks.ModelCheckpoint(
-                str(output / "checkpoints" / "epoch_{epoch:03d}.keras")),
+    return (Checkpoints(output / "checkpoints"),
             HistoryCsv(output / HISTORY_FILE),
             keras.callbacks.TensorBoard(str(output / "logs")))
 
@@ -425,11 +355,13 @@ def train(build_model, data, output_dir, *, epochs=10,
             return _measured(result, data, output, settings, started) if measure else result
 
         # first: it stops a diverged run before a checkpoint of it is written
-        callbacks = ([StopOnDivergence(epochs, learning_rate)]
-                     + run_callbacks(output_dir, patience, monitor) + list(callbacks))
-        # shuffle=False: the pipeline already shuffles, seeded (Keras would ignore it)
-        model.fit(data.train, validation_data=data.validation, epochs=epochs,
-                  callbacks=callbacks, shuffle=False, verbose=verbose)
+        divergence = StopOnDivergence(epochs, learning_rate)
+        callbacks = ([divergence] + run_callbacks(output_dir, patience, monitor)
+                     + list(callbacks))
+        with _interruptions_named(divergence):
+            # shuffle=False: the pipeline already shuffles, seeded (Keras would ignore it)
+            model.fit(data.train, validation_data=data.validation, epochs=epochs,
+                      callbacks=callbacks, shuffle=False, verbose=verbose)
         save_model(model, Path(output_dir) / MODEL_FILE)
 
         history = next(c for c in callbacks if isinstance(c, HistoryCsv))
@@ -437,6 +369,19 @@ def train(build_model, data, output_dir, *, epochs=10,
                              _images_per_second(data.num_train,
                                                 history.seconds_this_process))
         return _measured(result, data, output, settings, started) if measure else result
+
+
+@contextlib.contextmanager
+def _interruptions_named(progress):
+    """SIGINT or SIGTERM inside the block become ``Interrupted`` saying which
+    epoch was under way (``progress.epoch``, from 0): a resumed run goes on
+    from the last finished one."""
+    try:
+        yield
+    except (KeyboardInterrupt, Interrupted) as interruption:
+        number = getattr(interruption, "signal_number", signal.SIGINT)
+        raise Interrupted(number, f"during epoch {progress.epoch + 1} of "
+                                  f"{progress.epochs}") from None
 
 
 def _data_settings(data):
@@ -521,12 +466,14 @@ def _train_on_cluster(model, data, output, settings, devices, epochs,
 
     checkpoints, history_csv, tensorboard = _run_folder_writers(output)
     writers = [checkpoints, history_csv, tensorboard] if devices.chief else []
-    history = cluster.fit_on_cluster(
-        model, data.train, data.validation, strategy=strategy, epochs=epochs,
-        backup_dir=output / "backup" / devices.task,
-        callbacks=([StopOnDivergence(epochs, model.optimizer.learning_rate.numpy())]
-                   + writers + _early_stopping(patience, monitor) + list(callbacks)),
-        verbose=verbose != 0 and devices.chief)
+    divergence = StopOnDivergence(epochs, float(model.optimizer.learning_rate.numpy()))
+    with _interruptions_named(divergence):
+        history = cluster.fit_on_cluster(
+            model, data.train, data.validation, strategy=strategy, epochs=epochs,
+            backup_dir=output / "backup" / devices.task,
+            callbacks=([divergence] + writers + _early_stopping(patience, monitor)
+                       + list(callbacks)),
+            verbose=verbose != 0 and devices.chief)
     # Every worker's backup is gone before the chief removes backup/, which
     # marks the run finished, after the model is saved.
     cluster.share(strategy, [])

@@ -155,5 +155,5 @@ def test_zero_learning_rate_is_refused_not_replaced(idx_dir, tmp_path, capsys):
     args = train_args(idx_dir, tmp_path / "run", 1)
     args[args.index("--learning-rate") + 1] = "0"
     assert cli.main(args) == 2
-    assert "learning_rate must be positive, got 0.0" in capsys.readouterr().err
+    assert "learning_rate must be a positive finite number, got 0.0" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()  # refused before anything is written

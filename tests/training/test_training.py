@@ -66,7 +66,7 @@ def test_compile_uses_adam_and_mse():
     assert model.loss == "mse"
     assert isinstance(model.optimizer, keras.optimizers.Adam)
     assert float(model.optimizer.learning_rate) == pytest.approx(3e-3)
-    with pytest.raises(ValueError, match="learning_rate must be positive, got 0"):
+    with pytest.raises(ValueError, match="learning_rate must be a positive finite number, got 0"):
         training.compile_autoencoder(small_model(), learning_rate=0)
 
 
