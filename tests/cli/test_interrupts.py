@@ -57,5 +57,6 @@ def test_sigint_and_sigterm_end_in_one_line_and_the_same_command_resumes(
     assert not (run / ".keras-ae.lock").exists()
     rows = read_history(run / "history.csv")
     assert [row["epoch"] for row in rows] == list(range(len(rows)))  # resumed, no gap
-    assert len(rows) >= len(first) + 2
+    # the signal may land between the checkpoint and the history row
+    assert len(rows) >= len(first) + 1
     assert json.loads((run / "run.json").read_text())["epochs"] == 40
