@@ -161,13 +161,8 @@ class OutputFolder:
     def staging(self):
         """A temporary folder inside the output folder, removed on leaving
         (what ``commit`` moved out of it stays)."""
-        staged = files.temporary_path(self.path)
-        self.path.mkdir(parents=True, exist_ok=True)
-        staged.mkdir()
-        try:
+        with files.temporary_folder(self.path) as staged:
             yield staged
-        finally:
-            shutil.rmtree(staged, ignore_errors=True)
 
     def commit(self, staged, last=(), replace_all_own=False):
         """Moves every entry of ``staged`` into the folder, replacing this
