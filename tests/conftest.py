@@ -124,3 +124,12 @@ def trained_export(trained_run, tmp_path_factory):
     assert commands.main(["export", str(trained_run / "model.keras"), "--output", str(out),
                           "--formats", "onnx"]) == 0
     return out
+
+
+def damaged(payload, cut, flips):
+    """``payload`` cut to the share ``cut`` (at least one byte), then each
+    ``(position, value)`` of ``flips`` XORed in: a damaged file for fuzzing."""
+    damaged = bytearray(payload[:max(1, int(len(payload) * cut))])
+    for position, value in flips:
+        damaged[position % len(damaged)] ^= value
+    return bytes(damaged)

@@ -48,7 +48,6 @@ Example:
 ((32, 32, 1), 'uint8', 76)
 """
 
-import contextlib
 import numbers
 import os
 
@@ -61,7 +60,7 @@ from keras_ae.runtime.pixels import checked_values
 __all__ = ["COLOR_MODES", "DEFAULT_RESIZE", "GRAY_WEIGHTS", "IMAGE_EXTENSIONS",
            "MAX_IMAGE_PIXELS", "RESIZE_MODES", "check_image_size",
            "check_max_pixels", "check_pixels", "check_preprocessing",
-           "check_resize", "describe_size", "header_size", "open_image",
+           "check_resize", "describe_size",
            "padded_steps",
            "parse_image_size", "read_image", "resize_window"]
 
@@ -228,32 +227,6 @@ check_max_pixels = image_files.check_max_pixels
 check_pixels = image_files.check_pixels
 
 
-@contextlib.contextmanager
-def open_image(path, max_pixels=MAX_IMAGE_PIXELS):
-    """A Pillow image of a checked file (``keras_ae.runtime.image_files``),
-    header read, nothing decoded yet, with its ``ImageFile``.
-
-    Raises:
-        FileNotFoundError: for a path with no file.
-        ValueError: naming the file: not a regular file, not PNG, JPEG,
-            BMP, GIF or WebP by its content, not readable by Pillow, over
-            ``max_pixels`` or larger than any image of its size can be.
-    """
-    with image_files.opened(path, max_pixels) as (facts, image):
-        yield facts, image
-
-
-def header_size(path):
-    """``(height, width)`` upright, from an image file's header, nothing
-    decoded; ``None`` where the file is refused (``image_files.inspect``
-    says why)."""
-    try:
-        facts = image_files.inspect(path, None)
-    except InputError:
-        return None
-    return facts.height, facts.width
-
-
 def stored_pixels(path):
     """A checked file's pixels decoded by Pillow, upright, as TensorFlow's
     decoders would give them: uint8 ``(h, w, c)``, c 1 (grey), 3 or 4.
@@ -332,7 +305,7 @@ def _source_array(source, max_pixels):
     from PIL import Image
 
     if isinstance(source, (str, os.PathLike)):
-        with open_image(source, max_pixels) as (facts, image):
+        with image_files.opened(source, max_pixels) as (facts, image):
             try:
                 image.load()
                 # the file's image is closed on return

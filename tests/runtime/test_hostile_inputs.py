@@ -26,6 +26,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from conftest import damaged as damage
+
 import keras_ae
 from keras_ae.cli import commands as cli
 from keras_ae.data import sources as data
@@ -507,11 +509,8 @@ VALID = _valid_files()
                       max_size=4))
 def test_damaged_images_give_one_line_in_predict(pad_model, tmp_path, capsys, kind, cut,
                                                  flips):
-    payload = bytearray(VALID[kind][:max(1, int(len(VALID[kind]) * cut))])
-    for position, value in flips:
-        payload[position % len(payload)] ^= value
     path = tmp_path / f"damaged.{kind.lower()}"
-    path.write_bytes(bytes(payload))
+    path.write_bytes(damage(VALID[kind], cut, flips))
     out = tmp_path / "out"
     code = cli.main(["predict", str(pad_model), str(path), "--out", str(out),
                      "--resize", "--overwrite"])

@@ -17,6 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from conftest import damaged as damage
+
 from keras_ae.data import sources as data
 from keras_ae.errors import InputError
 from keras_ae.runtime import image_files, images
@@ -262,11 +264,8 @@ def test_damaged_files_of_every_format_are_read_or_skipped_never_a_crash(
     folder = tmp_path_factory.mktemp("fuzz")
     for index in range(3):
         Image.fromarray(RNG_PIXELS).save(folder / f"good{index}.png")
-    payload = bytearray(PAYLOADS[name][:max(1, int(len(PAYLOADS[name]) * cut))])
-    for position, value in flips:
-        payload[position % len(payload)] ^= value
     damaged = folder / f"damaged{Path(name).suffix}"
-    damaged.write_bytes(bytes(payload))
+    damaged.write_bytes(damage(PAYLOADS[name], cut, flips))
     found = data.from_directory(folder, image_size=(12, 16), color_mode="rgb",
                                 validation_split=0, test_split=0.25, verbose=False,
                                 skip_bad_images=True, cache="memory")
