@@ -42,7 +42,6 @@ keras_ae.errors.InputError: '...out' holds keras-ae example's output from anothe
 
 import contextlib
 import datetime
-import fnmatch
 import hashlib
 import json
 import os
@@ -55,7 +54,7 @@ import keras_ae
 from keras_ae import files
 from keras_ae.errors import InputError
 
-__all__ = ["LOCK_FILE", "MANIFEST_FILE", "OutputFolder", "claim", "locked"]
+__all__ = ["LOCK_FILE", "MANIFEST_FILE", "OutputFolder", "claim", "locked", "seal"]
 
 MANIFEST_FILE, LOCK_FILE = files.MANIFEST_FILE, files.LOCK_FILE
 
@@ -89,7 +88,7 @@ class OutputFolder:
                  fingerprints=None):
         self.path, self.command, self.source = Path(path), command, source
         self.state, self.overwrite = state, overwrite
-        self._own = list(own)           # entry names or patterns this command wrote
+        self._own = list(own)           # entry names this command wrote
         self._sources = list(sources)   # files it reads: never replaced
         self._fingerprints = dict(fingerprints or {})  # name -> sha256 as written
         self._lock = None
@@ -113,7 +112,7 @@ class OutputFolder:
         """Whether ``name`` (an entry of the folder) is this command's own:
         recorded in the manifest and, where its checksum was recorded (a
         file written whole), still the file it wrote."""
-        if not any(fnmatch.fnmatchcase(name, own) for own in self._own):
+        if name not in self._own:
             return False
         recorded = self._fingerprints.get(name)
         return recorded is None or recorded == _fingerprint(self.path / name)
@@ -139,10 +138,13 @@ class OutputFolder:
             if not os.path.lexists(target):
                 continue
             if not self.owns(name):
+                how = ("was changed since " if name in self._own
+                       else "exists and was not written by ")
                 raise InputError(
-                    f"{str(target)!r} exists and was not written by "
-                    f"{self._who}: it is never replaced, even with "
-                    f"--overwrite. Move it, or choose another output folder.")
+                    f"{str(target)!r} {how}{self._who}"
+                    f"{' wrote it' if name in self._own else ''}: it is never "
+                    f"replaced, even with --overwrite. Move it, or choose "
+                    f"another output folder.")
             if not replace_own and not self.overwrite:
                 taken.append(name)
         if taken:
@@ -187,6 +189,25 @@ class OutputFolder:
         self._move_in(staged, names)
         self.record(names, fingerprints=True)
         return names
+
+    def commit_files(self, staged, names):
+        """Moves the files ``names`` (paths relative to ``staged``, as
+        predict's ``a/x_reconstruction.png``) into the folder one by one,
+        making their subfolders, and records them with their checksums. Only
+        those files are replaced: a subfolder of other files stays as it is.
+
+        Returns:
+            The paths written, in the folder.
+        """
+        self.record(names)  # first: a kill below leaves them recorded as ours
+        written = []
+        for name in names:
+            target = self.path / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(Path(staged) / name, target)
+            written.append(target)
+        self.record(names, fingerprints=True)
+        return written
 
     def _move_in(self, staged, names):
         for name in names:
@@ -253,6 +274,18 @@ class OutputFolder:
         return removed
 
 
+def seal(folder, command, names):
+    """Records the checksums of ``command``'s files among ``names`` as they
+    stand, once a command that writes in place over a run (train, tune) has
+    finished: from then on a file put in their place is not its own, and
+    ``--overwrite`` leaves it alone. (While the run goes on its entries are
+    listed without checksums, so that a killed run is still resumed.)"""
+    writer = read_manifest(folder)["writers"].get(command)
+    if writer is not None:
+        OutputFolder(folder, command, writer.get("source"), "own", False,
+                     writer.get("entries", []), ()).record(names, fingerprints=True)
+
+
 def _fingerprint(path):
     """sha256 of a file, read in blocks; ``None`` for anything else."""
     if not os.path.isfile(path):
@@ -290,7 +323,7 @@ def read_manifest(folder):
 
 
 def claim(folder, command, source, *, names=(), overwrite=False,
-          reads=(), legacy_marker=None, replace_own=True):
+          reads=(), replace_own=True):
     """Checks, before any work, that ``command`` may write ``folder``.
 
     Args:
@@ -302,15 +335,13 @@ def claim(folder, command, source, *, names=(), overwrite=False,
             without ``overwrite``; ``None`` where the caller cannot say
             (a library call given a model object), then not compared.
         names: the entries it will write (file or folder names directly in
-            ``folder``; ``fnmatch`` patterns allowed for entries a library
-            names, as KerasTuner's ``trial_*``), checked now.
+            ``folder``, or relative paths below it, as predict's
+            ``a/x.png``), checked now. Never patterns: what a library names
+            itself (KerasTuner's trials) lives in a subfolder owned whole.
         overwrite: write into a folder of other files, replacing this
             command's earlier entries (never another file).
         reads: files the command reads; no entry it writes may be or hold
             one.
-        legacy_marker: a file by which a folder written before manifests
-            existed is known as this command's (``run.json``): its entries
-            among ``names`` count as its own.
         replace_own: False where an existing entry of the command's own is
             replaced only with ``overwrite`` (``keras-ae predict``).
 
@@ -333,20 +364,16 @@ def claim(folder, command, source, *, names=(), overwrite=False,
                 if not files.is_keras_ae_own(e.name)] if folder.is_dir() else [])
     manifest = read_manifest(folder)
     writers = manifest["writers"]
+    # Only the manifest says what is keras_ae's: a run.json, search.json or
+    # model_card.json it does not list is a user's file like any other.
     mine = writers.get(command)
-    if mine is None and legacy_marker and legacy_marker in entries and not writers:
-        mine = {"source": source, "entries": [
-            e for e in entries if any(fnmatch.fnmatchcase(e, n) for n in names)]}
-    recorded = [pattern for writer in writers.values()
-                for pattern in writer.get("entries", [])]
-    if mine is not None:
-        recorded += mine["entries"]
-    recorded += [pattern.split("/")[0] for pattern in recorded]  # predict's a/x.png
+    recorded = {name for writer in writers.values()
+                for name in writer.get("entries", [])}
+    recorded |= {name.split("/")[0] for name in recorded}  # predict's a/x.png
     # A folder with a manifest of its own is keras-ae output too (predict's
     # reconstructions inside a run folder), never the user's.
     nested = [e for e in entries if (folder / e / MANIFEST_FILE).is_file()]
-    foreign = [e for e in entries if e not in nested
-               and not any(fnmatch.fnmatchcase(e, p) for p in recorded)]
+    foreign = [e for e in entries if e not in nested and e not in recorded]
     own = [] if mine is None else mine["entries"]
     fingerprints = {} if mine is None else mine.get("fingerprints", {})
     if not entries:

@@ -1,4 +1,7 @@
+import hashlib
 import os
+import re
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -133,3 +136,22 @@ def damaged(payload, cut, flips):
     for position, value in flips:
         damaged[position % len(damaged)] ^= value
     return bytes(damaged)
+
+
+def checksums(folder):
+    """``{relative path: sha256}`` of every file under ``folder``."""
+    folder = Path(folder)
+    return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def one_line_error(capsys, command):
+    """The command's stderr: exactly one line, keras-ae's, no traceback."""
+    err = capsys.readouterr().err
+    # TensorFlow's C++ log ("E0000 00:00:... cuInit") is not the command's
+    lines = [line for line in err.splitlines()
+             if line.strip() and not re.match(r"[EWI]\d{4} ", line)]
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"keras-ae {command}: error: "), err
+    assert "Traceback" not in err
+    return lines[0]

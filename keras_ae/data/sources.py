@@ -39,6 +39,7 @@ import dataclasses
 import gzip
 import math
 import os
+import stat
 import zlib
 
 import numpy as np
@@ -81,6 +82,9 @@ _IDX_DTYPES = {
 }
 _IDX_CODES = {(d.kind, d.itemsize): code for code, d in _IDX_DTYPES.items()}
 _GZIP_MAGIC = b"\x1f\x8b"
+# The most data one IDX file may hold (EMNIST's largest is 0.6 GiB): a header
+# claiming more is refused before anything is allocated or decompressed.
+MAX_IDX_BYTES = 2 * 2 ** 30
 
 # Standard MNIST file names: split -> (images file, labels file).
 IDX_FILES = {
@@ -129,23 +133,49 @@ def read_idx(path):
     array([7, 2, 1], dtype=uint8)
     """
     path = os.fspath(path)
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise InputError(f"{path} is not a regular file; expected an IDX file.")
     with open(path, "rb") as f:
-        raw = f.read()
-    if raw[:2] == _GZIP_MAGIC:
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as err:
-            raise InputError(f"{path} is not a valid gzip file: {err}.") from err
-    dtype, shape, offset = _idx_header(raw, path)
-    expected = math.prod(shape) * dtype.itemsize
-    got = len(raw) - offset
+        compressed = f.read(2) == _GZIP_MAGIC
+    try:
+        # Streamed, header first: a gzip bomb is never decompressed whole,
+        # only as far as the array its header describes (and a step more).
+        with (gzip.open if compressed else open)(path, "rb") as stream:
+            head = stream.read(4)
+            head += stream.read(4 * head[3]) if len(head) == 4 else b""
+            dtype, shape, offset = _idx_header(head, path)
+            expected = math.prod(shape) * dtype.itemsize
+            if expected > MAX_IDX_BYTES:
+                raise InputError(
+                    f"{path} claims shape {shape} of {dtype.name}, "
+                    f"{expected / 2 ** 30:.1f} GiB of data; at most "
+                    f"{MAX_IDX_BYTES / 2 ** 30:.0f} GiB is read from one IDX "
+                    f"file (split it, or pass arrays to from_arrays).")
+            raw = bytearray(expected)
+            got = _read_into(stream, memoryview(raw))
+            if got == expected:
+                got += len(stream.read(2 ** 20))
+    except (gzip.BadGzipFile, EOFError, zlib.error) as err:
+        raise InputError(f"{path} is not a valid gzip file: {err}.") from err
     if got != expected:
         problem = "truncated" if got < expected else "too long"
+        more = " or more" if got == expected + 2 ** 20 else ""
         raise InputError(
             f"{path} is {problem}: its header says shape {shape} of "
-            f"{dtype.name}, which is {expected} bytes of data, got {got} bytes.")
-    array = np.frombuffer(raw, dtype, offset=offset).reshape(shape)
-    return array.astype(dtype.newbyteorder("="))  # a writable, native copy
+            f"{dtype.name}, which is {expected} bytes of data, got {got}{more} bytes.")
+    array = np.frombuffer(raw, dtype).reshape(shape)
+    return array.astype(dtype.newbyteorder("="), copy=dtype.byteorder not in "=|")
+
+
+def _read_into(stream, buffer):
+    """Fills ``buffer`` from ``stream`` as far as it goes; the bytes read."""
+    filled = 0
+    while filled < len(buffer):
+        count = stream.readinto(buffer[filled:])
+        if not count:
+            break
+        filled += count
+    return filled
 
 
 def _idx_header(raw, path):

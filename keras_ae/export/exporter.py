@@ -513,8 +513,7 @@ def export_model(model, directory, *, opset=DEFAULT_OPSET, saved_model=True,
 
     folder = outputs.claim(
         directory, "export", os.path.abspath(source) if source else None,
-        names=EXPORT_ENTRIES, overwrite=overwrite, reads=[source] if source else [],
-        legacy_marker=MODEL_CARD_FILE)
+        names=EXPORT_ENTRIES, overwrite=overwrite, reads=[source] if source else [])
     with folder, folder.staging() as staged:
         model_card = write(str(staged))
         folder.commit(staged, last=(MODEL_CARD_FILE,), replace_all_own=True)

@@ -5,7 +5,11 @@ Every command and library function that opens a user's model comes here,
 so a file that does not load is named in one line the same way everywhere.
 """
 
+import json
 import os
+import struct
+import zipfile
+import zlib
 
 import keras
 
@@ -84,11 +88,109 @@ def load_keras_model(path):
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no model file at {path}")
+    _check_archive(path)
     try:
         model = keras.saving.load_model(path, compile=False)
     except Exception as error:  # Keras raises many kinds here
-        raise InputError(f"{path} is not a Keras model file that loads: {error}") from None
+        # Keras' first line says what failed; the rest dumps the config.
+        first = str(error).strip().split("\n")[0][:300]
+        raise InputError(f"{path} is not a Keras model file that loads: {first}") from None
     return as_float32(model)
+
+
+# A model's config.json is a few KB (a deep one under 1 MB): one larger is
+# refused before it is read, so that it cannot flood memory when parsed.
+MAX_CONFIG_BYTES = 16 * 2 ** 20
+# Keras' module that can switch its own safety off, and its saving internals.
+_UNSAFE_KERAS_MODULES = ("config", "saving")
+
+
+def _check_archive(path):
+    """Refuses, in one line, a ``.keras`` archive whose ``config.json`` or
+    ``metadata.json`` inflates to more than ``MAX_CONFIG_BYTES`` or to
+    another size than its zip directory says, or whose config names a
+    module that is neither Keras' nor a registered layer's (``os``,
+    ``subprocess``, ``keras.config``). Anything else Keras checks."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError):
+        return  # Keras says what it is not, in its own first line
+    with archive:
+        for name in ("config.json", "metadata.json"):
+            try:
+                info = archive.getinfo(name)
+            except KeyError:
+                continue
+            size = _inflated_size(path, info)
+            if size is None or size > MAX_CONFIG_BYTES or size != info.file_size:
+                shown = ("an unreadable" if size is None else
+                         f"a {size / 2 ** 20:.1f} MiB" if size <= MAX_CONFIG_BYTES
+                         else f"a {MAX_CONFIG_BYTES // 2 ** 20} MiB or larger")
+                raise InputError(
+                    f"{path} holds {shown} {name} (its zip directory says "
+                    f"{info.file_size} bytes); a model's is at most "
+                    f"{MAX_CONFIG_BYTES // 2 ** 20} MiB: not loaded.")
+        try:
+            config = json.loads(archive.read("config.json"))
+        except (KeyError, ValueError, zipfile.BadZipFile, OSError):
+            return  # Keras names it
+    for module, class_name in _modules(config):
+        parts = module.split(".")
+        known = parts[0] in ("keras", "keras_ae") and not any(
+            part in _UNSAFE_KERAS_MODULES for part in parts[1:])
+        if not known and keras.saving.get_registered_object(class_name) is None:
+            raise InputError(
+                f"{path} names module {module!r} (class {class_name!r}) in its "
+                f"config: neither a Keras layer nor a registered one, so the "
+                f"model is not loaded.")
+
+
+def _inflated_size(path, info):
+    """How many bytes a zip member inflates to, counted in bounded steps up
+    to ``MAX_CONFIG_BYTES + 1``; ``None`` for a member that cannot be read.
+
+    Counted from its raw stream, not taken from the zip directory: Python's
+    ``zipfile`` trusts the directory's size and may inflate the whole stream
+    in one call, so a lying directory would flood memory on Keras' read."""
+    with open(path, "rb") as f:
+        f.seek(info.header_offset)
+        header = f.read(30)  # the local file header (the zip format's 4.3.7)
+        if len(header) < 30 or header[:4] != b"PK\x03\x04":
+            return None
+        name_length, extra_length = struct.unpack("<HH", header[26:30])
+        f.seek(info.header_offset + 30 + name_length + extra_length)
+        if info.compress_type == zipfile.ZIP_STORED:
+            return info.compress_size
+        if info.compress_type != zipfile.ZIP_DEFLATED:
+            return None  # Keras writes stored or deflated members only
+        inflater, inflated, left = zlib.decompressobj(-zlib.MAX_WBITS), 0, info.compress_size
+        pending = b""
+        while inflated <= MAX_CONFIG_BYTES and not inflater.eof:
+            if not pending:
+                pending = f.read(min(left, 2 ** 16))
+                left -= len(pending)
+                if not pending:
+                    break
+            try:
+                inflated += len(inflater.decompress(pending, 2 ** 20))
+            except zlib.error:
+                return None
+            pending = inflater.unconsumed_tail
+        return inflated
+
+
+def _modules(config):
+    """Every ``(module, class_name)`` a serialized Keras config names."""
+    stack = [config]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if isinstance(item.get("module"), str):
+                yield item["module"], str(item.get("registered_name")
+                                          or item.get("class_name"))
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
 
 
 def load_model(path):

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from keras_ae import files, outputs
+from keras_ae import outputs
 from keras_ae.runtime.images import MAX_IMAGE_PIXELS
 
 
@@ -65,10 +65,16 @@ def output_names(images, suffix):
 
 
 def _claimed(model_path, images, out, names, overwrite):
-    folder = outputs.claim(out, "predict", os.path.abspath(model_path), names=names,
-                           overwrite=overwrite, reads=[model_path, *images],
-                           replace_own=False)
-    return folder.in_place(names)
+    return outputs.claim(out, "predict", os.path.abspath(model_path), names=names,
+                         overwrite=overwrite, reads=[model_path, *images],
+                         replace_own=False)
+
+
+def _staged(folder, name):
+    """``name``'s path in the staging folder, its subfolders made."""
+    path = Path(folder) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def reconstruct_files(model_path, images, out, *, resize=False,
@@ -89,17 +95,19 @@ def reconstruct_files(model_path, images, out, *, resize=False,
     from keras_ae.runtime.onnx_autoencoder import OnnxAutoencoder
 
     names = output_names(images, "_reconstruction.png")
-    with _claimed(model_path, images, out, names, overwrite):
+    folder = _claimed(model_path, images, out, names, overwrite)
+    # Written whole into a staging folder, then moved in: a full disk or a
+    # kill leaves none of them, never some.
+    with folder, folder.staging() as staged:
         model = OnnxAutoencoder(model_path)
         batch = model.prepare(list(images), resize=resize, max_pixels=max_pixels)
         reconstructions = model.reconstruct(batch)
         errors = model.reconstruction_error(batch)
-        written = []
         for name, reconstruction in zip(names, reconstructions):
             pixels = np.round(np.clip(reconstruction, 0, 1) * 255).astype(np.uint8)
             picture = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
-            written.append(files.write_atomically(
-                Path(out) / name, lambda tmp, p=picture: p.save(tmp, format="PNG")))
+            picture.save(_staged(staged, name), format="PNG")
+        written = folder.commit_files(staged, names)
     return Predictions(model, list(images), written, errors)
 
 
@@ -122,11 +130,13 @@ def score_files(detector_path, images, out, *, resize=False, max_pixels=MAX_IMAG
     from keras_ae.runtime.overlays import save_overlay
 
     names = output_names(images, "_anomaly_map.png")
-    with _claimed(detector_path, images, out, names, overwrite):
+    folder = _claimed(detector_path, images, out, names, overwrite)
+    with folder, folder.staging() as staged:  # all or none, as reconstruct_files
         detector = OnnxAnomalyDetector(detector_path, threshold=threshold)
         batch = detector.prepare(list(images), resize=resize, max_pixels=max_pixels)
         scores, maps = detector.scores_and_maps(batch)
-        written = [save_overlay(batch[index], maps[index], Path(out) / name,
-                                score=scores[index], threshold=detector.threshold)
-                   for index, name in enumerate(names)]
+        for index, name in enumerate(names):
+            save_overlay(batch[index], maps[index], _staged(staged, name),
+                         score=scores[index], threshold=detector.threshold)
+        written = folder.commit_files(staged, names)
     return Predictions(detector, list(images), written, scores, scores > detector.threshold)

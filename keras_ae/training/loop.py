@@ -185,8 +185,7 @@ def run_folder(output_dir, settings, overwrite=False):
             or another process is writing it.
     """
     folder = outputs.claim(output_dir, "train", str(settings.get("source")),
-                           names=RUN_ENTRIES, overwrite=overwrite,
-                           legacy_marker=RUN_FILE)
+                           names=RUN_ENTRIES, overwrite=overwrite)
     with folder:
         state = claim_folder(
             output_dir, RUN_FILE, settings, kind="run", ignore={"epochs"},
@@ -199,9 +198,10 @@ def run_folder(output_dir, settings, overwrite=False):
             if removed:
                 print(f"{output_dir}: starting over; removed the earlier run's "
                       f"{', '.join(removed)}")
-        folder.record(RUN_ENTRIES)
+        folder.record(RUN_ENTRIES)  # without checksums while the run goes on
         write_json(Path(output_dir) / RUN_FILE, settings)  # epochs may have changed
         yield state == "same" and not overwrite
+        folder.record(RUN_ENTRIES, fingerprints=True)
 
 
 def prepare_run_folder(output_dir, settings, overwrite=False):

@@ -113,7 +113,7 @@ def run_training(run, output, *, overwrite=False, verbose=True):
     # The chief holds the folder's lock to the end (train claims it again,
     # re-entrantly); a cluster's other workers write only backup/.
     folder = (outputs.claim(output, "train", data.source, names=loop.RUN_ENTRIES,
-                            overwrite=overwrite, legacy_marker=loop.RUN_FILE)
+                            overwrite=overwrite)
               if devices.chief else contextlib.nullcontext())
     with folder:
         return loop.train(lambda: builder(data.image_shape, **run.model_options), data, output,

@@ -11,7 +11,8 @@ what a user needs afterwards in one folder::
       best_hyperparameters.json  the best trial, with the builder call that
                                  rebuilds its model
       best_model.keras           the best trial's model, trained
-      oracle.json, trial_*/      KerasTuner's own state and checkpoints
+      keras_tuner/               KerasTuner's own state and checkpoints
+                                 (oracle.json, trial_*/), owned whole
 
 Started again with the same arguments, a search that was interrupted (even
 by kill -9) continues where it stopped: finished trials are kept, a trial

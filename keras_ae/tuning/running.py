@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import json
 import numbers
+import time
 import warnings
 from pathlib import Path
 
@@ -29,6 +30,10 @@ SEARCH_FILE = "search.json"
 TRIALS_FILE = "trials.csv"
 BEST_HYPERPARAMETERS_FILE = "best_hyperparameters.json"
 BEST_MODEL_FILE = "best_model.keras"
+# KerasTuner names its own files (oracle.json, tuner0.json, trial_0001/) and
+# writes them in place: they live in this subfolder, which the folder's
+# manifest owns whole, so that no name of a user's is ever taken for one.
+KERAS_TUNER_FOLDER = "keras_tuner"
 
 _OPTIMIZER_WARNING = "Skipping variable loading for optimizer"
 
@@ -59,7 +64,7 @@ class _Reporting:
                   flush=True)
         if not worker:
             write_trials_csv(self.oracle, self.hypermodel,
-                             Path(self.project_dir) / TRIALS_FILE)
+                             Path(self.project_dir).parent / TRIALS_FILE)
 
 
 class _Hyperband(_Reporting, kt.Hyperband):
@@ -92,10 +97,11 @@ def _make_tuner(kind, hypermodel, *, max_trials, max_epochs, seed, directory,
 # --- the results folder ----------------------------------------------------
 
 # What a search folder holds: keras_ae's files and KerasTuner's.
-SEARCH_ENTRIES = (SEARCH_FILE, TRIALS_FILE, BEST_HYPERPARAMETERS_FILE,
-                  BEST_MODEL_FILE, "metrics.json", "reconstructions.png",
-                  "trials.png", "oracle.json", "chief.json", "tuner[0-9]*.json",
-                  "trial_[0-9]*")  # KerasTuner's tuner0.json, trial_0001/
+SEARCH_FILES = (SEARCH_FILE, TRIALS_FILE, BEST_HYPERPARAMETERS_FILE, BEST_MODEL_FILE)
+# ``keras-ae tune`` writes the run record beside them (tuning.runs).
+RECORD_FILES = ("metrics.json", "reconstructions.png", "trials.png")
+SEARCH_ENTRIES = SEARCH_FILES + RECORD_FILES + (KERAS_TUNER_FOLDER,)
+
 
 
 def _claim(project_dir, settings, overwrite, role):
@@ -105,16 +111,34 @@ def _claim(project_dir, settings, overwrite, role):
     remedy = ("Choose another folder, or pass overwrite=True (--overwrite) "
               "to start it over (only the search's own files are deleted).")
     if role == "worker":  # the chief's folder: a worker checks its settings only
+        _wait_for_the_chief(project_dir)
         if not overwrite and (project_dir / SEARCH_FILE).exists():
             claim_folder(project_dir, SEARCH_FILE, settings, kind="search",
                          remedy=remedy)
         return None, False
     folder = outputs.claim(project_dir, "tune", str(settings.get("data")),
-                           names=SEARCH_ENTRIES, overwrite=overwrite,
-                           legacy_marker=SEARCH_FILE)
+                           names=SEARCH_ENTRIES, overwrite=overwrite)
     state = claim_folder(project_dir, SEARCH_FILE, settings, kind="search",
                          allow_different=overwrite, remedy=remedy)
     return folder, overwrite and state != "new"
+
+
+def _wait_for_the_chief(project_dir, seconds=3600):
+    """Until the chief has claimed the folder: KerasTuner makes its
+    subfolder as a worker's tuner is made, and made first it would be a
+    stranger's to the chief's claim. (KerasTuner's client waits an hour.)"""
+    started, said = time.monotonic(), False
+    while KERAS_TUNER_FOLDER not in outputs.read_manifest(project_dir)["writers"].get(
+            "tune", {}).get("entries", []):
+        waited = time.monotonic() - started
+        if waited > seconds:
+            raise InputError(f"no chief claimed {project_dir} in {seconds} s; start "
+                             f"the chief (KERASTUNER_TUNER_ID=chief) with the same "
+                             f"--output.")
+        if waited > 5 and not said:
+            print(f"waiting for the chief to claim {project_dir}", flush=True)
+            said = True
+        time.sleep(0.2)
 
 
 @dataclasses.dataclass
@@ -230,13 +254,16 @@ def search(train, validation, *, hypermodel=None, tuner="hyperband",
             folder.remove_own()
         if folder is not None:
             folder.record(SEARCH_ENTRIES)
-        return _search(train, validation, hypermodel, tuner, max_trials,
-                       max_epochs, seed, directory, project_name, project_dir,
-                       settings, role, mixed_precision, callbacks, verbose)
+        result = _search(train, validation, hypermodel, tuner, max_trials,
+                         max_epochs, seed, project_dir, settings, role,
+                         mixed_precision, callbacks, verbose)
+        if folder is not None:
+            folder.record(SEARCH_FILES, fingerprints=True)
+        return result
 
 
 def _search(train, validation, hypermodel, tuner, max_trials, max_epochs, seed,
-            directory, project_name, project_dir, settings, role,
+            project_dir, settings, role,
             mixed_precision, callbacks, verbose):
     resumed = (project_dir / SEARCH_FILE).exists()
 
@@ -249,7 +276,7 @@ def _search(train, validation, hypermodel, tuner, max_trials, max_epochs, seed,
         try:
             tuner_object = _make_tuner(
                 tuner, hypermodel, max_trials=max_trials, max_epochs=max_epochs,
-                seed=seed, directory=directory, project_name=project_name,
+                seed=seed, directory=project_dir, project_name=KERAS_TUNER_FOLDER,
                 overwrite=False, strategy=strategy)
         except json.JSONDecodeError as error:
             raise InputError(_damaged_state_message(project_dir, error)) from None
@@ -306,7 +333,8 @@ def _finish(tuner, hypermodel, project_dir, role, resumed):
     if not best_trials:
         raise RuntimeError(
             f"no trial of the search in {project_dir} finished; the errors are "
-            f"in {project_dir / TRIALS_FILE} and in each trial_*/trial.json.")
+            f"in {project_dir / TRIALS_FILE} and in each "
+            f"{KERAS_TUNER_FOLDER}/trial_*/trial.json.")
     best = best_trials[0]
     with warnings.catch_warnings():
         # The best model gets a fresh optimizer, which is all a saved model needs.

@@ -16,7 +16,7 @@ from keras_ae import outputs
 from keras_ae.errors import InputError
 from keras_ae.tuning import roles
 from keras_ae.tuning.reports import save_trials_plot
-from keras_ae.tuning.running import search
+from keras_ae.tuning.running import RECORD_FILES, search
 from keras_ae.tuning.space import AutoencoderHyperModel
 
 
@@ -94,7 +94,9 @@ def run_search(run, output, *, overwrite=False, verbose=1):
             verbose=verbose)
         if result.role == "worker":
             return SearchOutcome(result, None)
-        return SearchOutcome(result, _measure(run, result, data, output, hypermodel, started))
+        record = _measure(run, result, data, output, hypermodel, started)
+        outputs.seal(output, "tune", RECORD_FILES)
+        return SearchOutcome(result, record)
 
 
 def _measure(run, result, data, output, hypermodel, started):

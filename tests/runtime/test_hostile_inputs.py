@@ -9,7 +9,6 @@ after, is in docs/benchmarks.md (``tools/benchmark_hostile_inputs.py``).
 """
 
 import contextlib
-import hashlib
 import json
 import os
 import resource
@@ -26,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from conftest import damaged as damage
+from conftest import checksums, damaged as damage, one_line_error
 
 import keras_ae
 from keras_ae.cli import commands as cli
@@ -37,23 +36,6 @@ from keras_ae.runtime import images
 from keras_ae import outputs
 from keras_ae.errors import InputError
 from keras_ae.runtime.onnx_autoencoder import OnnxAutoencoder
-
-
-def checksums(folder):
-    """``{relative path: sha256}`` of every file under ``folder``."""
-    folder = Path(folder)
-    return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
-            for path in sorted(folder.rglob("*")) if path.is_file()}
-
-
-def one_line_error(capsys, command):
-    """The command's stderr: exactly one line, keras-ae's, no traceback."""
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith(f"keras-ae {command}: error: "), err
-    assert "Traceback" not in err
-    return lines[0]
 
 
 def png_header_only(path, width, height):
@@ -220,21 +202,6 @@ def test_temporaries_of_a_killed_process_are_removed_and_others_kept(run_dir, tm
     live.write_text("being written")
     assert cli.main(export_args(run_dir, output)) == 0
     assert not stale.exists() and live.exists()
-
-
-def test_starting_over_removes_only_the_commands_own_entries(tmp_path):
-    from keras_ae.tuning.running import SEARCH_ENTRIES as names  # KerasTuner's trial_*
-
-    folder = tmp_path / "search"
-    with outputs.claim(folder, "tune", "data", names=names).in_place(names):
-        (folder / "search.json").write_text("{}")
-        (folder / "trial_0001").mkdir()
-    (folder / "trial_notes").mkdir()  # the user's, though it looks like a trial
-    (folder / "trial_notes" / "a.txt").write_text("mine")
-    again = outputs.claim(folder, "tune", "data", names=names, overwrite=True)
-    with again:
-        assert again.remove_own() == ["search.json", "trial_0001"]
-    assert sorted(os.listdir(folder)) == ["keras-ae.json", "trial_notes"]
 
 
 def test_a_name_near_the_file_system_limit_is_writable(tmp_path):
@@ -448,7 +415,7 @@ def test_train_prints_a_non_utf8_name_it_cannot_read(tmp_path, capsys):
     assert "\\udcff.png" in one_line_error(capsys, "train")
 
 
-def test_a_truncated_model_in_a_finished_run_is_named_with_what_to_do(
+def test_a_model_changed_after_a_finished_run_is_never_replaced(
         small_idx_dir, tmp_path, capsys):
     run = tmp_path / "run"
     args = ["train", "--data-dir", str(small_idx_dir), "--model", "dense",
@@ -456,18 +423,43 @@ def test_a_truncated_model_in_a_finished_run_is_named_with_what_to_do(
             "--batch-size", "64", "--output", str(run)]
     assert cli.main(args) == 0
     model = run / "model.keras"
-    model.write_bytes(model.read_bytes()[:1000])
+    model.write_bytes(model.read_bytes()[:1000])  # torn by something else
     capsys.readouterr()
     before = checksums(run)
-    assert cli.main(args) == 2
-    line = one_line_error(capsys, "train")
-    assert str(model) in line and "--overwrite" in line
-    assert checksums(run) == before
+    for extra in ([], ["--overwrite"]):
+        assert cli.main(args + extra) == 2
+        line = one_line_error(capsys, "train")
+        assert f"{str(model)!r} was changed since keras-ae train wrote it" in line
+        assert checksums(run) == before
+    model.rename(tmp_path / "damaged.keras")  # the user moves it away
     (run / "notes.txt").write_text("mine")
     assert cli.main([*args, "--overwrite"]) == 0
     assert "starting over; removed the earlier run's" in capsys.readouterr().out
     assert (run / "notes.txt").read_text() == "mine"
     assert model.stat().st_size > 1000
+
+
+def test_a_run_killed_while_finishing_names_its_damaged_model(small_idx_dir, tmp_path,
+                                                              capsys):
+    """No checksum yet (the kill came before it was recorded): the model is
+    still the run's, and a damaged one is named with what to do."""
+    run = tmp_path / "run"
+    args = ["train", "--data-dir", str(small_idx_dir), "--model", "dense",
+            "--hidden-units", "16", "--code-size", "4", "--epochs", "1",
+            "--batch-size", "64", "--output", str(run)]
+    assert cli.main(args) == 0
+    manifest = outputs.read_manifest(run)
+    del manifest["writers"]["train"]["fingerprints"]["model.keras"]  # as before the checksum
+    files.write_json(run / outputs.MANIFEST_FILE, manifest)
+    model = run / "model.keras"
+    model.write_bytes(model.read_bytes()[:1000])
+    capsys.readouterr()
+    before = checksums(run)
+    assert cli.main(args) == 2
+    line = one_line_error(capsys, "train")
+    assert f"{model} does not load" in line and "restore the file from checkpoints/" in line
+    users = {name: sha for name, sha in checksums(run).items() if name != outputs.MANIFEST_FILE}
+    assert users == {name: sha for name, sha in before.items() if name != outputs.MANIFEST_FILE}
 
 
 # --- serving refuses NaN and out-of-range input -------------------------------------

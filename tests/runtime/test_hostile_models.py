@@ -85,3 +85,107 @@ def test_metadata_never_names_a_file_outside_the_models_folder(tmp_path, name):
     with pytest.raises(InputError, match=r"encoder_file .* is not a file name in the "
                                          r"model's folder"):
         OnnxAutoencoder(model)
+
+
+# --- .keras archives: config size and modules checked before Keras reads them ---
+
+@pytest.fixture(scope="module")
+def keras_file(tmp_path_factory):
+    import keras_ae
+
+    path = tmp_path_factory.mktemp("keras") / "model.keras"
+    keras_ae.build_dense_autoencoder((8, 8, 1), code_size=2, hidden_units=(4,)).save(path)
+    return path
+
+
+def rewritten(source, target, config_bytes=None, change=None):
+    """``source`` with its config.json replaced (``config_bytes``) or edited
+    (``change(config)``); written by zipfile, deflated."""
+    import zipfile
+
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(
+            target, "w", zipfile.ZIP_DEFLATED) as new:
+        for name in old.namelist():
+            payload = old.read(name)
+            if name == "config.json":
+                if change is not None:
+                    config = json.loads(payload)
+                    change(config)
+                    payload = json.dumps(config).encode()
+                payload = config_bytes if config_bytes is not None else payload
+            new.writestr(name, payload)
+    return target
+
+
+@pytest.mark.parametrize("module, class_name", [
+    ("os", "system"), ("subprocess", "Popen"),
+    ("keras.config", "enable_unsafe_deserialization")])
+def test_a_config_naming_an_unsafe_module_is_refused_in_one_line(
+        keras_file, tmp_path, capsys, module, class_name):
+    def change(config):
+        config["config"]["layers"][1].update(module=module, class_name=class_name,
+                                             registered_name=None)
+    bad = rewritten(keras_file, tmp_path / "bad.keras", change=change)
+    assert cli.main(["export", str(bad), "--output", str(tmp_path / "out")]) == 2
+    line = one_line_error(capsys, "export")
+    assert f"names module {module!r} (class {class_name!r})" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_huge_config_is_refused_unread_even_where_the_zip_directory_lies(
+        keras_file, tmp_path):
+    import tracemalloc
+
+    from keras_ae.models.loading import MAX_CONFIG_BYTES, load_keras_model
+
+    honest = rewritten(keras_file, tmp_path / "honest.keras",
+                       config_bytes=b" " * (MAX_CONFIG_BYTES * 4))
+    # the same archive, its directory claiming 100 bytes for config.json
+    lying = tmp_path / "lying.keras"
+    data = bytearray(honest.read_bytes())
+    # the size field of config.json's local header (at 22) and of its
+    # central directory entry (at 24), the name after 30 and 46 bytes
+    for signature, size_at, name_at in ((b"PK\x03\x04", 22, 30), (b"PK\x01\x02", 24, 46)):
+        start = data.find(signature)
+        while data[start + name_at:start + name_at + 11] != b"config.json":
+            start = data.find(signature, start + 1)
+        data[start + size_at:start + size_at + 4] = (100).to_bytes(4, "little")
+    lying.write_bytes(bytes(data))
+    tracemalloc.start()
+    for path, said in ((honest, MAX_CONFIG_BYTES * 4), (lying, 100)):
+        with pytest.raises(InputError, match=f"16 MiB or larger config.json "
+                                             f"\\(its zip directory says {said} bytes\\)"):
+            load_keras_model(path)
+    assert tracemalloc.get_traced_memory()[1] < 8 * 2 ** 20  # inflated in 1 MiB steps
+    tracemalloc.stop()
+
+
+# --- IDX files: the header first, then only as much as it describes ---
+
+def test_a_gzip_bomb_is_read_only_as_far_as_its_header_says(tmp_path):
+    import gzip
+    import tracemalloc
+
+    from keras_ae.data import sources
+
+    bomb = tmp_path / "train-images-idx3-ubyte.gz"
+    with gzip.open(bomb, "wb", compresslevel=1) as f:
+        f.write(b"\0\0\x08\x03" + np.array([1000, 28, 28], ">u4").tobytes())
+        for _ in range(32):
+            f.write(bytes(2 ** 23))  # 256 MiB of zeros after a 784 KB array
+    tracemalloc.start()
+    with pytest.raises(InputError, match="is too long: .*784000 bytes of data, "
+                                         "got 1832576 or more bytes"):
+        sources.read_idx(bomb)
+    assert tracemalloc.get_traced_memory()[1] < 8 * 2 ** 20
+    tracemalloc.stop()
+
+
+def test_an_idx_header_claiming_terabytes_is_refused_before_any_allocation(tmp_path):
+    from keras_ae.data import sources
+
+    path = tmp_path / "x-idx3-ubyte"
+    path.write_bytes(b"\0\0\x08\x03" + np.array([100000, 100000, 100], ">u4").tobytes())
+    with pytest.raises(InputError, match=r"claims shape \(100000, 100000, 100\) of "
+                                         r"uint8, 931.3 GiB of data; at most 2 GiB"):
+        sources.read_idx(path)

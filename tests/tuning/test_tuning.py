@@ -326,7 +326,7 @@ def test_a_different_search_is_refused_before_any_trial(finished, data, capsys):
 def test_state_torn_by_a_kill_is_named(finished, data, tmp_path):
     _, directory = finished
     shutil.copytree(directory / "search", tmp_path / "search")
-    torn = tmp_path / "search" / "trial_1" / "trial.json"
+    torn = tmp_path / "search" / "keras_tuner" / "trial_1" / "trial.json"
     torn.write_text(torn.read_text()[:50])
     with pytest.raises(ValueError, match=f"does not parse \\({torn}\\): the search "
                                          "was probably killed"):
