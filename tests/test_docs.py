@@ -29,7 +29,7 @@ from keras_ae.runtime import pixels
 from keras_ae.training import precision
 from keras_ae.models import shapes
 from keras_ae.training import loop as training
-from keras_ae.training import divergence
+from keras_ae.training import divergence, signals
 from keras_ae.runtime import image_files
 from keras_ae.tuning import reports, space, trial_data
 
@@ -40,7 +40,7 @@ from keras_ae.tuning import reports, space, trial_data
                                     model_facts, onnx_files, defects, anomaly_options,
                                     precision, outputs, data_source, public,
                                     runtime_predict, anomaly_metrics, anomaly_patches,
-                                    divergence, image_files],
+                                    divergence, image_files, signals],
                          ids=lambda m: m.__name__)
 def test_docstring_examples(module):
     result = doctest.testmod(module, extraglobs={"np": np, "keras_ae": keras_ae, **{

@@ -43,6 +43,7 @@ from keras_ae.training import multi_worker as cluster
 from keras_ae import outputs
 from keras_ae.training import precision
 from keras_ae.errors import InputError, Interrupted
+from keras_ae.training import signals
 from keras_ae.files import claim_folder, write_json
 from keras_ae.training import run_record
 from keras_ae.training.divergence import StopOnDivergence
@@ -356,9 +357,9 @@ def train(build_model, data, output_dir, *, epochs=10,
 
         # first: it stops a diverged run before a checkpoint of it is written
         divergence = StopOnDivergence(epochs, learning_rate)
-        callbacks = ([divergence] + run_callbacks(output_dir, patience, monitor)
-                     + list(callbacks))
-        with _interruptions_named(divergence):
+        callbacks = ([divergence, signals.StopOnSignal()]
+                     + run_callbacks(output_dir, patience, monitor) + list(callbacks))
+        with _interruptions_named(divergence), signals.between_batches():
             # shuffle=False: the pipeline already shuffles, seeded (Keras would ignore it)
             model.fit(data.train, validation_data=data.validation, epochs=epochs,
                       callbacks=callbacks, shuffle=False, verbose=verbose)

@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import json
 import numbers
+import signal
 import time
 import warnings
 from pathlib import Path
@@ -16,8 +17,9 @@ import keras_tuner as kt
 from keras_ae.models import builders
 from keras_ae import compat
 from keras_ae import outputs
-from keras_ae.errors import InputError
+from keras_ae.errors import InputError, Interrupted
 from keras_ae.files import claim_folder, write_atomically, write_json
+from keras_ae.training import signals
 from keras_ae.training.loop import configure_devices
 from keras_ae.tuning import roles
 from keras_ae.tuning.reports import (best_finished, progress_line, trial_rows,
@@ -289,15 +291,29 @@ def _search(train, validation, hypermodel, tuner, max_trials, max_epochs, seed,
             # Hyperband restarts from a checkpoint that holds optimizer state
             # too; the trial's fresh optimizer starts anew, as it should.
             warnings.filterwarnings("ignore", message=_OPTIMIZER_WARNING)
-            tuner_object.search(train, validation_data=validation,
-                                epochs=max_epochs, callbacks=list(callbacks),
-                                verbose=0 if verbose < 2 else 2)
+            with (_interruptions_named(tuner_object, max_trials),
+                  signals.between_batches()):
+                tuner_object.search(train, validation_data=validation, epochs=max_epochs,
+                                    callbacks=[signals.StopOnSignal(), *callbacks],
+                                    verbose=0 if verbose < 2 else 2)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
     if role == "worker":
         return SearchResult(project_dir, role, [], resumed=resumed)
     return _finish(tuner_object, hypermodel, project_dir, role, resumed)
+
+
+@contextlib.contextmanager
+def _interruptions_named(tuner, max_trials):
+    """SIGINT or SIGTERM inside the block become ``Interrupted`` saying which
+    trial was under way; started again, the search runs that trial anew."""
+    try:
+        yield
+    except (KeyboardInterrupt, Interrupted) as interruption:
+        number = getattr(interruption, "signal_number", signal.SIGINT)
+        raise Interrupted(number, f"during trial {len(tuner.oracle.trials)} of "
+                                  f"at most {max_trials}") from None
 
 
 def _damaged_state_message(project_dir, error):

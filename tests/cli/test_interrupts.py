@@ -3,6 +3,7 @@ nothing torn, and the same command resumes."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -22,6 +23,12 @@ def _train(idx_dir, output):
         env=environment)
 
 
+def _lines(err):
+    """stderr's lines but TensorFlow's C++ log ("E0000 00:00:... oneDNN")."""
+    return [line for line in err.splitlines()
+            if line.strip() and not re.match(r"[EWI]\d{4} ", line)]
+
+
 def _interrupt_after(process, checkpoint, number, timeout=120):
     started = time.monotonic()
     while not checkpoint.exists():
@@ -30,7 +37,7 @@ def _interrupt_after(process, checkpoint, number, timeout=120):
         time.sleep(0.1)
     process.send_signal(number)
     _, err = process.communicate(timeout=60)
-    return process.returncode, [line for line in err.splitlines() if line.strip()]
+    return process.returncode, _lines(err)
 
 
 @pytest.mark.slow
@@ -60,3 +67,55 @@ def test_sigint_and_sigterm_end_in_one_line_and_the_same_command_resumes(
     # the signal may land between the checkpoint and the history row
     assert len(rows) >= len(first) + 1
     assert json.loads((run / "run.json").read_text())["epochs"] == 40
+
+
+def _tune(idx_dir, output):
+    environment = dict(os.environ, CUDA_VISIBLE_DEVICES="")
+    return subprocess.Popen(
+        [sys.executable, "-m", "keras_ae.cli", "tune", "--data-dir", str(idx_dir),
+         "--tuner", "random", "--max-trials", "30", "--max-epochs", "2",
+         "--code-size", "196", "--filters", "4,8", "--batch-sizes", "16",
+         "--output", str(output)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env=environment)
+
+
+def _completed(search):
+    import csv
+
+    path = search / "trials.csv"
+    if not path.exists():
+        return []
+    with open(path) as f:
+        return [row["trial_id"] for row in csv.DictReader(f) if row["status"] == "COMPLETED"]
+
+
+def _interrupt_tune_after(process, search, trials, number, timeout=180):
+    started = time.monotonic()
+    while len(_completed(search)) < trials:
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() - started < timeout
+        time.sleep(0.1)
+    process.send_signal(number)
+    out, err = process.communicate(timeout=60)
+    return process.returncode, out, _lines(err)
+
+
+@pytest.mark.slow
+def test_a_search_interrupted_by_either_signal_resumes_its_finished_trials(
+        small_idx_dir, tmp_path):
+    search = tmp_path / "search"
+    code, _, lines = _interrupt_tune_after(_tune(small_idx_dir, search), search, 1,
+                                           signal.SIGINT)
+    assert code == 130 and len(lines) == 1, lines
+    assert lines[0].startswith("keras-ae tune: interrupted during trial "), lines
+    assert lines[0].endswith("of at most 30 (SIGINT); the same command resumes")
+    assert not (search / ".keras-ae.lock").exists()
+    first = _completed(search)
+
+    code, out, lines = _interrupt_tune_after(_tune(small_idx_dir, search), search,
+                                             len(first) + 1, signal.SIGTERM)
+    assert code == 143 and len(lines) == 1 and "(SIGTERM)" in lines[0], lines
+    assert f"resuming a RandomSearch search in {search}" in out
+    assert not (search / ".keras-ae.lock").exists()
+    done = _completed(search)
+    assert done[:len(first)] == first and len(set(done)) == len(done) > len(first)
