@@ -189,3 +189,79 @@ def test_an_idx_header_claiming_terabytes_is_refused_before_any_allocation(tmp_p
     with pytest.raises(InputError, match=r"claims shape \(100000, 100000, 100\) of "
                                          r"uint8, 931.3 GiB of data; at most 2 GiB"):
         sources.read_idx(path)
+
+
+# --- fuzzing: damaged IDX files and ONNX metadata give a result or one line ---
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from conftest import damaged  # noqa: E402
+
+
+def _idx_payloads():
+    """Valid IDX files, raw and gzipped, of three types."""
+    import gzip
+    import tempfile
+
+    from keras_ae.data import sources
+
+    out, folder = {}, tempfile.mkdtemp()
+    for name, array in (("images", np.arange(3 * 5 * 4, dtype=np.uint8).reshape(3, 5, 4)),
+                        ("labels", np.array([7, 2, 1], np.uint8)),
+                        ("int16", np.arange(6, dtype=">i2").reshape(2, 3))):
+        sources.write_idx(f"{folder}/{name}-idx", array)
+        with open(f"{folder}/{name}-idx", "rb") as f:
+            out[name] = f.read()
+        out[name + ".gz"] = gzip.compress(out[name], mtime=0)
+    return out
+
+
+IDX_PAYLOADS = _idx_payloads()
+
+
+@settings(max_examples=40, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.sampled_from(sorted(IDX_PAYLOADS)), cut=st.floats(0.05, 1.0),
+       flips=st.lists(st.tuples(st.integers(0, 10 ** 4), st.integers(1, 255)), max_size=4))
+def test_damaged_idx_files_are_read_as_their_header_says_or_refused(tmp_path, name, cut,
+                                                                     flips):
+    from keras_ae.data import sources
+
+    path = tmp_path / "fuzzed-idx"
+    path.write_bytes(damaged(IDX_PAYLOADS[name], cut, flips))
+    try:
+        array = sources.read_idx(path)
+    except InputError as error:
+        assert str(path) in str(error)
+        return
+    # what was read is exactly what the (damaged) header describes
+    import gzip
+    raw = path.read_bytes()
+    raw = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+    shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", raw[3], offset=4))
+    assert array.shape == shape and array.nbytes == len(raw) - 4 - 4 * raw[3]
+    assert array.flags.writeable
+
+
+_METADATA_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-10 ** 12, 10 ** 12) | st.floats()
+    | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8),
+                                                                 inner, max_size=3),
+    max_leaves=8)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(key=st.sampled_from(["input_shape", "code_shape", "preprocessing", "encoder_file",
+                            "decoder_file", "role", "threshold"]),
+       value=_METADATA_VALUES)
+def test_fuzzed_onnx_metadata_loads_or_is_one_line(tmp_path, key, value):
+    path = hand_made_model(tmp_path / "fuzzed.onnx", metadata={f"keras_ae.{key}": value})
+    try:
+        model = OnnxAutoencoder(path)
+    except InputError:
+        return
+    out = model.reconstruct(np.full((1, 4, 4, 1), 0.5, np.float32))
+    assert out.shape == (1, 4, 4, 1)
