@@ -129,7 +129,7 @@ def test_with_overwrite_only_the_exports_own_files_change(run_dir, tmp_path, cap
     kept = checksums(output)
     capsys.readouterr()
     assert cli.main(export_args(run_dir, output, "--overwrite")) == 2
-    assert "encoder.onnx' exists and was not written by keras-ae export" in (
+    assert "encoder.onnx' was changed since keras-ae export wrote it" in (
         one_line_error(capsys, "export"))
     assert checksums(output) == kept
 
@@ -305,7 +305,7 @@ def test_predict_keeps_relative_paths_and_never_overwrites(pad_model, tmp_path, 
     (out / "b" / "x_reconstruction.png").unlink()
     (out / "b" / "x_reconstruction.png").write_text("my picture")
     assert cli.main([*args, "--overwrite"]) == 2
-    assert "was not written by keras-ae predict" in one_line_error(capsys, "predict")
+    assert "was changed since keras-ae predict wrote it" in one_line_error(capsys, "predict")
     assert (out / "b" / "x_reconstruction.png").read_text() == "my picture"
 
 

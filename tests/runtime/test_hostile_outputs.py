@@ -87,7 +87,7 @@ def test_a_file_put_in_place_of_a_finished_runs_file_is_never_replaced(tmp_path)
         (folder / "logs").mkdir()
     (folder / "history.csv").write_text("the user's own, in its place")
     before = checksums(folder)
-    with pytest.raises(ValueError, match="history.csv' exists and was not written"):
+    with pytest.raises(ValueError, match="history.csv' was changed since keras-ae train wrote it"):
         outputs.claim(folder, "train", "other data", names=names, overwrite=True)
     assert checksums(folder) == before
 
