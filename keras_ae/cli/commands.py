@@ -428,7 +428,7 @@ def _disk_full(error):
 
 def _output_of(args):
     """The output folder a command writes, for messages."""
-    output = getattr(args, "output", None) or getattr(args, "out", None)
+    output = getattr(args, "output", None)
     return repr(str(output)) if output else "the output folder"
 
 

@@ -139,11 +139,12 @@ def pixel_limit(text):
     return value
 
 
-def add_output_options(parser, what, flag="--output"):
-    """``--output DIR`` (predict's ``--out``) and ``--overwrite``: the one
-    rule of ``keras_ae.outputs``, said in one line."""
+def add_output_options(parser, what, required=True):
+    """``--output DIR`` and ``--overwrite``: the one rule of
+    ``keras_ae.outputs``, said in one line (``required=False`` where the
+    command checks it itself: predict's old ``--out``)."""
     parser.add_argument(
-        flag, required=True, metavar="DIR",
+        "--output", required=required, metavar="DIR",
         help=f"{what} folder; the rule for every command: it is new, empty, "
              f"or this command's earlier output from the same source, else "
              f"refused (--overwrite: write beside other files, replacing "

@@ -2,6 +2,7 @@
 ``keras_ae.runtime.predict`` (reconstructions or anomaly maps of image files,
 on onnxruntime alone), and a line per image."""
 
+import argparse
 import sys
 
 from keras_ae.cli.options import add_output_options, add_pixel_limit
@@ -24,7 +25,9 @@ def add_parser(commands):
     add_output_options(predict, "NAME_reconstruction.png files' (an "
                                 "existing file is never replaced without "
                                 "--overwrite; images in several folders keep "
-                                "their relative paths)", flag="--out")
+                                "their relative paths)", required=False)
+    # 0.2's name of --output, kept for one release (see CHANGELOG.md)
+    predict.add_argument("--out", default=None, help=argparse.SUPPRESS)
     predict.add_argument("--anomaly", action="store_true",
                          help="MODEL is an exported anomaly detector "
                               "(detector.onnx from keras-ae anomaly): print "
@@ -51,16 +54,28 @@ def run(args):
     from keras_ae.runtime import predict
     from keras_ae.runtime.images import describe_size
 
+    if args.out is not None:
+        if args.output is not None:
+            print("keras-ae predict: error: give --output only (--out is its old name)",
+                  file=sys.stderr)
+            return 2
+        print("keras-ae predict: --out is deprecated and goes in 0.4; use --output",
+              file=sys.stderr)
+        args.output = args.out
+    if args.output is None:
+        print("keras-ae predict: error: the following arguments are required: --output",
+              file=sys.stderr)
+        return 2
     if not args.anomaly and (args.threshold is not None or args.raw_scores):
         print("keras-ae predict: error: --threshold and --raw-scores go with --anomaly",
               file=sys.stderr)
         return 2
     if args.anomaly:
-        done = predict.score_files(args.model, args.images, args.out, resize=args.resize,
+        done = predict.score_files(args.model, args.images, args.output, resize=args.resize,
                                    max_pixels=args.max_image_pixels,
                                    threshold=args.threshold, overwrite=args.overwrite)
     else:
-        done = predict.reconstruct_files(args.model, args.images, args.out,
+        done = predict.reconstruct_files(args.model, args.images, args.output,
                                          resize=args.resize,
                                          max_pixels=args.max_image_pixels,
                                          overwrite=args.overwrite)

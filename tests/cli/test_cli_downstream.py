@@ -210,14 +210,14 @@ def test_train_on_normal_classes_then_anomaly_then_predict(quadrant_idx_dir, tmp
         Image.fromarray(test_images[0][index, ..., 0]).save(paths[-1])
     capsys.readouterr()
     assert cli.main(["predict", "--anomaly", str(out / "detector.onnx"),
-                     *map(str, paths), "--out", str(tmp_path / "maps")]) == 0
+                     *map(str, paths), "--output", str(tmp_path / "maps")]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[1].startswith(f"{paths[0]}: score ") and lines[1].count(": normal ->")
     assert lines[2].startswith(f"{paths[1]}: score ") and lines[2].count(": anomaly ->")
     assert (tmp_path / "maps" / "class9_anomaly_map.png").exists()
     # a threshold of one's own at serving time, and the raw scores
     assert cli.main(["predict", "--anomaly", str(out / "detector.onnx"),
-                     *map(str, paths), "--out", str(tmp_path / "maps2"),
+                     *map(str, paths), "--output", str(tmp_path / "maps2"),
                      "--threshold", "1e9", "--raw-scores"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "threshold 1000000000.0000 (given at serving (1e+09;" in lines[0]
@@ -227,7 +227,7 @@ def test_train_on_normal_classes_then_anomaly_then_predict(quadrant_idx_dir, tmp
     score = float(lines[2].split("score ")[1].split(" ")[0])
     assert raw == pytest.approx(score * knn["part_std"][0] + knn["part_mean"][0], rel=1e-3)
     assert cli.main(["predict", str(out / "detector.onnx"), *map(str, paths),
-                     "--out", str(tmp_path / "maps3"), "--threshold", "2"]) == 2
+                     "--output", str(tmp_path / "maps3"), "--threshold", "2"]) == 2
     assert "--threshold and --raw-scores go with --anomaly" in capsys.readouterr().err
 
 

@@ -72,13 +72,13 @@ def test_export_and_predict_a_big_photo(exported, tmp_path, capsys):
     assert card["preprocessing"]["resize"] == "stretch"
     assert card["data"]["class_names"] == ["china", "flower"]
     assert cli.main(["predict", str(exported / "model.onnx"), big_photo(),
-                     "--resize", "--out", str(tmp_path)]) == 0
+                     "--resize", "--output", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
     assert "resized to 32x32 by 'stretch' (as the model's training images were)" in printed
     with Image.open(tmp_path / "china_reconstruction.png") as written:
         assert written.size == (32, 32) and written.mode == "RGB"
     assert cli.main(["predict", str(exported / "model.onnx"), big_photo(),
-                     "--out", str(tmp_path / "again")]) == 2
+                     "--output", str(tmp_path / "again")]) == 2
     assert "is 427x640 (height x width); the model takes 32x32" in capsys.readouterr().err
 
 

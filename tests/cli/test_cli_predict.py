@@ -36,10 +36,24 @@ def pngs(tmp_path):
     return paths
 
 
+def test_the_old_out_flag_still_works_for_one_release_and_says_so(exported, pngs,
+                                                                 tmp_path, capsys):
+    out = tmp_path / "out"
+    assert cli.main(["predict", str(exported), str(pngs[0]), "--out", str(out)]) == 0
+    assert ("keras-ae predict: --out is deprecated and goes in 0.4; use --output"
+            in capsys.readouterr().err)
+    assert (out / "a_reconstruction.png").is_file()
+    assert cli.main(["predict", str(exported), str(pngs[0]), "--out", str(out),
+                     "--output", str(out)]) == 2
+    assert "give --output only" in capsys.readouterr().err
+    assert cli.main(["predict", str(exported), str(pngs[0])]) == 2
+    assert "required: --output" in capsys.readouterr().err
+
+
 def test_predict_writes_reconstructions_and_prints_errors(exported, pngs, tmp_path,
                                                            capsys):
     out = tmp_path / "out"
-    assert cli.main(["predict", str(exported), *map(str, pngs), "--out", str(out)]) == 0
+    assert cli.main(["predict", str(exported), *map(str, pngs), "--output", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "unpool decoder, on CPUExecutionProvider" in printed
     model = OnnxAutoencoder(exported)
@@ -57,13 +71,13 @@ def test_predict_refuses_an_image_of_another_size(exported, tmp_path, capsys):
     big = tmp_path / "big.png"
     Image.fromarray(np.zeros((32, 30), np.uint8), "L").save(big)
     out = tmp_path / "out"
-    assert cli.main(["predict", str(exported), str(big), "--out", str(out)]) == 2
+    assert cli.main(["predict", str(exported), str(big), "--output", str(out)]) == 2
     error = capsys.readouterr().err
     assert "big.png is 32x30 (height x width); the model takes 28x28" in error
     assert "--resize" in error
     assert not out.exists()  # a refused command leaves no folder behind
     assert cli.main(["predict", str(exported), str(tmp_path / "nope.png"),
-                     "--out", str(out)]) == 2
+                     "--output", str(out)]) == 2
     assert "no image file at" in capsys.readouterr().err
 
 
@@ -79,7 +93,7 @@ def test_predict_runs_where_tensorflow_cannot_be_imported(exported, pngs, tmp_pa
         "sys.exit(main(sys.argv[1:]))\n")
     result = subprocess.run(
         [sys.executable, "-c", script, "predict", str(exported), str(pngs[0]),
-         "--out", str(tmp_path / "out")],
+         "--output", str(tmp_path / "out")],
         capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr
     assert "reconstruction error (MSE)" in result.stdout

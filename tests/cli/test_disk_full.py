@@ -109,7 +109,7 @@ def test_predict(small_disk, trained_export, tmp_path, capsys):
     for index in range(40):
         Image.fromarray(rng.integers(0, 255, (28, 28), np.uint8)).save(images / f"{index}.png")
     args = ["predict", str(trained_export / "model.onnx"),
-            *sorted(map(str, images.iterdir())), "--out", str(small_disk / "out")]
+            *sorted(map(str, images.iterdir())), "--output", str(small_disk / "out")]
     with then_freed(small_disk, "predict", args, capsys, leave=12_000) as out:
         assert len(list(out.glob("*_reconstruction.png"))) == 40
 

@@ -198,7 +198,7 @@ def test_export_quantize_calibrates_on_the_runs_own_data(run_folder, idx_dir, tm
     from PIL import Image
     Image.fromarray(np.zeros((28, 28), np.uint8)).save(tmp_path / "black.png")
     assert cli.main(["predict", str(out / "model.int8.onnx"), str(tmp_path / "black.png"),
-                     "--out", str(tmp_path / "pred")]) == 0
+                     "--output", str(tmp_path / "pred")]) == 0
     assert (tmp_path / "pred" / "black_reconstruction.png").is_file()
 
 

@@ -164,12 +164,12 @@ def test_output_folders_inside_an_output_folder_are_keras_aes_not_the_users(
     assert cli.main(export_args(run_dir, output)) == 0
     image = strip_png(tmp_path / "strip.png", 50)
     assert cli.main(["predict", str(pad_model), str(image), "--resize",
-                     "--out", str(output / "predictions")]) == 0
+                     "--output", str(output / "predictions")]) == 0
     assert cli.main(export_args(run_dir, output)) == 0  # its own export, again
     assert (output / "predictions" / "strip_reconstruction.png").exists()
     nested_only = tmp_path / "runs"
     assert cli.main(["predict", str(pad_model), str(image), "--resize",
-                     "--out", str(nested_only / "predictions")]) == 0
+                     "--output", str(nested_only / "predictions")]) == 0
     capsys.readouterr()
     assert cli.main(export_args(run_dir, nested_only)) == 2
     assert "holds keras-ae output folders (predictions)" in one_line_error(
@@ -290,7 +290,7 @@ def test_predict_keeps_relative_paths_and_never_overwrites(pad_model, tmp_path, 
                         "L").save(tmp_path / name / "x.png")
     out = tmp_path / "out"
     args = ["predict", str(pad_model), str(tmp_path / "a" / "x.png"),
-            str(tmp_path / "b" / "x.png"), "--out", str(out)]
+            str(tmp_path / "b" / "x.png"), "--output", str(out)]
     assert cli.main(args) == 0
     first = Image.open(out / "a" / "x_reconstruction.png").tobytes()
     second = Image.open(out / "b" / "x_reconstruction.png").tobytes()
@@ -314,7 +314,7 @@ def test_predict_into_the_folder_of_its_images_writes_beside_them(
     image = tmp_path / "x.png"
     Image.fromarray(np.zeros((28, 28), np.uint8), "L").save(image)
     before = checksums(tmp_path)
-    args = ["predict", str(pad_model), str(image), "--out", str(tmp_path)]
+    args = ["predict", str(pad_model), str(image), "--output", str(tmp_path)]
     assert cli.main(args) == 2
     assert "holds x.png, not written by keras-ae predict" in one_line_error(
         capsys, "predict")
@@ -332,7 +332,7 @@ def _predict_under_ceiling(model, image, out, ceiling_bytes):
         resource.setrlimit(resource.RLIMIT_AS, (ceiling_bytes, ceiling_bytes))
     return subprocess.run(
         [sys.executable, "-m", "keras_ae.cli", "predict", str(model), str(image),
-         "--out", str(out), "--resize"], preexec_fn=limit, capture_output=True,
+         "--output", str(out), "--resize"], preexec_fn=limit, capture_output=True,
         text=True, timeout=120)
 
 
@@ -504,7 +504,7 @@ def test_damaged_images_give_one_line_in_predict(pad_model, tmp_path, capsys, ki
     path = tmp_path / f"damaged.{kind.lower()}"
     path.write_bytes(damage(VALID[kind], cut, flips))
     out = tmp_path / "out"
-    code = cli.main(["predict", str(pad_model), str(path), "--out", str(out),
+    code = cli.main(["predict", str(pad_model), str(path), "--output", str(out),
                      "--resize", "--overwrite"])
     if code != 0:  # a damaged file can still decode; else it is named in one line
         assert code == 2

@@ -52,7 +52,7 @@ def image(tmp_path):
 def test_a_model_that_outputs_nan_is_never_served(tmp_path, image, capsys):
     model = hand_made_model(tmp_path / "nan.onnx", scale=float("nan"))
     out = tmp_path / "out"
-    assert cli.main(["predict", str(model), str(image), "--out", str(out)]) == 2
+    assert cli.main(["predict", str(model), str(image), "--output", str(out)]) == 2
     line = one_line_error(capsys, "predict")
     assert "nan.onnx gives NaN or infinite outputs (16 of 16 values)" in line
     assert not out.exists()
@@ -62,7 +62,7 @@ def test_a_model_that_outputs_nan_is_never_served(tmp_path, image, capsys):
 
 def test_a_model_whose_output_has_another_shape_is_one_line(tmp_path, image, capsys):
     model = hand_made_model(tmp_path / "rows.onnx", output_rows=2)
-    assert cli.main(["predict", str(model), str(image), "--out",
+    assert cli.main(["predict", str(model), str(image), "--output",
                      str(tmp_path / "out")]) == 2
     line = one_line_error(capsys, "predict")
     assert "rows.onnx returned 'reconstruction' of shape (1, 2, 4, 1)" in line
@@ -72,7 +72,7 @@ def test_a_model_whose_output_has_another_shape_is_one_line(tmp_path, image, cap
 def test_metadata_shapes_are_bounded_before_anything_is_allocated(tmp_path, image, capsys):
     model = hand_made_model(tmp_path / "huge.onnx",
                             metadata={"keras_ae.input_shape": [100000, 100000, 1]})
-    assert cli.main(["predict", str(model), str(image), "--resize", "--out",
+    assert cli.main(["predict", str(model), str(image), "--resize", "--output",
                      str(tmp_path / "out")]) == 2
     line = one_line_error(capsys, "predict")
     assert "input_shape [100000, 100000, 1] claims 10,000,000,000 values" in line

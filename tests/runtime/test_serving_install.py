@@ -45,7 +45,7 @@ def test_the_serving_install_has_no_tensorflow_on_disk(venv):
 
 def test_predict_serves_a_shipped_model(venv, tmp_path):
     result = _run(venv, "keras-ae", "predict", str(SHIPPED),
-                  str(SAMPLE), "--out", str(tmp_path))
+                  str(SAMPLE), "--output", str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert "bag.png: reconstruction error (MSE) 0.0" in result.stdout
     assert (tmp_path / "bag_reconstruction.png").stat().st_size > 100
@@ -76,7 +76,7 @@ def test_an_exported_detector_scores_as_in_the_full_install(venv, tmp_path, scor
     # Scores are in held-out standard deviations: 1e-5 of the spread.
     np.testing.assert_allclose(served["scores"], detector.scores(images), atol=1e-5)
     result = _run(venv, "keras-ae", "predict", "--anomaly", str(tmp_path / "detector.onnx"),
-                  str(SAMPLE), "--resize", "--out", str(tmp_path / "maps"))
+                  str(SAMPLE), "--resize", "--output", str(tmp_path / "maps"))
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "maps" / "bag_anomaly_map.png").exists()
 
