@@ -43,7 +43,7 @@ from keras_ae.training import precision
 from keras_ae.cli.options import (add_data_options, data_request, float_tuple, int_tuple,
                                   name_tuple)
 from keras_ae.cli.quiet import image_decoder_log_dropped
-from keras_ae.errors import InputError, Interrupted
+from keras_ae.errors import DatasetUnavailableError, InputError, Interrupted
 from keras_ae.public import needs_full_install
 from keras_ae.cli.quiet import start_tensorflow
 
@@ -435,11 +435,9 @@ def _output_of(args):
 def _is_user_error(error):
     """Bad input the user can fix: reported in one line, no traceback.
     Anything else is a bug in keras_ae or below it and keeps its traceback."""
-    if isinstance(error, (InputError, FileNotFoundError)):
+    if isinstance(error, (InputError, FileNotFoundError, DatasetUnavailableError)):
         return True
-    if isinstance(error, OSError) and error.filename is not None:
-        return True  # missing, unreadable or misplaced files, named by the OS
-    data = sys.modules.get("keras_ae.data.sources")  # loaded if it could have raised
-    return data is not None and isinstance(error, data.DatasetUnavailableError)
+    # missing, unreadable or misplaced files, named by the OS
+    return isinstance(error, OSError) and error.filename is not None
 
 

@@ -7,8 +7,8 @@ descriptor 2, from C++, before ``TF_CPP_MIN_LOG_LEVEL`` takes effect (absl
 logs everything until it is initialised). The cuInit line reads like a
 failure and is not one. ``start_tensorflow`` imports TensorFlow and lists
 its devices (where cuInit is called) with descriptor 2 pointed at a
-temporary file, then puts back every captured line that is not known
-start-up noise, so real errors still show.
+pipe, through which every line that is not known start-up noise passes on
+to the terminal as it comes, so real errors still show, when they happen.
 
 Reading a folder, TensorFlow's image decoders also log every file they
 cannot decode (``E0000 ... jpeg_mem.cc:331] Premature end of JPEG data``),
@@ -20,7 +20,7 @@ import contextlib
 import os
 import re
 import sys
-import tempfile
+import threading
 
 # absl's prefix: level, date, time, thread, file:line]
 _ABSL_LINE = re.compile(r"^([IWEF])\d{4} [\d:.]+ +\d+ ([\w.]+):\d+\] (.*)")
@@ -84,21 +84,32 @@ def is_start_up_noise(line):
 
 @contextlib.contextmanager
 def _descriptor_2_filtered(is_noise):
-    """Points file descriptor 2 at a temporary file; on leaving, whatever
-    happened inside, puts it back and writes out the lines captured there
-    that are not ``is_noise``."""
+    """Points file descriptor 2 at a pipe whose lines a thread passes on to
+    the terminal as they come, but those that are ``is_noise``: warnings
+    show when they happen and none is held back (or lost to a kill)."""
     sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            captured = sink.read().decode(errors="replace").splitlines(
-                keepends=True)
-            sys.stderr.write("".join(line for line in captured
-                                     if not is_noise(line)))
+    terminal = os.dup(2)
+    reading, writing = os.pipe()
+    forwarder = threading.Thread(target=_forward, args=(reading, terminal, is_noise),
+                                 name="keras-ae stderr filter", daemon=True)
+    forwarder.start()
+    os.dup2(writing, 2)
+    os.close(writing)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        original = os.dup(terminal)
+        os.dup2(original, 2)  # the pipe's last writer here: the thread sees its end
+        os.close(original)
+        # a child process still holding the pipe keeps it open: not waited for
+        forwarder.join(timeout=2)
+
+
+def _forward(reading, terminal, is_noise):
+    """Copies the lines of ``reading`` to ``terminal`` but noise, then
+    closes both."""
+    with os.fdopen(reading, "rb") as lines, os.fdopen(terminal, "wb", buffering=0) as out:
+        for line in lines:
+            if not is_noise(line.decode(errors="replace")):
+                out.write(line)
