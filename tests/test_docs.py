@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import keras_ae
+import keras_ae.anomaly as anomaly_package
 from keras_ae.anomaly import options as anomaly_options
 from keras_ae.models import builders
 from keras_ae.data import sources as data
@@ -40,7 +41,7 @@ from keras_ae.tuning import reports, space, trial_data
                                     model_facts, onnx_files, defects, anomaly_options,
                                     precision, outputs, data_source, public,
                                     runtime_predict, anomaly_metrics, anomaly_patches,
-                                    divergence, image_files, signals],
+                                    divergence, image_files, signals, anomaly_package],
                          ids=lambda m: m.__name__)
 def test_docstring_examples(module):
     result = doctest.testmod(module, extraglobs={"np": np, "keras_ae": keras_ae, **{

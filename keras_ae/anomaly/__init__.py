@@ -1,14 +1,22 @@
 """Anomaly detection with an autoencoder trained on normal images only: the
 detector, its scores and maps, defects with masks, and pictures of both.
 
-``AnomalyDetector().fit(model, normal_images)`` learns what normal looks
+``AnomalyDetector.fit(model, normal_images)`` (a class method) learns what normal looks
 like and where to put the threshold; ``scores``, ``is_anomaly``, ``maps``,
 ``evaluate`` and ``localisation`` follow. ``synthetic_defects`` paints
-defects with masks; ``evaluate_defect_folder`` reads the MVTec AD layout::
+defects with masks; ``evaluate_defect_folder`` reads the MVTec AD layout.
 
-    from keras_ae.anomaly import AnomalyDetector
-    detector = AnomalyDetector().fit(model, normal_images)
-    flags = detector.is_anomaly(new_images)
+Example:
+
+>>> import keras_ae
+>>> from keras_ae.anomaly import AnomalyDetector
+>>> rng = np.random.default_rng(0)
+>>> normal_images = rng.uniform(0.4, 0.6, (64, 16, 16, 1)).astype("float32")
+>>> model = keras_ae.build_conv_autoencoder((16, 16, 1), filters=(4, 2))
+>>> detector = AnomalyDetector.fit(model, normal_images, score="mse")
+>>> new_images = np.concatenate([normal_images[:2], np.ones((2, 16, 16, 1), "float32")])
+>>> detector.is_anomaly(new_images).tolist()
+[False, False, True, True]
 """
 
 from keras_ae.public import lazy_exports

@@ -40,7 +40,8 @@ def model_data(model, model_path, request, *, verbose=True):
 def split_arrays(data, split, need_labels=True):
     """``(images, labels)`` of one split; labels ``None`` for an unlabeled
     image folder when ``need_labels`` is False."""
-    if not need_labels and data.class_names is None and data.source.startswith("images:"):
+    folder = data.origin is not None and data.origin.images is not None
+    if not need_labels and data.class_names is None and folder:
         return np.concatenate([t for _, t in getattr(data, split).as_numpy_iterator()]), None
     return adapter.labeled_arrays(data.labeled(split), f"the {split} split")
 
