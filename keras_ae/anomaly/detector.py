@@ -12,7 +12,8 @@ No anomaly is used to fit anything.
 The default score, ``DEFAULT_SCORE``, is the one that measured best on the
 one-class protocol of the literature on Fashion-MNIST
 (``tools/benchmark_anomaly.py``): docs/benchmarks.md gives the model and
-training it was measured with, and docs/anomaly_detection.md how to use it. The arithmetic of each score is ``keras_ae.anomaly.scores``'; an
+training it was measured with, and docs/anomaly_detection.md how to use it.
+The arithmetic of each score is ``keras_ae.anomaly.scores``'; an
 exported detector (``keras_ae.export.detector_export``) runs the same on
 onnxruntime.
 """
