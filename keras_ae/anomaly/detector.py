@@ -21,7 +21,7 @@ onnxruntime.
 import numpy as np
 
 from keras_ae.runtime.pixels import check_finite_outputs
-from keras_ae.codes import adapter as downstream
+from keras_ae.codes import adapter
 from keras_ae.anomaly import patches
 from keras_ae.anomaly.options import (CODE_PARTS, DEFAULT_MAP, DEFAULT_SCORE,
                                       MAP_KINDS, PATCH_PARTS, PIXEL_PARTS, SCORE_PARTS,
@@ -88,7 +88,7 @@ class AnomalyDetector:
     def fit(cls, model, normal_images, held_out_images=None, *, score=DEFAULT_SCORE,
             std=3.0, percentile=None, map_kind=DEFAULT_MAP, smoothing=None,
             neighbors=None, features=None, bank_share=patches.DEFAULT_BANK_SHARE,
-            held_out_share=DEFAULT_HELD_OUT, seed=0, batch_size=downstream.DEFAULT_BATCH):
+            held_out_share=DEFAULT_HELD_OUT, seed=0, batch_size=adapter.DEFAULT_BATCH):
         """Learns normal from normal images.
 
         Args:
@@ -154,7 +154,7 @@ class AnomalyDetector:
             # computing as its export will: one trained in bfloat16 or
             # float16 scores in float32, and its detector exports with parity
             model = as_float32(model)
-        downstream.check_image_shape(model, reference)
+        adapter.check_image_shape(model, reference)
         if neighbors is None:
             neighbors = min(DEFAULT_NEIGHBORS, len(reference))
         if isinstance(neighbors, bool) or not isinstance(neighbors, int) or not (
@@ -163,7 +163,7 @@ class AnomalyDetector:
                              f"(the reference images), got {neighbors!r}.")
         fitted = {}
         if any(part in CODE_PARTS for part in parts):
-            codes = downstream.encode(model, _at_most(reference, MAX_REFERENCE_CODES,
+            codes = adapter.encode(model, _at_most(reference, MAX_REFERENCE_CODES,
                                                       seed), batch_size)
             fitted = _code_statistics(codes, parts)
         if any(part in PATCH_PARTS for part in parts):
@@ -185,7 +185,7 @@ class AnomalyDetector:
 
     # --- scoring ---------------------------------------------------------------
 
-    def scores_and_maps(self, images, batch_size=downstream.DEFAULT_BATCH):
+    def scores_and_maps(self, images, batch_size=adapter.DEFAULT_BATCH):
         """``(scores (N,), maps (N, H, W))``, float32 arrays."""
         batch_size = self.scoring.batch_at_most(batch_size)
         images = self._images(images)
@@ -198,14 +198,14 @@ class AnomalyDetector:
             maps.append(np.asarray(where))
         return np.concatenate(scores), np.concatenate(maps)
 
-    def scores(self, images, batch_size=downstream.DEFAULT_BATCH):
+    def scores(self, images, batch_size=adapter.DEFAULT_BATCH):
         """Per-image anomaly scores, float32 ``(N,)``: higher is stranger;
         the held-out normal images' mean is 0 for a single score."""
         images = self._images(images)
         parts = _run_parts(self.model, self.scoring, images, batch_size)
         return np.asarray(self.scoring.combine(parts), np.float32)
 
-    def maps(self, images, batch_size=downstream.DEFAULT_BATCH):
+    def maps(self, images, batch_size=adapter.DEFAULT_BATCH):
         """Per-pixel anomaly maps, float32 ``(N, H, W)``: where each image
         differs from what the model makes of it."""
         batch_size = self.scoring.batch_at_most(batch_size)
@@ -213,16 +213,16 @@ class AnomalyDetector:
         maps = []
         for start in range(0, len(images), batch_size):
             batch = images[start:start + batch_size]
-            reconstructions = (downstream.reconstruct(self.model, batch, batch_size)
+            reconstructions = (adapter.reconstruct(self.model, batch, batch_size)
                                if self.scoring.needs_reconstructions else batch)
             maps.append(np.asarray(self.scoring.maps(batch, reconstructions)))
         return np.concatenate(maps)
 
-    def is_anomaly(self, images, batch_size=downstream.DEFAULT_BATCH):
+    def is_anomaly(self, images, batch_size=adapter.DEFAULT_BATCH):
         """``True`` for each image whose score is above the threshold."""
         return self.scores(images, batch_size) > self.threshold
 
-    def fit_threshold(self, images, anomalous, batch_size=downstream.DEFAULT_BATCH):
+    def fit_threshold(self, images, anomalous, batch_size=adapter.DEFAULT_BATCH):
         """Moves the threshold to the one of best F1 on labelled images.
 
         For when some real defects are at hand: the held-out rule knows only
@@ -243,15 +243,15 @@ class AnomalyDetector:
         return self
 
     def _images(self, images):
-        images = downstream.as_images(images)
+        images = adapter.as_images(images)
         if not len(images):
             raise InputError("no images to score: got an empty array.")
-        downstream.check_image_shape(self.model, images)
+        adapter.check_image_shape(self.model, images)
         return to_unit_float(images)
 
     # --- measuring ---------------------------------------------------------
 
-    def evaluate(self, images, anomalous, batch_size=downstream.DEFAULT_BATCH):
+    def evaluate(self, images, anomalous, batch_size=adapter.DEFAULT_BATCH):
         """How well the scores and the threshold find known anomalies.
 
         Args:
@@ -272,7 +272,7 @@ class AnomalyDetector:
         return evaluate_scores(scores, anomalous, self.threshold,
                                {"rule": self.rule, "score": self.scoring.score})
 
-    def localisation(self, images, masks, batch_size=downstream.DEFAULT_BATCH):
+    def localisation(self, images, masks, batch_size=adapter.DEFAULT_BATCH):
         """Pixel-level ROC AUC of the maps against defect masks.
 
         Args:
@@ -321,12 +321,12 @@ def _threshold(scores, std, percentile):
 
 def _normal_splits(normal_images, held_out_images, share, seed):
     """``(reference, held_out)`` float32 image arrays."""
-    normal = downstream.as_images(normal_images)
+    normal = adapter.as_images(normal_images)
     if not len(normal):
         raise InputError("no normal images: an anomaly detector learns normal "
                          "from at least a few normal images.")
     if held_out_images is not None:
-        held_out = downstream.as_images(held_out_images)
+        held_out = adapter.as_images(held_out_images)
         if held_out.shape[1:] != normal.shape[1:]:
             raise InputError(f"held_out_images must be of the normal images' shape "
                              f"{normal.shape[1:]}, got {held_out.shape[1:]}.")
@@ -410,8 +410,8 @@ def _ssim_window(shape):
 def _model_outputs(model, scoring, images, batch_size):
     """``(reconstructions, codes)`` of float images; no codes (an empty
     array) where no part measures them."""
-    reconstructions = downstream.reconstruct(model, images, batch_size)
-    codes = (downstream.encode(model, images, batch_size) if scoring.needs_codes
+    reconstructions = adapter.reconstruct(model, images, batch_size)
+    codes = (adapter.encode(model, images, batch_size) if scoring.needs_codes
              else np.zeros((len(images), 0), np.float32))
     return reconstructions, codes
 
@@ -424,9 +424,9 @@ def _run_parts(model, scoring, images, batch_size):
     found = {part: [] for part in scoring.parts}
     for start in range(0, len(images), batch_size):
         batch = images[start:start + batch_size]
-        reconstructions = (downstream.reconstruct(model, batch, batch_size)
+        reconstructions = (adapter.reconstruct(model, batch, batch_size)
                            if needs_pixels else batch)
-        codes = (downstream.encode(model, batch, batch_size) if scoring.needs_codes
+        codes = (adapter.encode(model, batch, batch_size) if scoring.needs_codes
                  else np.zeros((len(batch), 0), np.float32))
         for part, value in scoring.parts_of(batch, reconstructions, codes).items():
             found[part].append(np.asarray(value))

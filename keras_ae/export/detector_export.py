@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from keras_ae.export import exporter as export
+from keras_ae.export import exporter
 from keras_ae import files
 from keras_ae.models import facts as model_facts
 from keras_ae.models.loading import as_float32
@@ -27,7 +27,7 @@ DETECTOR_FILE = "detector.onnx"
 ROLE = "anomaly_detector"
 
 
-def export_detector(detector, path, *, opset=export.DEFAULT_OPSET, images=None,
+def export_detector(detector, path, *, opset=exporter.DEFAULT_OPSET, images=None,
                     preprocessing=None, card=None):
     """Writes ``detector`` as one ONNX file and checks it against Keras.
 
@@ -76,17 +76,17 @@ def export_detector(detector, path, *, opset=export.DEFAULT_OPSET, images=None,
         raise InputError(f"expected a path ending in .onnx, got {str(path)!r}.")
     preprocessing = check_preprocessing(preprocessing)
     model = as_float32(model)
-    opset = export._check_opset(model, opset)
+    opset = exporter._check_opset(model, opset)
     shape = model_facts.image_input_shape(model)
-    proto = export.convert_function(_detector_function(detector, model, shape), opset)
+    proto = exporter.convert_function(_detector_function(detector, model, shape), opset)
     facts = {**model_facts.describe(model), "preprocessing": preprocessing}
-    export._add_metadata(proto, ROLE, facts, {})
+    exporter._add_metadata(proto, ROLE, facts, {})
     for key, value in {**detector.describe(), "role": ROLE}.items():
-        export.set_metadata(proto, f"keras_ae.{key}", value)
+        exporter.set_metadata(proto, f"keras_ae.{key}", value)
     onnx.checker.check_model(proto, full_check=True)
     session = onnxruntime.InferenceSession(proto.SerializeToString(),
                                            providers=["CPUExecutionProvider"])
-    check = export.parity_images(shape)
+    check = exporter.parity_images(shape)
     if images is not None:
         check = np.concatenate([check, to_unit_float(
             np.asarray(images).reshape(-1, *shape))])
@@ -94,12 +94,12 @@ def export_detector(detector, path, *, opset=export.DEFAULT_OPSET, images=None,
     found = session.run(["score", "map"], {"image": check})
     differences = {name: _largest_difference(a, b)
                    for name, a, b in zip(("score", "map"), found, expected)}
-    if not max(differences.values()) <= export.PARITY_TOLERANCE:
-        raise export.ExportParityError(
+    if not max(differences.values()) <= exporter.PARITY_TOLERANCE:
+        raise exporter.ExportParityError(
             f"the ONNX detector differs from Keras by {differences['score']:.3g} "
             f"in scores and {differences['map']:.3g} in maps (relative to values "
-            f"over 1), over {export.PARITY_TOLERANCE:g}; nothing was written.")
-    export.set_metadata(proto, "keras_ae.max_abs_diff", differences)
+            f"over 1), over {exporter.PARITY_TOLERANCE:g}; nothing was written.")
+    exporter.set_metadata(proto, "keras_ae.max_abs_diff", differences)
     files.write_bytes(path, proto.SerializeToString())
     files.write_json(path.with_name(f"{path.stem}_card.json"), {
         "file": path.name, "role": ROLE, "detector": detector.describe(),
@@ -118,7 +118,7 @@ def _largest_difference(found, expected):
 
 def _detector_function(detector, model, shape):
     """The ``tf.function`` exported: image to score, map and reconstruction."""
-    model = export.for_onnx(model)
+    model = exporter.for_onnx(model)
     encoder, _ = model_facts.parts(model)
     needs_codes = detector.scoring.needs_codes
     spec = tf.TensorSpec((None, *shape), tf.float32, name="image")

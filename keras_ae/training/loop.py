@@ -39,7 +39,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from keras_ae.training import multi_worker as cluster
+from keras_ae.training import multi_worker
 from keras_ae import outputs
 from keras_ae.training import precision
 from keras_ae.errors import InputError, Interrupted
@@ -107,16 +107,16 @@ def configure_devices(mixed_precision="auto"):
         InputError: for a ``mixed_precision`` other than those, a
             malformed ``TF_CONFIG``, or a cluster asked for too late.
     """
-    config = cluster.tf_config()
+    config = multi_worker.tf_config()
     gpus = len(tf.config.list_physical_devices("GPU"))
     policy = precision.choose_policy(mixed_precision, gpus=gpus)
     if config is not None:
-        strategy = cluster.multi_worker_strategy()
+        strategy = multi_worker.multi_worker_strategy()
         count = sum(len(addresses) for job, addresses
                     in config["cluster"].items() if job in ("chief", "worker"))
         return DeviceSetup(strategy, gpus, policy, workers=count,
-                           chief=cluster.is_chief(strategy),
-                           task=cluster.task_name(strategy))
+                           chief=multi_worker.is_chief(strategy),
+                           task=multi_worker.task_name(strategy))
     strategy = (tf.distribute.MirroredStrategy() if gpus > 1
                 else tf.distribute.get_strategy())
     return DeviceSetup(strategy, gpus, policy)
@@ -450,7 +450,7 @@ def _train_on_cluster(model, data, output, settings, devices, epochs,
             resumed = prepare_run_folder(output, settings, overwrite)
         except InputError as error:
             problem = error
-    refused, resumed, finished, _ = cluster.share(strategy, [
+    refused, resumed, finished, _ = multi_worker.share(strategy, [
         problem is not None, resumed,
         devices.chief and problem is None and _finished(output, resumed)])
     if problem is not None:
@@ -469,7 +469,7 @@ def _train_on_cluster(model, data, output, settings, devices, epochs,
     writers = [checkpoints, history_csv, tensorboard] if devices.chief else []
     divergence = StopOnDivergence(epochs, float(model.optimizer.learning_rate.numpy()))
     with _interruptions_named(divergence):
-        history = cluster.fit_on_cluster(
+        history = multi_worker.fit_on_cluster(
             model, data.train, data.validation, strategy=strategy, epochs=epochs,
             backup_dir=output / "backup" / devices.task,
             callbacks=([divergence] + writers + _early_stopping(patience, monitor)
@@ -477,7 +477,7 @@ def _train_on_cluster(model, data, output, settings, devices, epochs,
             verbose=verbose != 0 and devices.chief)
     # Every worker's backup is gone before the chief removes backup/, which
     # marks the run finished, after the model is saved.
-    cluster.share(strategy, [])
+    multi_worker.share(strategy, [])
     if devices.chief:
         save_model(model, output / MODEL_FILE)
         shutil.rmtree(output / "backup", ignore_errors=True)
@@ -488,11 +488,11 @@ def _train_on_cluster(model, data, output, settings, devices, epochs,
                                    history_csv.seconds_this_process)
         trained = keras.models.load_model(output / MODEL_FILE)
         return TrainResult(trained, rows, bool(resumed), devices, speed,
-                           weights_fingerprint=cluster.weights_fingerprint(model))
+                           weights_fingerprint=multi_worker.weights_fingerprint(model))
     rows = [{"epoch": epoch, **{k: float(v[i]) for k, v in history.history.items()}}
             for i, epoch in enumerate(history.epoch)]
     return TrainResult(model, rows, bool(resumed), devices, float("nan"),
-                       weights_fingerprint=cluster.weights_fingerprint(model))
+                       weights_fingerprint=multi_worker.weights_fingerprint(model))
 
 
 def _check_shapes(model, data):
