@@ -13,10 +13,10 @@ The package is a house with rooms by job (``docs/architecture.md``):
 importing only from the rooms below it.
 """
 
-from keras_ae import _moved, registration
+from keras_ae import registration
 from keras_ae.public import lazy_exports
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 # Module (in keras_ae) -> the public names it defines. The Keras parts load
 # on first use, so that importing keras_ae in a serving process
@@ -37,4 +37,3 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
 # `import keras_ae` is enough for keras.models.load_model to find the custom
 # layers, in either import order, without loading TensorFlow here.
 registration.register_when_keras_loads()
-_moved.install()

@@ -138,28 +138,5 @@ def _origin(metrics, settings):
     from keras_ae.data.source import DataSource
 
     recorded = (metrics.get("data") or {}).get("origin") or settings.get("data")
-    if isinstance(recorded, dict):
-        return DataSource.from_json(recorded)
-    return _origin_of_0_1(settings, metrics.get("preprocessing"))
-
-
-def _origin_of_0_1(settings, preprocessing):
-    """The source of a record written by keras_ae 0.1, which kept it as
-    display text (``"idx:/path (name)"``) and the folder flags apart."""
-    from keras_ae.data.source import DataSource
-
-    common = dict(validation_split=settings.get("validation_split", 0.1),
-                  seed=settings.get("seed", 0))
-    images = settings.get("images")
-    if images:
-        return DataSource(images=images["directory"], image_size=images.get("image_size"),
-                          resize=images.get("resize") or (preprocessing or {}).get("resize"),
-                          color_mode=images.get("color"), test_split=images.get("test_split"),
-                          skip_bad_images=bool(images.get("skip_bad_images")), **common)
-    text = str(settings.get("data") or "")
-    location, _, label = text.partition(" (")
-    if location.startswith("idx:"):
-        return DataSource(data_dir=location[4:], dataset=label.rstrip(")") or None, **common)
-    if location.startswith("tfds:"):
-        return DataSource(dataset=location[5:].split(" ")[0], **common)
-    return None
+    # keras_ae 0.1 kept only display text (read no more since 0.3: CHANGELOG.md)
+    return DataSource.from_json(recorded) if isinstance(recorded, dict) else None

@@ -25,18 +25,3 @@ def test_a_model_saved_before_the_move_loads_and_computes_the_same(name):
     images = np.load(FIXTURES / "input.npy")
     np.testing.assert_allclose(model.predict(images, verbose=0),
                                np.load(FIXTURES / f"{name}.npy"), atol=1e-6)
-
-
-@pytest.mark.parametrize("old, new, name", [
-    ("keras_ae.layers", "keras_ae.models.layers", "MaxUnpooling2D"),
-    ("keras_ae.serving", "keras_ae.runtime.onnx_autoencoder", "OnnxAutoencoder"),
-    ("keras_ae.downstream", "keras_ae.codes", "linear_probe"),
-])
-def test_an_old_module_path_gives_the_new_module_with_a_warning(old, new, name):
-    import importlib
-    import sys
-
-    sys.modules.pop(old, None)
-    with pytest.warns(DeprecationWarning, match=f"{old} moved to {new}"):
-        module = importlib.import_module(old)
-    assert module is importlib.import_module(new) and hasattr(module, name)

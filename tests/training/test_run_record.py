@@ -1,5 +1,4 @@
-"""The run record: one reader for what train and tune wrote, today's and
-keras_ae 0.1's."""
+"""The run record: one reader for what train and tune wrote."""
 
 import json
 
@@ -33,22 +32,10 @@ def test_the_origin_is_read_from_its_fields(tmp_path):
     assert record.origin.route == "images" and record.origin.classes == (0,)
 
 
-@pytest.mark.parametrize("settings, expected", [
-    ({"data": "idx:/usr/share/datasets/fashion-mnist (fashion_mnist)", "seed": 2},
-     DataSource(data_dir="/usr/share/datasets/fashion-mnist", dataset="fashion_mnist",
-                seed=2)),
-    ({"data": "tfds:mnist", "validation_split": 0.2},
-     DataSource(dataset="mnist", validation_split=0.2)),
-    ({"data": "images:/p", "images": {"directory": "/p", "image_size": [32, 32],
-                                       "resize": "crop", "color": None, "test_split": 0.2,
-                                       "skip_bad_images": True}},
-     DataSource(images="/p", image_size=(32, 32), resize="crop", test_split=0.2,
-                skip_bad_images=True)),
-    ({"data": "arrays"}, None),
-])
-def test_a_record_of_keras_ae_0_1_is_read_too(tmp_path, settings, expected):
-    _write(tmp_path, "metrics.json", {"settings": settings})
-    assert read_run_record(tmp_path).origin == expected
+def test_a_record_of_keras_ae_0_1_gives_no_origin(tmp_path):
+    """0.1 kept its source as display text; 0.3 reads no display text."""
+    _write(tmp_path, "metrics.json", {"settings": {"data": "tfds:mnist"}})
+    assert read_run_record(tmp_path).origin is None
 
 
 def test_arrays_cannot_be_read_again(tmp_path):
