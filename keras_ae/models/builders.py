@@ -95,9 +95,8 @@ def build_dense_autoencoder(input_shape=(28, 28, 1), code_size=32,
     >>> model.get_layer("encoder").output.shape
     (None, 32)
     """
-    input_shape = _positive_ints("input_shape", input_shape, allow_empty=False)
-    code_size = positive_int("code_size", code_size)
-    hidden_units = _positive_ints("hidden_units", hidden_units, allow_empty=True)
+    input_shape, code_size, hidden_units = check_dense_arguments(
+        input_shape, code_size, hidden_units, name)
     pixels = math.prod(input_shape)
 
     image = keras.Input(input_shape, name="image")
@@ -264,26 +263,9 @@ def build_conv_autoencoder(input_shape=(28, 28, 1), filters=(32, 4),
     >>> model.output.shape
     (None, 32, 32, 3)
     """
-    if decoder not in DECODERS:
-        raise InputError(
-            f"decoder must be one of {sorted(DECODERS)}, got {decoder!r}.")
-    if pooling not in POOLINGS:
-        raise InputError(
-            f"pooling must be one of {sorted(POOLINGS)}, got {pooling!r}.")
-    if intensity not in INTENSITIES:
-        raise InputError(
-            f"intensity must be one of {sorted(INTENSITIES)}, got {intensity!r}.")
-    input_shape = image_shape(input_shape)
-    filters = _positive_ints("filters", filters, allow_empty=False)
-    kernel_size = positive_int("kernel_size", kernel_size)
-    convs_per_stage = positive_int("convs_per_stage", convs_per_stage)
-    if code_size is not None:
-        code_size = positive_int("code_size", code_size)
-    smallest = POOL ** len(filters)
-    if min(input_shape[:2]) < smallest:
-        raise InputError(
-            f"input_shape {input_shape} is too small for {len(filters)} "
-            f"pooling stages: height and width must be at least {smallest}.")
+    input_shape, filters, kernel_size, code_size, convs_per_stage = check_conv_arguments(
+        input_shape, filters, decoder, kernel_size, code_size, convs_per_stage, pooling,
+        intensity, name)
 
     heights = shapes.pooled_sizes(input_shape[0], len(filters), POOL)
     widths = shapes.pooled_sizes(input_shape[1], len(filters), POOL)
@@ -310,6 +292,64 @@ def _convs(x, prefix, filters, kernel_size, count, linear_last=False):
             activation=None if linear else "relu",
             name=f"{prefix}_conv" if i == 1 else f"{prefix}_conv{i}")(x)
     return x
+
+
+def check_conv_arguments(input_shape=(28, 28, 1), filters=(32, 4),
+                         decoder="transpose", kernel_size=3, code_size=None,
+                         convs_per_stage=2, pooling="max", intensity="linear",
+                         name=None):
+    """What ``build_conv_autoencoder`` refuses, refused the same way, with
+    nothing built (a command checks its flags before it reads any data).
+
+    Returns:
+        ``(input_shape, filters, kernel_size, code_size, convs_per_stage)``
+        as the builder uses them.
+
+    Raises:
+        InputError: as ``build_conv_autoencoder``.
+
+    Example:
+
+    >>> check_conv_arguments((28, 28, 1), filters=(8, 4))[:2]
+    ((28, 28, 1), (8, 4))
+    >>> check_conv_arguments((6, 6, 1), filters=(8, 4, 2))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    keras_ae.errors.InputError: input_shape (6, 6, 1) is too small for 3 pooling stages: ...
+    """
+    if decoder not in DECODERS:
+        raise InputError(
+            f"decoder must be one of {sorted(DECODERS)}, got {decoder!r}.")
+    if pooling not in POOLINGS:
+        raise InputError(
+            f"pooling must be one of {sorted(POOLINGS)}, got {pooling!r}.")
+    if intensity not in INTENSITIES:
+        raise InputError(
+            f"intensity must be one of {sorted(INTENSITIES)}, got {intensity!r}.")
+    input_shape = image_shape(input_shape)
+    filters = _positive_ints("filters", filters, allow_empty=False)
+    kernel_size = positive_int("kernel_size", kernel_size)
+    convs_per_stage = positive_int("convs_per_stage", convs_per_stage)
+    if code_size is not None:
+        code_size = positive_int("code_size", code_size)
+    smallest = POOL ** len(filters)
+    if min(input_shape[:2]) < smallest:
+        raise InputError(
+            f"input_shape {input_shape} is too small for {len(filters)} "
+            f"pooling stages: height and width must be at least {smallest}.")
+    return input_shape, filters, kernel_size, code_size, convs_per_stage
+
+
+def check_dense_arguments(input_shape=(28, 28, 1), code_size=32, hidden_units=(),
+                          name="dense_autoencoder"):
+    """What ``build_dense_autoencoder`` refuses, with nothing built.
+
+    Returns:
+        ``(input_shape, code_size, hidden_units)`` as the builder uses them.
+    """
+    return (_positive_ints("input_shape", input_shape, allow_empty=False),
+            positive_int("code_size", code_size),
+            _positive_ints("hidden_units", hidden_units, allow_empty=True))
 
 
 def _conv_encoder(input_shape, filters, kernel_size, convs_per_stage, code_size,

@@ -269,7 +269,7 @@ class TrainResult:
 
 def train(build_model, data, output_dir, *, epochs=10,
           learning_rate=DEFAULT_LEARNING_RATE,
-          patience=None, jit_compile=False, mixed_precision="auto",
+          patience=None, jit_compile=False, mixed_precision="auto", devices=None,
           settings=None, callbacks=(), overwrite=False, measure=True, verbose="auto"):
     """Trains an autoencoder with Adam and MSE into a resumable run folder.
 
@@ -295,6 +295,8 @@ def train(build_model, data, output_dir, *, epochs=10,
             that has it), ``"on"``, ``"off"`` or a policy name; see
             ``configure_devices``. The policy that ran is recorded in
             ``run.json`` as ``precision_policy``.
+        devices: the ``DeviceSetup`` of ``configure_devices``, where the
+            caller made it already (then ``mixed_precision`` is not read).
         settings: JSON-serialisable description of the run, stored in
             ``run.json`` beside what ``train`` records itself (the data's
             ``DataSource``, image shape, batch size, noise, epochs, learning
@@ -332,7 +334,7 @@ def train(build_model, data, output_dir, *, epochs=10,
     started = time.time()
     settings = dict(settings or {}, **_data_settings(data), epochs=epochs,
                     learning_rate=learning_rate)
-    devices = configure_devices(mixed_precision)
+    devices = devices or configure_devices(mixed_precision)
     settings["precision_policy"] = devices.policy
     # Built before the folder is claimed: a model the images cannot feed
     # (too small for its pooling, another shape) fails with nothing written.
@@ -340,11 +342,15 @@ def train(build_model, data, output_dir, *, epochs=10,
     _check_shapes(model, data)
     monitor = "val_loss" if data.validation is not None else "loss"
     if devices.workers > 1:
-        result = _train_on_cluster(model, data, Path(output_dir), settings,
-                                   devices, epochs, patience, monitor,
-                                   callbacks, verbose, overwrite)
-        if measure and devices.chief:
-            result = _measured(result, data, Path(output_dir), settings, started)
+        # the chief holds the folder's lock to the last picture; the other
+        # workers write only their backups
+        with (outputs.locked(output_dir, "train") if devices.chief
+              else contextlib.nullcontext()):
+            result = _train_on_cluster(model, data, Path(output_dir), settings,
+                                       devices, epochs, patience, monitor,
+                                       callbacks, verbose, overwrite)
+            if measure and devices.chief:
+                result = _measured(result, data, Path(output_dir), settings, started)
         return result
     with run_folder(output_dir, settings, overwrite) as resumed:
         output = Path(output_dir)

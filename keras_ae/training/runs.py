@@ -8,10 +8,8 @@ run), measures and writes the run record, and returns the
 into a ``TrainingRun`` and prints the result.
 """
 
-import contextlib
 import dataclasses
 
-from keras_ae import outputs
 from keras_ae.errors import InputError
 from keras_ae.training import loop
 
@@ -55,10 +53,23 @@ class TrainingRun:
         """The builder function ``model`` names."""
         import keras_ae
 
-        if self.model not in MODELS:
-            raise InputError(f"model must be one of {', '.join(MODELS)}, got {self.model!r}.")
+        self._check_model_name()
         return (keras_ae.build_conv_autoencoder if self.model == "conv"
                 else keras_ae.build_dense_autoencoder)
+
+    def check_model(self, image_shape):
+        """Refuses, with nothing built, a model the builder would refuse for
+        images of ``image_shape`` (too small for its pooling, bad options)."""
+        from keras_ae.models import builders
+
+        self._check_model_name()
+        check = (builders.check_conv_arguments if self.model == "conv"
+                 else builders.check_dense_arguments)
+        check(image_shape, **self.model_options)
+
+    def _check_model_name(self):
+        if self.model not in MODELS:
+            raise InputError(f"model must be one of {', '.join(MODELS)}, got {self.model!r}.")
 
 
 def run_training(run, output, *, overwrite=False, verbose=True):
@@ -92,7 +103,7 @@ def run_training(run, output, *, overwrite=False, verbose=True):
     devices = loop.configure_devices(run.mixed_precision)
     builder = run.builder()
     if run.data.image_size is not None:  # a size the model cannot take fails now,
-        builder((*run.data.image_size, 1), **run.model_options)  # not after the reading
+        run.check_model((*run.data.image_size, 1))  # not after the reading
     keras.utils.set_random_seed(run.seed)  # before the pipelines: they draw on it
     data = run.data.load(batch_size=run.batch_size, noise_factor=run.noise_factor,
                          verbose=verbose)
@@ -110,14 +121,9 @@ def run_training(run, output, *, overwrite=False, verbose=True):
         print(data.summary())
     learning_rate = (loop.DEFAULT_LEARNING_RATE if run.learning_rate is None
                      else run.learning_rate)
-    # The chief holds the folder's lock to the end (train claims it again,
-    # re-entrantly); a cluster's other workers write only backup/.
-    folder = (outputs.claim(output, "train", data.source, names=loop.RUN_ENTRIES,
-                            overwrite=overwrite)
-              if devices.chief else contextlib.nullcontext())
-    with folder:
-        return loop.train(lambda: builder(data.image_shape, **run.model_options), data, output,
-                          epochs=run.epochs, learning_rate=learning_rate,
-                          patience=run.patience, jit_compile=run.xla,
-                          mixed_precision=run.mixed_precision, settings=settings,
-                          overwrite=overwrite, verbose="auto" if verbose else 0)
+    # train claims the folder, once, and holds its lock to the last picture
+    return loop.train(lambda: builder(data.image_shape, **run.model_options), data, output,
+                      epochs=run.epochs, learning_rate=learning_rate,
+                      patience=run.patience, jit_compile=run.xla, devices=devices,
+                      settings=settings, overwrite=overwrite,
+                      verbose="auto" if verbose else 0)

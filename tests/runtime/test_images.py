@@ -155,7 +155,7 @@ def test_the_recipe_runs_where_tensorflow_cannot_be_imported(tmp_path):
         "        if name.split('.')[0] in ('tensorflow', 'keras'):\n"
         "            raise ImportError('blocked: ' + name)\n"
         "sys.meta_path.insert(0, Block())\n"
-        "from keras_ae import images\n"
+        "from keras_ae.runtime import images\n"
         f"print(images.read_image({str(tmp_path / 'blue.jpg')!r}, (8, 8, 3)).shape)\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True,
                           text=True, cwd=REPO)
