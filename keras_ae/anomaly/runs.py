@@ -30,8 +30,8 @@ SHOWN = 12  # most anomalous test images drawn in anomaly_maps.png
 
 def run_anomaly(model_path, output, *, data, normal_classes=None, anomaly_classes=None,
                 score=anomaly.DEFAULT_SCORE, map_kind=anomaly.DEFAULT_MAP, std=3.0,
-                percentile=None, threshold_from=None, seed=0, overwrite=False,
-                verbose=True):
+                percentile=None, threshold_from=None, seed=0, export=True,
+                overwrite=False, verbose=True):
     """Fits, measures, draws and exports a detector; writes ``anomaly.json``.
 
     Args:
@@ -46,6 +46,9 @@ def run_anomaly(model_path, output, *, data, normal_classes=None, anomaly_classe
             per defect kind, or an MVTec-style folder's ``test/``): the
             threshold is then the one of best F1 on them
             (``AnomalyDetector.fit_threshold``); measure on other images.
+        export: also write ``detector.onnx`` for ``keras-ae predict
+            --anomaly`` (a tracing and conversion of some seconds); False to
+            measure only.
         overwrite: replace this command's own earlier files there.
         verbose: say what is read and what is normal.
 
@@ -104,7 +107,9 @@ def run_anomaly(model_path, output, *, data, normal_classes=None, anomaly_classe
                 scorer, data.images, resize=data.resize or "stretch")
         written = _pictures(output, model_path, scorer, scores, maps, anomalous,
                             test_x, test_y, images)
-        if hasattr(model, "can_encode"):
+        if not export:
+            result["export"] = {"skipped": "not asked for (export=False, --no-export)"}
+        elif hasattr(model, "can_encode"):
             result["export"] = {"error": "a detector is exported from the .keras model "
                                          "(its graph is traced from Keras)"}
         else:

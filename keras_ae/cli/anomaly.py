@@ -55,6 +55,9 @@ def add_parser(commands):
                            "holds good/ and a folder per defect kind (or test/ of "
                            "an MVTec-style folder); keep them apart from the test "
                            "images")
+    command.add_argument("--no-export", action="store_true",
+                         help="measure only: do not write detector.onnx (the "
+                              "detector for keras-ae predict --anomaly)")
     command.set_defaults(run=run)
 
 
@@ -66,7 +69,8 @@ def run(args):
             args.model, args.output, data=data_request(args, for_model=True),
             normal_classes=args.normal_classes, anomaly_classes=args.anomaly_classes,
             score=args.score, map_kind=args.map, std=args.std, percentile=args.percentile,
-            threshold_from=args.threshold_from, seed=args.seed, overwrite=args.overwrite)
+            threshold_from=args.threshold_from, seed=args.seed,
+            export=not args.no_export, overwrite=args.overwrite)
     print(f"score {result['score']}, threshold {result['threshold']:.4f} ({result['rule']})")
     print(f"ROC AUC {result['roc_auc']:.4f}, AUPR {result['aupr']:.4f}, F1-max "
           f"{result['f1_max']:.4f}; at the threshold precision {result['precision']:.4f}, "
@@ -79,7 +83,8 @@ def run(args):
                  f"AUPRO {pixel['aupro']:.4f}, pixel F1-max {pixel['pixel_f1_max']:.4f}")
         print(f"  {name:<16} ROC AUC {row['roc_auc']:.4f}, recall {row['recall']:.4f}"
               f"{where} ({row['images']} images)")
-    if "error" in result["export"]:
-        print(f"detector.onnx not written: {result['export']['error']}")
+    if "error" in result["export"] or "skipped" in result["export"]:
+        print(f"detector.onnx not written: "
+              f"{result['export'].get('error') or result['export']['skipped']}")
     print(f"wrote {', '.join(result['written'])}")
     return 0

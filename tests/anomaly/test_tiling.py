@@ -96,8 +96,10 @@ def test_a_4_pixel_line_on_a_1024_pixel_part_stays_visible_through_tiling(tmp_pa
         capsys.readouterr().out)
     # the run recorded the tiling: anomaly tiles the whole test images alike
     assert cli.main(["anomaly", str(run_dir / "model.keras"), "--images", str(root),
-                     "--validation-split", "0.2", "--output", str(out)]) == 0
+                     "--validation-split", "0.2", "--output", str(out), "--no-export"]) == 0
+    assert "detector.onnx not written: not asked for" in capsys.readouterr().out
     result = json.loads((out / "anomaly.json").read_text())
+    assert not (out / "detector.onnx").exists() and "skipped" in result["export"]
     assert result["detector"]["tile"] == 128 and result["detector"]["score"] == "patch_gaussian+knn"
     assert result["roc_auc"] == 1.0
     line = result["defect_folder"]["kinds"]["line"]["pixel"]
