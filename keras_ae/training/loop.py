@@ -32,7 +32,6 @@ import json
 import math
 import numbers
 import shutil
-import signal
 import time
 from pathlib import Path
 
@@ -42,7 +41,7 @@ import tensorflow as tf
 from keras_ae.training import multi_worker
 from keras_ae import outputs
 from keras_ae.training import precision
-from keras_ae.errors import InputError, Interrupted
+from keras_ae.errors import InputError
 from keras_ae.training import signals
 from keras_ae.files import claim_folder, write_json
 from keras_ae.training import run_record
@@ -365,7 +364,8 @@ def train(build_model, data, output_dir, *, epochs=10,
         divergence = StopOnDivergence(epochs, learning_rate)
         callbacks = ([divergence, signals.StopOnSignal()]
                      + run_callbacks(output_dir, patience, monitor) + list(callbacks))
-        with _interruptions_named(divergence), signals.between_batches():
+        with (signals.interruptions_named(_epoch_under_way(divergence)),
+              signals.between_batches()):
             # shuffle=False: the pipeline already shuffles, seeded (Keras would ignore it)
             model.fit(data.train, validation_data=data.validation, epochs=epochs,
                       callbacks=callbacks, shuffle=False, verbose=verbose)
@@ -378,17 +378,11 @@ def train(build_model, data, output_dir, *, epochs=10,
         return _measured(result, data, output, settings, started) if measure else result
 
 
-@contextlib.contextmanager
-def _interruptions_named(progress):
-    """SIGINT or SIGTERM inside the block become ``Interrupted`` saying which
-    epoch was under way (``progress.epoch``, from 0): a resumed run goes on
-    from the last finished one."""
-    try:
-        yield
-    except (KeyboardInterrupt, Interrupted) as interruption:
-        number = getattr(interruption, "signal_number", signal.SIGINT)
-        raise Interrupted(number, f"during epoch {progress.epoch + 1} of "
-                                  f"{progress.epochs}") from None
+def _epoch_under_way(progress):
+    """What ``signals.interruptions_named`` says of a run: the epoch under
+    way (``progress.epoch``, from 0); a resumed run goes on from the last
+    finished one."""
+    return lambda: f"during epoch {progress.epoch + 1} of {progress.epochs}"
 
 
 def _data_settings(data):
@@ -474,7 +468,7 @@ def _train_on_cluster(model, data, output, settings, devices, epochs,
     checkpoints, history_csv, tensorboard = _run_folder_writers(output)
     writers = [checkpoints, history_csv, tensorboard] if devices.chief else []
     divergence = StopOnDivergence(epochs, float(model.optimizer.learning_rate.numpy()))
-    with _interruptions_named(divergence):
+    with signals.interruptions_named(_epoch_under_way(divergence)):
         history = multi_worker.fit_on_cluster(
             model, data.train, data.validation, strategy=strategy, epochs=epochs,
             backup_dir=output / "backup" / devices.task,

@@ -26,7 +26,7 @@ import keras
 
 from keras_ae.errors import Interrupted
 
-__all__ = ["StopOnSignal", "between_batches"]
+__all__ = ["StopOnSignal", "between_batches", "interruptions_named"]
 
 _pending = []  # the signal noted, not yet raised
 
@@ -61,6 +61,18 @@ def between_batches():
         for number, handler in previous.items():
             signal.signal(number, handler)
         _pending.clear()
+
+
+@contextlib.contextmanager
+def interruptions_named(where):
+    """SIGINT (``KeyboardInterrupt``) or SIGTERM (``Interrupted``) inside the
+    block become ``Interrupted`` saying what was under way: ``where()``, asked
+    when the signal comes (``"during epoch 3 of 10"``)."""
+    try:
+        yield
+    except (KeyboardInterrupt, Interrupted) as interruption:
+        number = getattr(interruption, "signal_number", signal.SIGINT)
+        raise Interrupted(number, where()) from None
 
 
 class StopOnSignal(keras.callbacks.Callback):

@@ -6,7 +6,6 @@ import contextlib
 import dataclasses
 import json
 import numbers
-import signal
 import time
 import warnings
 from pathlib import Path
@@ -17,7 +16,7 @@ import keras_tuner as kt
 from keras_ae.models import builders
 from keras_ae import compat
 from keras_ae import outputs
-from keras_ae.errors import InputError, Interrupted
+from keras_ae.errors import InputError
 from keras_ae.files import claim_folder, write_atomically, write_json
 from keras_ae.training import signals
 from keras_ae.training.loop import configure_devices
@@ -291,8 +290,10 @@ def _search(train, validation, hypermodel, tuner, max_trials, max_epochs, seed,
             # Hyperband restarts from a checkpoint that holds optimizer state
             # too; the trial's fresh optimizer starts anew, as it should.
             warnings.filterwarnings("ignore", message=_OPTIMIZER_WARNING)
-            with (_interruptions_named(tuner_object, max_trials),
-                  signals.between_batches()):
+            def under_way():  # started again, the search runs that trial anew
+                return f"during trial {len(tuner_object.oracle.trials)} of at most {max_trials}"
+
+            with signals.interruptions_named(under_way), signals.between_batches():
                 tuner_object.search(train, validation_data=validation, epochs=max_epochs,
                                     callbacks=[signals.StopOnSignal(), *callbacks],
                                     verbose=0 if verbose < 2 else 2)
@@ -302,18 +303,6 @@ def _search(train, validation, hypermodel, tuner, max_trials, max_epochs, seed,
     if role == "worker":
         return SearchResult(project_dir, role, [], resumed=resumed)
     return _finish(tuner_object, hypermodel, project_dir, role, resumed)
-
-
-@contextlib.contextmanager
-def _interruptions_named(tuner, max_trials):
-    """SIGINT or SIGTERM inside the block become ``Interrupted`` saying which
-    trial was under way; started again, the search runs that trial anew."""
-    try:
-        yield
-    except (KeyboardInterrupt, Interrupted) as interruption:
-        number = getattr(interruption, "signal_number", signal.SIGINT)
-        raise Interrupted(number, f"during trial {len(tuner.oracle.trials)} of "
-                                  f"at most {max_trials}") from None
 
 
 def _damaged_state_message(project_dir, error):
