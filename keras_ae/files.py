@@ -1,9 +1,12 @@
-"""Writing files so that nothing already written is lost.
+"""Writing files so that nothing already written is lost, and reading only
+regular files.
 
 Every file keras_ae writes goes to a temporary name beside its destination
 and is renamed into place once complete. A rename within one folder is atomic,
 so a failed or killed write leaves the previous file (or none), never half a
-file. No TensorFlow here: serving code uses it too.
+file. What keras_ae reads of a user's (images, IDX files) is opened by
+``open_regular``, so that a FIFO or a device never blocks or floods it. No
+TensorFlow here: serving code uses it too.
 """
 
 import contextlib
@@ -14,10 +17,55 @@ import re
 import secrets
 import shutil
 import socket
+import stat
 from pathlib import Path
 
 from keras_ae.errors import InputError
 
+
+# --- reading: regular files only -----------------------------------------------
+
+class NotRegularFile(InputError):
+    """A FIFO, device, socket or folder where a file was to be read;
+    ``kind`` says which (``"a FIFO (named pipe)"``)."""
+
+    def __init__(self, path, kind):
+        super().__init__(f"{path} is {kind}, not a regular file")
+        self.path, self.kind = path, kind
+
+
+def open_regular(path):
+    """``path`` opened for binary reading if it is a regular file (links
+    followed), looked at before and after the open, which never blocks: a
+    FIFO, a device (``/dev/zero``), a socket or a folder is refused unread.
+
+    Raises:
+        FileNotFoundError: no such file.
+        NotRegularFile: naming what it is instead.
+    """
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        raise NotRegularFile(path, _kind(mode))
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    mode = os.fstat(descriptor).st_mode
+    if not stat.S_ISREG(mode):  # replaced between the two looks
+        os.close(descriptor)
+        raise NotRegularFile(path, _kind(mode))
+    return os.fdopen(descriptor, "rb")
+
+
+def _kind(mode):
+    """What a file-system entry that is not a regular file is, for messages."""
+    for test, name in ((stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+# --- writing -----------------------------------------------------------------------
 
 def write_atomically(path, write):
     """Calls ``write(temporary_path)``, then renames the result to ``path``.

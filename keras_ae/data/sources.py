@@ -39,7 +39,6 @@ import dataclasses
 import gzip
 import math
 import os
-import stat
 import zlib
 
 import numpy as np
@@ -133,17 +132,21 @@ def read_idx(path):
     array([7, 2, 1], dtype=uint8)
     """
     path = os.fspath(path)
-    if not stat.S_ISREG(os.stat(path).st_mode):
-        raise InputError(f"{path} is not a regular file; expected an IDX file.")
-    with open(path, "rb") as f:
-        compressed = f.read(2) == _GZIP_MAGIC
+    try:
+        file = files.open_regular(path)
+    except files.NotRegularFile as refused:
+        raise InputError(f"{path} is {refused.kind}, not a regular file; expected an "
+                         f"IDX file.") from None
     try:
         # Streamed, header first: a gzip bomb is never decompressed whole,
         # only as far as the array its header describes (and a step more).
-        with (gzip.open if compressed else open)(path, "rb") as stream:
+        with file:
+            compressed = file.read(2) == _GZIP_MAGIC
+            file.seek(0)
+            stream = gzip.GzipFile(fileobj=file) if compressed else file
             head = stream.read(4)
             head += stream.read(4 * head[3]) if len(head) == 4 else b""
-            dtype, shape, offset = _idx_header(head, path)
+            dtype, shape, _ = _idx_header(head, path)
             expected = math.prod(shape) * dtype.itemsize
             if expected > MAX_IDX_BYTES:
                 raise InputError(

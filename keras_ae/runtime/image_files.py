@@ -40,10 +40,10 @@ import contextlib
 import dataclasses
 import numbers
 import os
-import stat
 import threading
 import warnings
 
+from keras_ae import files
 from keras_ae.errors import InputError
 
 __all__ = ["FORMATS", "ImageFile", "MAX_IMAGE_PIXELS", "check_max_pixels",
@@ -154,17 +154,6 @@ class ImageFile:
         return image.transpose(getattr(Image.Transpose, method))
 
 
-def _kind(mode):
-    """What a file-system entry that is not a regular file is, for messages."""
-    for test, name in ((stat.S_ISFIFO, "a FIFO (named pipe)"),
-                       (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
-                       (stat.S_ISDIR, "a folder")):
-        if test(mode):
-            return name
-    return "not a regular file"
-
-
 def _sniffed(head):
     """The format of a file that starts with ``head``, or ``None``."""
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
@@ -181,22 +170,15 @@ def _sniffed(head):
 
 
 def _open_regular(path):
-    """``path`` opened for reading, binary, if it is a regular file (links
-    followed); never blocks. Raises FileNotFoundError or ``RefusedImage``."""
+    """``path`` opened by ``files.open_regular``, its refusals said as an
+    image's. Raises FileNotFoundError or ``RefusedImage``."""
     try:
-        mode = os.stat(path).st_mode
+        return files.open_regular(path)
     except FileNotFoundError:
         raise FileNotFoundError(f"no image file at {path}") from None
-    if not stat.S_ISREG(mode):
-        raise RefusedImage(path, f"is {_kind(mode)}, not a regular file; only "
-                                 f"regular files are read as images")
-    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    mode = os.fstat(descriptor).st_mode
-    if not stat.S_ISREG(mode):  # replaced between the two looks
-        os.close(descriptor)
-        raise RefusedImage(path, f"is {_kind(mode)}, not a regular file; only "
-                                 f"regular files are read as images")
-    return os.fdopen(descriptor, "rb")
+    except files.NotRegularFile as refused:
+        raise RefusedImage(path, f"is {refused.kind}, not a regular file; only "
+                                 f"regular files are read as images") from None
 
 
 def _orientation(image):

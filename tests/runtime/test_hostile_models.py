@@ -265,3 +265,17 @@ def test_fuzzed_onnx_metadata_loads_or_is_one_line(tmp_path, key, value):
         return
     out = model.reconstruct(np.full((1, 4, 4, 1), 0.5, np.float32))
     assert out.shape == (1, 4, 4, 1)
+
+
+def test_a_fifo_named_as_an_idx_file_is_refused_unread(tmp_path):
+    import os
+    import time
+
+    from keras_ae.data import sources
+
+    os.mkfifo(tmp_path / "train-images-idx3-ubyte")
+    started = time.monotonic()
+    with pytest.raises(InputError, match="is a FIFO \\(named pipe\\), not a regular file; "
+                                         "expected an IDX file"):
+        sources.read_idx(tmp_path / "train-images-idx3-ubyte")
+    assert time.monotonic() - started < 1

@@ -6,6 +6,7 @@ the same pixels."""
 
 import io
 import os
+import stat
 import struct
 import tempfile
 import time
@@ -224,13 +225,13 @@ def test_a_file_swapped_for_a_fifo_after_the_check_does_not_block(tmp_path, monk
     path = tmp_path / "x.png"
     os.mkfifo(path)
     looks = []
-    real = image_files.stat.S_ISREG
+    real = stat.S_ISREG
 
     def first_look_passes(mode):
         looks.append(mode)
         return len(looks) == 1 or real(mode)
 
-    monkeypatch.setattr(image_files.stat, "S_ISREG", first_look_passes)
+    monkeypatch.setattr(stat, "S_ISREG", first_look_passes)  # keras_ae.files' looks
     started = time.monotonic()
     with pytest.raises(InputError, match=r"x\.png is a FIFO"):
         image_files.inspect(path)
